@@ -1,0 +1,163 @@
+"""The local stack's view of a SAM application, after transform and intrinsic resolution.
+
+`template.py` builds a `LocalApp` from `template.yaml`; the gateway, the function runner, the
+embedded AWS services and the bus each read the part they serve. Everything here is plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """A Lambda REQUEST authorizer on `$connect` (the only kind WebSocket APIs run)."""
+
+    logical_id: str
+    function_id: str
+    # e.g. ("route.request.header.Auth", "route.request.querystring.token"); empty: always invoked
+    identity_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    route_key: str
+    function_id: str | None  # None: no integration (allowed on $connect, R5)
+    authorization_type: str = "NONE"  # NONE | CUSTOM | AWS_IAM
+    authorizer: Authorizer | None = None
+    # True when the route returns the handler's result to the client (R6)
+    has_route_response: bool = False
+
+
+@dataclass(frozen=True)
+class WebSocketApi:
+    logical_id: str
+    api_id: str
+    name: str
+    stage: str
+    route_selection_expression: str
+    routes: dict[str, Route]
+    region: str = DEFAULT_REGION
+    account_id: str = ACCOUNT_ID
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One `AWS::Serverless::HttpApi` route (payload format 2.0)."""
+
+    api_logical_id: str
+    method: str  # GET, POST, ... or ANY
+    path: str  # /jobs/{id}
+    function_id: str
+    authorizer_function_id: str | None = None
+    identity_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Function:
+    logical_id: str
+    name: str  # the FunctionName the function would get in AWS
+    arn: str
+    code_dir: Path
+    handler: str  # module.function
+    runtime: str
+    timeout_s: float
+    memory_mb: int
+    environment: dict[str, str]
+    layer_dirs: tuple[Path, ...] = ()
+    architectures: tuple[str, ...] = ("x86_64",)
+
+
+@dataclass(frozen=True)
+class Table:
+    logical_id: str
+    name: str
+    arn: str
+    # CloudFormation properties of AWS::DynamoDB::Table, resolved (KeySchema, AttributeDefinitions, ...)
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    target_id: str
+    arn: str
+    kind: str  # "lambda" | "states" | "sqs" | ...
+    resource_id: str  # logical id of the function / state machine / queue, when known
+    retry_attempts: int = 185
+    max_event_age_s: int = 86400
+    dead_letter_arn: str | None = None
+    input_path: str | None = None
+    input: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    logical_id: str
+    name: str
+    bus_name: str
+    pattern: dict[str, Any]
+    targets: tuple[RuleTarget, ...]
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    logical_id: str
+    name: str
+    arn: str
+    definition: dict[str, Any]  # ASL, with substitutions applied
+
+
+@dataclass(frozen=True)
+class SimpleResource:
+    """Buckets, queues, buses, SSM parameters, secrets: what aws.py creates at start."""
+
+    logical_id: str
+    kind: str  # "bucket" | "queue" | "bus" | "ssm" | "secret"
+    name: str
+    arn: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LocalApp:
+    template_path: Path
+    region: str
+    parameters: dict[str, str]
+    websocket_apis: list[WebSocketApi] = field(default_factory=list)
+    http_routes: list[HttpRoute] = field(default_factory=list)
+    functions: dict[str, Function] = field(default_factory=dict)
+    tables: list[Table] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    state_machines: dict[str, StateMachine] = field(default_factory=dict)
+    resources: list[SimpleResource] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    static_sites: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one function invocation produced."""
+
+    request_id: str
+    function_id: str
+    ok: bool
+    result: Any = None  # the handler's return value (JSON-compatible) when ok
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    logs: str = ""  # what the handler printed during this invocation
+    duration_ms: float = 0.0
+    cold: bool = False
+
+
+class FunctionInvoker(Protocol):
+    """Runs a function of the app with an event, the way Lambda's synchronous Invoke does."""
+
+    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
+        """`source` names the trigger (route key, event source) for the invocation log."""
+        ...
