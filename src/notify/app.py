@@ -1,0 +1,44 @@
+"""EventBridge `JobProgress` → every subscriber of the job and of its owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tidings_core import fanout
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+_COUNTS = {"Delivered": "delivered", "Gone": "gone", "Throttled": "throttled", "Failed": "failed"}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(event_id=event.get_id)
+    report = fanout.deliver_job_event(event.detail, event_id=event.get_id)
+    logger.append_keys(job_id=report.job_id, seq=report.seq)
+    if report.outcome in ("duplicate", "stale"):
+        metrics.add_metric(name="DuplicateDropped", unit=MetricUnit.Count, value=1)
+    elif report.outcome == "wrong_owner":
+        metrics.add_metric(name="WrongOwnerDropped", unit=MetricUnit.Count, value=1)
+    elif report.outcome in ("invalid", "too_large"):
+        metrics.add_metric(name="InvalidEvent", unit=MetricUnit.Count, value=1)
+    else:
+        for metric, attribute in _COUNTS.items():
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=getattr(report, attribute))
+        metrics.add_metric(name="FanOutDuration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
+        if report.publish_to_post_ms is not None:
+            metrics.add_metric(
+                name="PublishToPostLatency", unit=MetricUnit.Milliseconds, value=report.publish_to_post_ms
+            )
+    logger.info("job event handled", extra={"outcome": report.outcome, "recipients": report.recipients})
+    return {"outcome": report.outcome, "delivered": report.delivered, "gone": report.gone}

@@ -1,0 +1,39 @@
+"""`subscribe`, `unsubscribe`, `ping` and `$default`: answer one client frame through the management API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tidings_core import actions, protocol, push
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_source(data_class=APIGatewayWebSocketEvent)
+def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
+    request = event.request_context
+    authorizer = request.get("authorizer") or {}
+    caller = actions.Caller(request.connection_id, str(authorizer.get("userId", "")), request.connected_at)
+    logger.append_keys(connection_id=caller.connection_id, user_id=caller.user_id, route=request.route_key)
+    replies = actions.handle_frame(event.decoded_body, caller)
+    poster = push.pusher()
+    for reply in replies:  # in order: `subscribed` before its `snapshot`
+        result = poster.post(caller.connection_id, protocol.encode(reply))
+        if result.outcome is not push.Outcome.DELIVERED:
+            logger.warning("reply lost", extra={"outcome": result.outcome.value, "reply": reply["type"]})
+            break
+    for reply in replies:
+        if reply["type"] == "error":
+            logger.info("frame refused", extra={"code": reply["code"]})
+            metrics.add_metric(name="FrameRefused", unit=MetricUnit.Count, value=1)
+    return {"statusCode": 200}

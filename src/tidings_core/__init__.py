@@ -1,0 +1,1 @@
+"""Tidings domain package, shipped to every function as a Lambda layer."""

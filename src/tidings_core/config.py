@@ -1,0 +1,51 @@
+"""Settings from the environment the template's `Globals` set, read once per container."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_AUDIENCE = "tidings"
+
+
+class ConfigError(RuntimeError):
+    """A setting a code path needs is missing from the environment."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    connections_table: str = ""
+    subscriptions_table: str = ""
+    jobs_table: str = ""
+    callback_url: str = ""
+    token_secret_arn: str = ""
+    token_audience: str = DEFAULT_AUDIENCE
+    event_bus_name: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            connections_table=env.get("CONNECTIONS_TABLE", ""),
+            subscriptions_table=env.get("SUBSCRIPTIONS_TABLE", ""),
+            jobs_table=env.get("JOBS_TABLE", ""),
+            callback_url=env.get("CALLBACK_URL", ""),
+            token_secret_arn=env.get("TOKEN_SECRET_ARN", ""),
+            token_audience=env.get("TOKEN_AUDIENCE") or DEFAULT_AUDIENCE,
+            event_bus_name=env.get("EVENT_BUS_NAME", ""),
+        )
+
+    def require(self, name: str) -> str:
+        """The value of field `name`; a clear error naming the variable when it is empty."""
+        value: str = getattr(self, name)
+        if not value:
+            raise ConfigError(f"environment variable {name.upper()} is not set")
+        return value
+
+
+@functools.cache
+def settings() -> Settings:
+    """The container's settings (the environment does not change during a Lambda's life)."""
+    return Settings.from_env()

@@ -1,0 +1,152 @@
+"""pynamodb models of the three tables; keys, indexes and TTL match `template.yaml`.
+
+Table names come from the environment at run time (`bind_tables`), so the models carry
+placeholders. The DynamoDB endpoint is botocore's: `AWS_ENDPOINT_URL` (and
+`AWS_ENDPOINT_URL_DYNAMODB`) apply because no `host` is set here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from .config import Settings
+
+
+class Connection(Model):
+    """One open WebSocket connection. Never holds tokens or headers."""
+
+    class Meta:
+        table_name = "Connections"
+        billing_mode = "PAY_PER_REQUEST"
+
+    connection_id = UnicodeAttribute(hash_key=True, attr_name="connectionId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    connected_at = NumberAttribute(attr_name="connectedAt")  # epoch ms
+    ttl = TTLAttribute(attr_name="ttl")  # epoch seconds
+
+
+class ByConnectionIndex(GlobalSecondaryIndex["Subscription"]):  # type: ignore[no-untyped-call]
+    """Every topic of one connection (used when it goes away)."""
+
+    class Meta:
+        index_name = "ByConnection"
+        projection = KeysOnlyProjection()
+
+    connection_id = UnicodeAttribute(hash_key=True, attr_name="connectionId")
+    topic = UnicodeAttribute(range_key=True, attr_name="topic")
+
+
+class Subscription(Model):
+    """A connection listening to a topic; sorted by connection id within the topic."""
+
+    class Meta:
+        table_name = "Subscriptions"
+        billing_mode = "PAY_PER_REQUEST"
+
+    topic = UnicodeAttribute(hash_key=True, attr_name="topic")
+    connection_id = UnicodeAttribute(range_key=True, attr_name="connectionId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    created_at = NumberAttribute(attr_name="createdAt")  # epoch ms
+    ttl = TTLAttribute(attr_name="ttl")
+    by_connection = ByConnectionIndex()
+
+
+class ByUserIndex(GlobalSecondaryIndex["JobState"]):  # type: ignore[no-untyped-call]
+    """A user's jobs, most recently updated last (query backwards for newest first)."""
+
+    class Meta:
+        index_name = "ByUser"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True, attr_name="userId")
+    updated_at = NumberAttribute(range_key=True, attr_name="updatedAt")
+
+
+class JobState(Model):
+    """The latest state of one job, the fan-out checkpoint, and the workers' progress counters."""
+
+    class Meta:
+        table_name = "Jobs"
+        billing_mode = "PAY_PER_REQUEST"
+
+    job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    updated_at = NumberAttribute(attr_name="updatedAt")  # epoch ms
+    ttl = TTLAttribute(null=True, attr_name="ttl")
+    # notify side: the last stored event and the snapshot message (JSON text)
+    seq = NumberAttribute(default=0, attr_name="seq")
+    stage = UnicodeAttribute(null=True, attr_name="stage")
+    percent = NumberAttribute(null=True, attr_name="percent")
+    message = UnicodeAttribute(null=True, attr_name="message")
+    # fan-out checkpoint of `fanoutSeq`: done flag and the last connection id fully delivered
+    fanout_seq = NumberAttribute(null=True, attr_name="fanoutSeq")
+    fanout_done = BooleanAttribute(null=True, attr_name="fanoutDone")
+    fanout_cursor = UnicodeAttribute(null=True, attr_name="fanoutCursor")
+    # worker side: the seq counter events are numbered from, and per-segment percents
+    progress_seq = NumberAttribute(default=0, attr_name="progressSeq")
+    segment_count = NumberAttribute(null=True, attr_name="segmentCount")
+    # untyped constructor in pynamodb's stubs
+    segment_percents = MapAttribute[str, Any](default=dict, attr_name="segmentPercents")  # type: ignore[no-untyped-call]
+    input = MapAttribute[str, Any](null=True, attr_name="input")  # type: ignore[no-untyped-call]
+    by_user = ByUserIndex()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (Connection, Subscription, JobState)
+
+
+def bind_tables(settings: Settings) -> None:
+    """Point the models at the deployed table names (pynamodb reconnects when a name changes)."""
+    Connection.Meta.table_name = settings.require("connections_table")
+    Subscription.Meta.table_name = settings.require("subscriptions_table")
+    JobState.Meta.table_name = settings.require("jobs_table")
+
+
+def _key_schema(keys: Any) -> list[dict[str, str]]:
+    """HASH first, as CloudFormation writes it."""
+    ordered = sorted(keys, key=lambda k: k["KeyType"])
+    return [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in ordered]
+
+
+def table_properties(model: type[Model]) -> dict[str, Any]:
+    """The model's keys, indexes and TTL in `AWS::DynamoDB::Table` property form (for template checks)."""
+    schema = model._get_schema()
+    attributes = sorted(schema["attribute_definitions"], key=lambda a: a["AttributeName"])
+    props: dict[str, Any] = {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": attributes,
+        "KeySchema": _key_schema(schema["key_schema"]),
+    }
+    indexes = [
+        {
+            "IndexName": index["index_name"],
+            "KeySchema": _key_schema(index["key_schema"]),
+            "Projection": index["projection"],
+        }
+        for index in schema["global_secondary_indexes"]
+    ]
+    if indexes:
+        props["GlobalSecondaryIndexes"] = indexes
+    ttl_name = next(
+        (attr.attr_name for attr in model.get_attributes().values() if isinstance(attr, TTLAttribute)), None
+    )
+    if ttl_name:
+        props["TimeToLiveSpecification"] = {"AttributeName": ttl_name, "Enabled": True}
+    return props
+
+
+def create_tables(settings: Settings) -> None:
+    """Create the three tables with their indexes and TTL (tests and local tools; never in a Lambda)."""
+    bind_tables(settings)
+    for model in ALL_MODELS:
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
