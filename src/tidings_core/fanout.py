@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from . import protocol, registry
+from . import protocol, push, registry
 from .events import InvalidJobEvent, parse_job_event
-from .push import Outcome, Pusher, pusher
+from .push import Outcome, Pusher
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def deliver_job_event(
         )
         return report
     report.publish_to_post_ms = float(message["sentAt"] - event.emittedAt)
-    poster = via or pusher()
+    poster = via or push.pusher()
     topics = [protocol.job_topic(event.jobId), protocol.user_topic(event.userId)]
     for page in _pages(registry.subscribers(topics, after=claim.cursor), page_size):
         results = poster.post_many(page, data)
