@@ -28,6 +28,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     logger.append_keys(connection_id=request.connection_id, user_id=user_id)
     if not user_id:  # only reachable if the route lost its authorizer: refuse rather than guess
         logger.error("no authorizer context on $connect")
+        metrics.add_metric(name="ConnectRefused", unit=MetricUnit.Count, value=1)
         return {"statusCode": 403}
     created = registry.register_connection(request.connection_id, user_id, request.connected_at)
     logger.info("connected" if created else "connect retried")

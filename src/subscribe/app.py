@@ -32,6 +32,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         if result.outcome is not push.Outcome.DELIVERED:
             logger.warning("reply lost", extra={"outcome": result.outcome.value, "reply": reply["type"]})
             break
+    metrics.add_metric(name="Frames", unit=MetricUnit.Count, value=1)
     for reply in replies:
         if reply["type"] == "error":
             logger.info("frame refused", extra={"code": reply["code"]})

@@ -52,7 +52,7 @@ def _pages(ids: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def deliver_job_event(
-    detail: Any, *, event_id: str, via: Pusher | None = None, page_size: int = PAGE_SIZE
+    detail: Any, *, event_id: str, via: Pusher | None = None, page_size: int | None = None
 ) -> FanOutReport:
     """Deliver one bus event. Returns normally for poison events so the bus does not retry them;
     raises only on infrastructure failures (DynamoDB), which the bus should retry."""
@@ -82,7 +82,7 @@ def deliver_job_event(
     report.publish_to_post_ms = float(message["sentAt"] - event.emittedAt)
     poster = via or push.pusher()
     topics = [protocol.job_topic(event.jobId), protocol.user_topic(event.userId)]
-    for page in _pages(registry.subscribers(topics, after=claim.cursor), page_size):
+    for page in _pages(registry.subscribers(topics, after=claim.cursor), page_size or PAGE_SIZE):
         results = poster.post_many(page, data)
         for result in results:
             report.throttled += result.throttled

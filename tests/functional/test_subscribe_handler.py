@@ -1,0 +1,135 @@
+"""subscribe / unsubscribe / ping / $default: replies, ownership, ordering and every error code."""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tidings_core import registry
+from tidings_core.config import Settings
+from tidings_core.models import Subscription
+
+from .conftest import CONNECTED_AT, FakeContext, FakeManagement, bus_event, ws_event
+
+CONN = "BFaT_fALIAMCKug="
+
+
+def _send(handlers: dict[str, ModuleType], body: Any, user_id: str = "alice", conn: str = CONN) -> None:
+    result = handlers["subscribe"].handler(ws_event("message", conn, user_id, body), FakeContext())
+    assert result == {"statusCode": 200}
+
+
+def test_subscribe_to_own_job_replies_subscribed_then_snapshot_with_latest_state(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    registry.create_job("job-1", "alice")
+    handlers["notify"].handler(bus_event(seq=4, percent=30.0), FakeContext())
+    _send(handlers, {"action": "subscribe", "topic": "job:job-1"})
+    subscribed, snapshot = management.to(CONN)
+    assert subscribed == {"type": "subscribed", "topic": "job:job-1"}
+    assert snapshot["type"] == "snapshot" and snapshot["topic"] == "job:job-1"
+    [job] = snapshot["jobs"]
+    assert (job["jobId"], job["seq"], job["percent"], job["type"]) == ("job-1", 4, 30.0, "progress")
+    assert Subscription.get("job:job-1", CONN).user_id == "alice"
+
+
+def test_snapshot_of_a_new_job_shows_it_queued(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    registry.create_job("job-new", "alice")
+    _send(handlers, {"action": "subscribe", "topic": "job:job-new"})
+    [job] = management.to(CONN)[1]["jobs"]
+    assert (job["stage"], job["seq"], job["percent"]) == ("queued", 0, 0.0)
+
+
+def test_user_snapshot_lists_own_jobs_newest_first(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    for n in range(3):
+        registry.create_job(f"job-{n}", "alice")
+        handlers["notify"].handler(bus_event(f"e{n}", jobId=f"job-{n}", seq=1), FakeContext())
+    registry.create_job("bobs", "bob")
+    _send(handlers, {"action": "subscribe", "topic": "user:alice"})
+    snapshot = management.to(CONN)[1]
+    assert [job["jobId"] for job in snapshot["jobs"]] == ["job-2", "job-1", "job-0"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1]", "bad_json"),
+        ({"action": "dance"}, "unknown_action"),
+        ({"action": "subscribe"}, "bad_topic"),
+        ({"action": "subscribe", "topic": "room:1"}, "bad_topic"),
+        ({"action": "subscribe", "topic": "job:bobs-job"}, "forbidden"),
+        ({"action": "subscribe", "topic": "user:bob"}, "forbidden"),
+        ({"action": "subscribe", "topic": "job:missing"}, "not_found"),
+        ({"action": "ping", "pad": "x" * 5000}, "too_large"),
+    ],
+)
+def test_every_bad_input_gets_its_error_code_and_subscribes_nothing(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement, body: Any, code: str
+) -> None:
+    registry.create_job("bobs-job", "bob")
+    _send(handlers, body)
+    [reply] = management.to(CONN)
+    assert reply["type"] == "error" and reply["code"] == code and reply["message"]
+    assert list(Subscription.by_connection.query(CONN)) == []
+    _send(handlers, {"action": "ping", "id": 1})  # the connection stays usable
+    assert management.to(CONN)[-1]["type"] == "pong"
+
+
+def test_a_forbidden_subscriber_receives_nothing_of_that_job(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    registry.create_job("bobs-job", "bob")
+    _send(handlers, {"action": "subscribe", "topic": "job:bobs-job"}, user_id="alice")
+    handlers["notify"].handler(bus_event(jobId="bobs-job", userId="bob", seq=1), FakeContext())
+    assert [m["type"] for m in management.to(CONN)] == ["error"]
+
+
+def test_unsubscribe_stops_delivery(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    registry.create_job("job-1", "alice")
+    _send(handlers, {"action": "subscribe", "topic": "job:job-1"})
+    _send(handlers, {"action": "unsubscribe", "topic": "job:job-1"})
+    assert management.to(CONN)[-1] == {"type": "unsubscribed", "topic": "job:job-1"}
+    handlers["notify"].handler(bus_event(seq=1), FakeContext())
+    assert [m["type"] for m in management.to(CONN)] == ["subscribed", "snapshot", "unsubscribed"]
+
+
+def test_ping_echoes_its_id(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    _send(handlers, {"action": "ping", "id": "abc"})
+    [pong] = management.to(CONN)
+    assert pong["type"] == "pong" and pong["id"] == "abc" and isinstance(pong["serverTime"], int)
+
+
+def test_a_storage_failure_becomes_an_internal_error_reply(
+    aws: Settings,
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("dynamodb unavailable")
+
+    monkeypatch.setattr(registry, "subscribe", broken)
+    _send(handlers, {"action": "subscribe", "topic": "user:alice"})
+    [reply] = management.to(CONN)
+    assert reply["code"] == "internal" and "dynamodb" not in json.dumps(reply)
+
+
+def test_the_sample_message_event_subscribes(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    registry.create_job("job-1", "alice")
+    registry.register_connection(CONN, "alice", CONNECTED_AT)
+    handlers["subscribe"].handler(ws_event("message", CONN), FakeContext())
+    assert [m["type"] for m in management.to(CONN)] == ["subscribed", "snapshot"]
