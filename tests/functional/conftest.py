@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import load_handler  # tests/conftest.py (pytest puts tests/ on sys.path)
 from moto import mock_aws
 
-from conftest import load_handler  # tests/conftest.py (pytest puts tests/ on sys.path)
 from tidings_core import config, models, push, registry, tokens
 from tidings_core.config import Settings
 
