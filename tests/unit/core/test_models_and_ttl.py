@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +72,28 @@ def test_pynamodb_honours_the_standard_endpoint_variable(monkeypatch: pytest.Mon
     monkeypatch.setattr(models.Connection, "_connection", None)  # a fresh client reads the environment
     connection = models.Connection._get_connection().connection
     assert connection.client.meta.endpoint_url == "http://127.0.0.1:4566"
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "model"),
+    [
+        ("ConnectionsTable", models.Connection),
+        ("SubscriptionsTable", models.Subscription),
+        ("JobsTable", models.JobState),
+    ],
+)
+def test_models_match_the_tables_in_template_yaml(logical_id: str, model: type[Any]) -> None:
+    from tidings.sam import load_template
+
+    table = load_template(Path(__file__).resolve().parents[3] / "template.yaml")["Resources"][logical_id][
+        "Properties"
+    ]
+    expected = models.table_properties(model)
+    assert (
+        sorted(table["AttributeDefinitions"], key=lambda a: a["AttributeName"])
+        == expected["AttributeDefinitions"]
+    )
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert table.get("GlobalSecondaryIndexes") == expected.get("GlobalSecondaryIndexes")
+    assert table["TimeToLiveSpecification"] == expected["TimeToLiveSpecification"]
+    assert table["BillingMode"] == expected["BillingMode"]
