@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import tokens
+from tidings_core import protocol, tokens
 from tidings_core.config import settings
 
 logger = Logger()
@@ -34,4 +34,4 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
         return tokens.deny_policy(event.method_arn)
     logger.append_keys(user_id=claims.user_id)
     logger.info("connection allowed")
-    return tokens.allow_policy(claims, event.method_arn, subprotocol=tokens.offers_subprotocol(headers))
+    return tokens.allow_policy(claims, event.method_arn, subprotocol=protocol.offers_subprotocol(headers))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .events import JobEvent
+if TYPE_CHECKING:  # pydantic stays out of handlers that never see a job event
+    from .events import JobEvent
 
 SUBPROTOCOL = "tidings.v1"
 MAX_FRAME_BYTES = 4096  # application limit on a client frame (API Gateway allows 32 KB)
@@ -105,6 +107,23 @@ def parse_frame(body: str | bytes | None) -> ClientAction:
             raise ProtocolError("bad_json", f"ping id must be a number or a string of <= {MAX_PING_ID_CHARS}")
         return Ping(ping_id)
     raise ProtocolError("unknown_action", "action must be one of subscribe, unsubscribe, ping")
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def offered_subprotocols(headers: Mapping[str, str] | None) -> list[str]:
+    """The values of `Sec-WebSocket-Protocol` (any header case), in the client's order."""
+    value = _header(headers, "sec-websocket-protocol") or ""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def offers_subprotocol(headers: Mapping[str, str] | None) -> bool:
+    return SUBPROTOCOL in offered_subprotocols(headers)
 
 
 def now_ms() -> int:

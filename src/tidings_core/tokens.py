@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from .protocol import SUBPROTOCOL
+from .protocol import SUBPROTOCOL, offered_subprotocols
 
 ALGORITHM = "HS256"
 SECRET_MAX_AGE_SECONDS = 300  # Secrets Manager reads are cached this long per container
@@ -84,22 +84,6 @@ def verify_token(secret: str, token: str | None, audience: str) -> Claims:
     if not isinstance(subject, str) or not _USER_ID.fullmatch(subject):
         raise InvalidToken("bad subject")
     return Claims(subject, audience, int(claims["iat"]), int(claims["exp"]))
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    for key, value in (headers or {}).items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def offered_subprotocols(headers: Mapping[str, str] | None) -> list[str]:
-    value = _header(headers, "sec-websocket-protocol") or ""
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def offers_subprotocol(headers: Mapping[str, str] | None) -> bool:
-    return SUBPROTOCOL in offered_subprotocols(headers)
 
 
 def token_from_request(headers: Mapping[str, str] | None, query: Mapping[str, str] | None) -> str | None:

@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from tidings_core import tokens
+from tidings_core import protocol, tokens
 
 SECRET = "s3cret-key-for-tests-only-0123456789"
 
@@ -97,13 +97,13 @@ def test_errors_never_echo_the_token() -> None:
 def test_token_comes_from_the_subprotocol_header_first() -> None:
     headers = {"sec-websocket-protocol": "tidings.v1, abc.def.ghi"}
     assert tokens.token_from_request(headers, {"token": "q.q.q"}) == "abc.def.ghi"
-    assert tokens.offers_subprotocol(headers)
+    assert protocol.offers_subprotocol(headers)
 
 
 def test_token_falls_back_to_the_query_string() -> None:
     assert tokens.token_from_request({}, {"token": "q.q.q"}) == "q.q.q"
     assert tokens.token_from_request({"Sec-WebSocket-Protocol": "tidings.v1"}, {"token": "q.q.q"}) == "q.q.q"
-    assert not tokens.offers_subprotocol({"Sec-WebSocket-Protocol": "chat"})
+    assert not protocol.offers_subprotocol({"Sec-WebSocket-Protocol": "chat"})
     assert tokens.token_from_request(None, None) is None
 
 
