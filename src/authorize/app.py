@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerRequestEvent,
@@ -15,9 +16,11 @@ from tidings_core import protocol, tokens
 from tidings_core.config import settings
 
 logger = Logger()
+metrics = Metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     config = settings()
@@ -28,10 +31,13 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
         claims = tokens.verify_token(secret, token, config.token_audience)
     except tokens.MissingToken as exc:
         logger.info("connection refused: 401", extra={"reason": str(exc)})
+        metrics.add_metric(name="Unauthorized", unit=MetricUnit.Count, value=1)
         raise Exception("Unauthorized") from None  # API Gateway's contract for 401
     except tokens.InvalidToken as exc:
         logger.info("connection refused: 403", extra={"reason": str(exc)})
+        metrics.add_metric(name="Denied", unit=MetricUnit.Count, value=1)
         return tokens.deny_policy(event.method_arn)
     logger.append_keys(user_id=claims.user_id)
     logger.info("connection allowed")
+    metrics.add_metric(name="Allowed", unit=MetricUnit.Count, value=1)
     return tokens.allow_policy(claims, event.method_arn, subprotocol=protocol.offers_subprotocol(headers))

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import actions, protocol, push
+from tidings_core import actions, push
 
 logger = Logger()
 metrics = Metrics()
@@ -26,12 +26,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     caller = actions.Caller(request.connection_id, str(authorizer.get("userId", "")), request.connected_at)
     logger.append_keys(connection_id=caller.connection_id, user_id=caller.user_id, route=request.route_key)
     replies = actions.handle_frame(event.decoded_body, caller)
-    poster = push.pusher()
-    for reply in replies:  # in order: `subscribed` before its `snapshot`
-        result = poster.post(caller.connection_id, protocol.encode(reply))
-        if result.outcome is not push.Outcome.DELIVERED:
-            logger.warning("reply lost", extra={"outcome": result.outcome.value, "reply": reply["type"]})
-            break
+    actions.send_replies(replies, caller, push.pusher())  # in order: `subscribed` before `snapshot`
     metrics.add_metric(name="Frames", unit=MetricUnit.Count, value=1)
     for reply in replies:
         if reply["type"] == "error":

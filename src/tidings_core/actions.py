@@ -8,6 +8,7 @@ from typing import Any
 
 from . import protocol, registry
 from .protocol import Ping, ProtocolError, Subscribe, Topic, Unsubscribe
+from .push import Outcome, Pusher
 
 logger = logging.getLogger(__name__)
 
@@ -68,3 +69,15 @@ def handle_frame(body: str | None, caller: Caller) -> list[dict[str, Any]]:
     except Exception:
         logger.exception("frame failed", extra={"connection_id": caller.connection_id})
         return [protocol.error("internal", "the server failed to handle this frame; try again")]
+
+
+def send_replies(replies: list[dict[str, Any]], caller: Caller, poster: Pusher) -> Outcome:
+    """Post the replies in order; stop at the first that fails, and forget the connection if Gone."""
+    for reply in replies:
+        result = poster.post(caller.connection_id, protocol.encode(reply))
+        if result.outcome is Outcome.GONE:
+            registry.forget_connection(caller.connection_id)  # closed while we answered
+        if result.outcome is not Outcome.DELIVERED:
+            logger.warning("reply lost", extra={"outcome": result.outcome.value, "reply": reply["type"]})
+            return result.outcome
+    return Outcome.DELIVERED

@@ -133,3 +133,18 @@ def test_the_sample_message_event_subscribes(
     registry.register_connection(CONN, "alice", CONNECTED_AT)
     handlers["subscribe"].handler(ws_event("message", CONN), FakeContext())
     assert [m["type"] for m in management.to(CONN)] == ["subscribed", "snapshot"]
+
+
+def test_a_connection_gone_while_answering_is_forgotten(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    from .conftest import gone_bare
+
+    registry.register_connection(CONN, "alice", CONNECTED_AT)
+    registry.register_connection("other", "alice", CONNECTED_AT)
+    registry.subscribe("user:alice", CONN, "alice", CONNECTED_AT)
+    registry.subscribe("user:alice", "other", "alice", CONNECTED_AT)
+    management.script[CONN] = [gone_bare()]
+    _send(handlers, {"action": "ping"})
+    assert list(Subscription.by_connection.query(CONN)) == []
+    assert [s.topic for s in Subscription.by_connection.query("other")] == ["user:alice"]
