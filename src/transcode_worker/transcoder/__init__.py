@@ -1,0 +1,1 @@
+"""The transcoding pipeline behind the Step Functions handlers in `app.py`."""
