@@ -148,3 +148,29 @@ def test_a_connection_gone_while_answering_is_forgotten(
     _send(handlers, {"action": "ping"})
     assert list(Subscription.by_connection.query(CONN)) == []
     assert [s.topic for s in Subscription.by_connection.query("other")] == ["user:alice"]
+
+
+def test_state_is_read_only_after_the_subscription_is_written(
+    aws: Settings,
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry.create_job("job-1", "alice")
+    real_get_job = registry.get_job
+    seen: list[bool] = []
+
+    def recording_get_job(job_id: str) -> Any:
+        seen.append(Subscription.count("job:job-1", Subscription.connection_id == CONN) == 1)
+        return real_get_job(job_id)
+
+    monkeypatch.setattr(registry, "get_job", recording_get_job)
+    _send(handlers, {"action": "subscribe", "topic": "job:job-1"})
+    assert seen == [False, True]  # ownership check before the write, snapshot read after it
+
+
+def test_user_snapshot_without_jobs_is_empty(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    _send(handlers, {"action": "subscribe", "topic": "user:alice"})
+    assert management.to(CONN)[1] == {"type": "snapshot", "topic": "user:alice", "jobs": []}
