@@ -48,6 +48,17 @@ class VerificationFailed(TranscodeError):
     retryable = True
 
 
+class InternalError(TranscodeError):
+    """An unexpected failure in the worker itself (a bug or the environment); the type is kept."""
+
+    code = "internal_error"
+    retryable = True
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> InternalError:
+        return cls(f"internal error ({type(exc).__name__})")
+
+
 ERRORS_BY_NAME: dict[str, type[TranscodeError]] = {
     cls.__name__: cls
     for cls in (
@@ -58,5 +69,6 @@ ERRORS_BY_NAME: dict[str, type[TranscodeError]] = {
         FfmpegFailed,
         WorkerLost,
         VerificationFailed,
+        InternalError,
     )
 }
