@@ -202,6 +202,12 @@ class Reporter:
         with self._lock:
             return False if self.closed else self._flush_if_due()
 
+    def close(self) -> None:
+        """Stop publishing without a final snapshot (the caller reports the end itself)."""
+        with self._lock:
+            self.closed = True
+            self._pending = None
+
     def finish(self, snapshot: Snapshot) -> bool:
         """Publish the terminal snapshot now; False if one was already published."""
         with self._lock:
