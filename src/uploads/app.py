@@ -1,0 +1,90 @@
+"""HTTP API (payload 2.0): `POST /jobs` creates a job and a presigned upload; `GET /jobs/{jobId}` reads it.
+
+The HTTP API's Lambda authorizer verifies the same JWT as the WebSocket and passes `userId`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tidings_core import registry
+
+if TYPE_CHECKING:  # mypy resolves modules from src/; Lambda puts this folder itself on the path
+    from mypy_boto3_s3 import S3Client
+
+    from uploads.upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key
+else:
+    from upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key
+
+logger = Logger()
+api = APIGatewayHttpResolver()
+
+
+@functools.cache
+def s3() -> S3Client:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[str]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def _error(status: int, code: str, message: str) -> Response[str]:
+    return _json(status, {"error": {"code": code, "message": message}})
+
+
+def _user_id() -> str | None:
+    claims = api.current_event.request_context.authorizer.get_lambda or {}
+    user_id = claims.get("userId")
+    return str(user_id) if user_id else None
+
+
+@api.post("/jobs")
+def create_job() -> Response[str]:
+    user_id = _user_id()
+    if user_id is None:  # only if the route lost its authorizer: refuse rather than guess
+        return _error(401, "unauthorized", "no authenticated user")
+    try:
+        body = json.loads(api.current_event.decoded_body or "")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "invalid_request", "the body must be JSON")
+    try:
+        request = parse_upload_request(body)
+    except InvalidUpload as exc:
+        return _error(400, "invalid_request", exc.message)
+    bucket = os.environ["INPUT_BUCKET"]
+    job_id = uuid.uuid4().hex
+    key = upload_key(user_id, job_id, request.filename)
+    upload_input = {
+        "bucket": bucket,
+        "key": key,
+        "contentType": request.content_type,
+        "sizeBytes": request.size,
+    }
+    registry.create_job(job_id, user_id, input=upload_input)
+    logger.info("job created", extra={"job_id": job_id, "user_id": user_id, "size": request.size})
+    return _json(201, {"jobId": job_id, "upload": presigned_put(s3(), bucket, key, request)})
+
+
+@api.get("/jobs/<job_id>")
+def read_job(job_id: str) -> Response[str]:
+    user_id = _user_id()
+    job = registry.get_job(job_id) if user_id else None
+    if job is None or job.user_id != user_id:  # someone else's job is as absent as a missing one
+        return _error(404, "not_found", "no such job")
+    return _json(200, registry.snapshot_message(job))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return api.resolve(event, context)
