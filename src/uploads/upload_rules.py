@@ -77,12 +77,11 @@ def safe_filename(filename: str) -> str:
     """An S3-key-safe version of the client's name: ASCII letters, digits, `.`, `_`, `-` only."""
     base = PurePosixPath(filename.replace("\\", "/")).name
     ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    cleaned = _UNSAFE.sub("-", ascii_name).strip(".-_")
-    stem, dot, suffix = cleaned[:120].rpartition(".")
+    stem, dot, suffix = ascii_name.rpartition(".")
     if not dot:
-        stem, suffix = cleaned[:120], ""
-    stem = stem.strip(".-_") or "video"
-    suffix = suffix[:10].lower()
+        stem, suffix = ascii_name, ""
+    stem = _UNSAFE.sub("-", stem).strip(".-_")[:120] or "video"
+    suffix = _UNSAFE.sub("", suffix)[:10].lower()
     return f"{stem}.{suffix}" if suffix else stem
 
 
