@@ -220,7 +220,9 @@ async function main() {
   const query = takeQuerySettings();
   const heartbeatMs = query.heartbeatSeconds > 0 ? query.heartbeatSeconds * 1000 : DEFAULT_HEARTBEAT_MS;
   const stored = loadStoredSettings();
-  const local = query.websocketUrl ? null : await fetchLocalConfig();
+  // A deployed stack chosen in this tab (?ws= or the form) wins over the local stack's config.
+  const remoteChosen = Boolean(query.websocketUrl || stored.websocketUrl);
+  const local = remoteChosen ? null : await fetchLocalConfig();
 
   if (local) {
     $("change-settings").addEventListener("click", () => {
