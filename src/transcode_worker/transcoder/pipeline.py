@@ -236,6 +236,7 @@ def run_local_pipeline(
                 100.0,
                 fields=merging
                 | {
+                    "warnings": list(warnings) or None,
                     "segments": segment_list(dict.fromkeys(range(len(segments)), 100.0), len(segments)),
                     "output": {
                         "bucket": "local",
@@ -253,7 +254,8 @@ def run_local_pipeline(
         )
     except Exception as exc:  # every outcome must end the job: a failed event, never silence
         error = exc if isinstance(exc, TranscodeError) else InternalError.wrap(exc)
-        reporter.finish(Snapshot("failed", 0.0, fields=input_fields(job, facts) | error_fields(error)))
+        failed = input_fields(job, facts) | error_fields(error) | {"warnings": list(warnings) or None}
+        reporter.finish(Snapshot("failed", 0.0, fields=failed))
         return PipelineResult(
             job.job_id, False, error=error, segments=len(segments), elapsed_s=clock() - started
         )
