@@ -187,6 +187,18 @@ class FakeTidings:
         """Send the message to the job's subscribers without storing it (duplicates, stale seqs)."""
         return self._call(self._publish(message, store=False))
 
+    def broadcast(self, message: dict[str, Any]) -> int:
+        """Send any server message (an error reply, a type from a newer protocol) to every connection."""
+
+        async def send_all() -> int:
+            payload = json.dumps(message)
+            for connection in list(self._users):
+                with contextlib.suppress(ConnectionClosed):
+                    await connection.send(payload)
+            return len(self._users)
+
+        return self._call(send_all())
+
     def latest(self, job_id: str) -> dict[str, Any] | None:
         return self._run(lambda: self._latest.get(job_id))
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import FilePayload, Locator, Page, expect
 
 from .fake_backend import FakeTidings
 
@@ -277,9 +277,8 @@ def test_upload_through_the_file_picker_then_transcoding_progress(page: Page, ba
     open_view(page, backend)
     content = bytes(range(256)) * 1024  # 256 KiB
     backend.hold_uploads()
-    page.locator("#file-input").set_input_files(
-        files=[{"name": "clip.mp4", "mimeType": "video/mp4", "buffer": content}]
-    )
+    clip: FilePayload = {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": content}
+    page.locator("#file-input").set_input_files(files=[clip])
     eventually(lambda: len(backend.created_jobs) == 1, "POST /jobs")
     created = backend.created_jobs[0]
     assert (created["filename"], created["contentType"], created["size"]) == (
@@ -398,3 +397,35 @@ def test_phone_width_has_no_horizontal_overflow(page: Page, backend: FakeTidings
     page.screenshot(path="/tmp/progress-view-phone.png", full_page=True)
     page.set_viewport_size({"width": 1280, "height": 800})
     page.screenshot(path="/tmp/progress-view-laptop.png", full_page=True)
+
+
+def test_dropping_a_file_on_the_drop_zone_starts_a_job(page: Page, backend: FakeTidings) -> None:
+    open_view(page, backend)
+    # Playwright cannot drag a file from the desktop; dispatch the drop event a browser would.
+    page.evaluate(
+        """() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(4096)], "dropped.webm", { type: "video/webm" }));
+            const zone = document.getElementById("dropzone");
+            const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
+            zone.dispatchEvent(new DragEvent("dragover", init));
+            zone.dispatchEvent(new DragEvent("drop", init));
+        }"""
+    )
+    eventually(lambda: len(backend.created_jobs) == 1, "POST /jobs")
+    job_id = backend.created_jobs[0]["jobId"]
+    assert backend.created_jobs[0]["filename"] == "dropped.webm"
+    expect(card(page, job_id)).to_have_attribute("data-stage", "uploaded")
+    assert backend.uploads[job_id] == bytes(4096)
+    expect(page.locator("#dropzone")).not_to_have_class("dropzone dragging")
+
+
+def test_server_error_replies_are_shown_and_the_connection_stays_up(page: Page, backend: FakeTidings) -> None:
+    open_view(page, backend)
+    backend.broadcast({"type": "error", "code": "internal", "message": "<i>storage</i> unavailable; retry"})
+    expect(page.locator("#server-error")).to_have_text(
+        "Server error (internal): <i>storage</i> unavailable; retry"
+    )
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    backend.publish(job_message("after", 1, "transcoding", 5))
+    expect(overall_bar(page, "after")).to_have_attribute("aria-valuenow", "5")
