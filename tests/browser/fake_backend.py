@@ -85,6 +85,7 @@ class FakeTidings:
         self._subscribers: dict[ServerConnection, set[str]] = {}
         self._users: dict[ServerConnection, str] = {}
         self._accepting = True
+        self._answer_pings = True
         self._upload_gate = asyncio.Event()
         self._upload_gate.set()
         self._job_numbers = itertools.count(1)
@@ -216,6 +217,14 @@ class FakeTidings:
 
         self._run(change)
 
+    def answer_pings(self, answer: bool) -> None:
+        """With False, pings go unanswered, like a connection that died without closing."""
+
+        def change() -> None:
+            self._answer_pings = answer
+
+        self._run(change)
+
     def drop_connections(self) -> int:
         """Cut every open connection without a close frame, as a network failure would."""
 
@@ -310,6 +319,8 @@ class FakeTidings:
         action = request.get("action")
         if action == "ping":
             self.pings += 1
+            if not self._answer_pings:
+                return
             pong: dict[str, Any] = {"type": "pong", "serverTime": int(time.time() * 1000)}
             if "id" in request:
                 pong["id"] = request["id"]

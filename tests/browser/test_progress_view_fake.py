@@ -273,6 +273,31 @@ def test_heartbeat_pings_at_the_configured_interval(page: Page, backend: FakeTid
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
 
 
+def test_unanswered_heartbeat_makes_the_page_reconnect(page: Page, backend: FakeTidings) -> None:
+    open_view(page, backend, f"?user={USER}&heartbeat=1")
+    backend.answer_pings(False)
+    eventually(lambda: backend.connections_opened == 2, "a new connection after an unanswered ping")
+    backend.answer_pings(True)
+    eventually(lambda: backend.subscribe_count(f"user:{USER}") == 2, "a resubscribe")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+def test_backoff_is_full_jitter_capped_at_30_seconds(page: Page, backend: FakeTidings) -> None:
+    page.goto(f"{backend.base_url}/?user={USER}")
+    ceilings = page.evaluate(
+        """async () => {
+            const { backoffDelay } = await import("./js/connection.js");
+            const top = () => 0.999999;
+            return {
+                highest: [0, 1, 2, 3, 6, 7, 20, 1000].map((n) => backoffDelay(n, 500, 30000, top)),
+                lowest: [0, 5, 1000].map((n) => backoffDelay(n, 500, 30000, () => 0)),
+            };
+        }"""
+    )
+    assert ceilings["highest"] == [499, 999, 1999, 3999, 29999, 29999, 29999, 29999]
+    assert ceilings["lowest"] == [0, 0, 0]
+
+
 def test_upload_through_the_file_picker_then_transcoding_progress(page: Page, backend: FakeTidings) -> None:
     open_view(page, backend)
     content = bytes(range(256)) * 1024  # 256 KiB
