@@ -31,8 +31,10 @@ api = APIGatewayHttpResolver()
 @functools.cache
 def s3() -> S3Client:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")
+    # SigV4 presigning: required in newer regions and for KMS-encrypted buckets
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:

@@ -19,8 +19,10 @@ PRESIGN_SECONDS = 3600  # long enough for one segment encode reading its window 
 @functools.cache
 def s3() -> S3Client:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")
+    # SigV4 presigning: required in newer regions and for KMS-encrypted buckets
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,115 @@
+"""POST /jobs and GET /jobs/{jobId} through the HTTP API handler (payload 2.0) under moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+from conftest import load_handler  # tests/conftest.py
+
+from tidings_core import registry
+from tidings_core.config import Settings
+
+from ..conftest import FakeContext
+
+
+@pytest.fixture
+def api(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("INPUT_BUCKET", "tidings-uploads")
+    boto3.client("s3").create_bucket(Bucket="tidings-uploads")
+    module = load_handler("uploads")
+    module.s3.cache_clear()
+    yield module
+    module.s3.cache_clear()
+
+
+def http_event(method: str, path: str, user_id: str | None = "alice", body: Any = None) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "api1234567",
+        "domainName": "api1234567.execute-api.us-east-1.amazonaws.com",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "203.0.113.9",
+            "userAgent": "t",
+        },
+        "requestId": "req-1",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "12/Nov/2026:10:00:00 +0000",
+        "timeEpoch": 1_794_650_400_000,
+    }
+    if user_id is not None:
+        context["authorizer"] = {"lambda": {"userId": user_id}}
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": context,
+        "body": body if body is None or isinstance(body, str) else json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def call(api: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = api.handler(event, FakeContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_create_job_returns_a_presigned_put(api: ModuleType) -> None:
+    status, body = call(
+        api,
+        http_event(
+            "POST", "/jobs", body={"filename": "My Clip.mp4", "contentType": "video/mp4", "size": 1000}
+        ),
+    )
+    assert status == 201
+    job_id = body["jobId"]
+    upload = body["upload"]
+    assert upload["method"] == "PUT" and upload["headers"] == {"Content-Type": "video/mp4"}
+    url = urlparse(upload["url"])
+    assert url.path.endswith(f"/uploads/alice/{job_id}/My-Clip.mp4")
+    assert "content-type" in parse_qs(url.query)["X-Amz-SignedHeaders"][0]
+    job = registry.get_job(job_id)
+    assert job is not None and job.user_id == "alice" and job.stage == "queued"
+    assert job.input is not None and job.input.as_dict()["key"] == f"uploads/alice/{job_id}/My-Clip.mp4"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("not json", "JSON"),
+        ({"filename": "a.png", "contentType": "image/png", "size": 10}, "not a supported video type"),
+        ({"filename": "a.mp4", "contentType": "video/mp4", "size": 3 * 1024**3}, "2 GiB"),
+    ],
+)
+def test_bad_requests_are_400_and_create_nothing(api: ModuleType, body: Any, fragment: str) -> None:
+    status, answer = call(api, http_event("POST", "/jobs", body=body))
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_request" and fragment in answer["error"]["message"]
+    assert registry.recent_jobs("alice", limit=5) == []
+
+
+def test_missing_authorizer_context_is_refused(api: ModuleType) -> None:
+    status, _ = call(api, http_event("POST", "/jobs", user_id=None, body={"filename": "a.mp4"}))
+    assert status == 401
+
+
+def test_read_job_only_for_its_owner(api: ModuleType) -> None:
+    _, created = call(
+        api, http_event("POST", "/jobs", body={"filename": "a.mp4", "contentType": "video/mp4", "size": 5})
+    )
+    job_id = created["jobId"]
+    status, job = call(api, http_event("GET", f"/jobs/{job_id}"))
+    assert status == 200 and job["jobId"] == job_id and job["stage"] == "queued" and job["percent"] == 0
+    assert call(api, http_event("GET", f"/jobs/{job_id}", user_id="mallory"))[0] == 404
+    assert call(api, http_event("GET", "/jobs/no-such-job"))[0] == 404
