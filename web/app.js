@@ -208,7 +208,7 @@ function startRemote(settings, heartbeatMs) {
     const left = secondsUntilExpiry(decodeTokenPayload(session.token));
     if (left !== null && left <= 0) {
       showSettings("remote", "The token has expired; paste a fresh one.");
-      throw new Error("The token has expired.");
+      throw Object.assign(new Error("The token has expired"), { permanent: true });
     }
     return session.token;
   };

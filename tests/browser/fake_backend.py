@@ -86,6 +86,7 @@ class FakeTidings:
         self._users: dict[ServerConnection, str] = {}
         self._accepting = True
         self._answer_pings = True
+        self._issue_tokens = True
         self._upload_gate = asyncio.Event()
         self._upload_gate.set()
         self._job_numbers = itertools.count(1)
@@ -222,6 +223,14 @@ class FakeTidings:
 
         def change() -> None:
             self._answer_pings = answer
+
+        self._run(change)
+
+    def issue_tokens(self, issue: bool) -> None:
+        """With False, GET /_tidings/token answers 503, like a local stack that is restarting."""
+
+        def change() -> None:
+            self._issue_tokens = issue
 
         self._run(change)
 
@@ -383,6 +392,8 @@ class FakeTidings:
         return web.json_response({"websocketUrl": self.ws_url, "apiUrl": self.api_url})
 
     async def _token(self, request: web.Request) -> web.Response:
+        if not self._issue_tokens:
+            return web.json_response({"message": "the stack is restarting"}, status=503)
         user = request.query.get("user", "")
         if not USER_ID.match(user):
             return web.json_response({"message": "user must be 1-128 of A-Z a-z 0-9 _ . : @ -"}, status=400)

@@ -257,6 +257,20 @@ def test_dropped_connection_reconnects_resubscribes_and_catches_up(page: Page, b
     expect(overall_bar(page, "j")).to_have_attribute("aria-valuenow", "75")
 
 
+def test_token_endpoint_down_during_a_reconnect_is_retried(page: Page, backend: FakeTidings) -> None:
+    backend.publish(job_message("j", 1, "transcoding", 10))
+    open_view(page, backend)
+    indicator = page.locator("#connection")
+    backend.issue_tokens(False)
+    backend.drop_connections()
+    expect(indicator).to_have_attribute("data-state", "reconnecting")
+    expect(indicator.locator(".indicator-detail")).to_contain_text("answered 503")
+    backend.publish(job_message("j", 2, "transcoding", 50))
+    backend.issue_tokens(True)
+    expect(indicator).to_have_attribute("data-state", "live")
+    expect(overall_bar(page, "j")).to_have_attribute("aria-valuenow", "50")
+
+
 def test_browser_offline_shows_offline_then_recovers(page: Page, backend: FakeTidings) -> None:
     open_view(page, backend)
     indicator = page.locator("#connection")
@@ -364,6 +378,23 @@ def test_deployed_stack_settings_form_keeps_the_token_out_of_the_url(
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     expect(page.locator("#settings")).to_be_hidden()
     assert backend.subscribe_count("user:carol") == 2
+
+
+def test_pasted_token_that_expires_stops_reconnecting_and_asks_for_a_new_one(
+    page: Page, backend: FakeTidings
+) -> None:
+    page.goto(f"{backend.base_url}/?ws={backend.ws_url}&api={backend.api_url}")
+    page.locator("#remote-token").fill(backend.token_for("carol", lifetime_s=2))
+    page.locator("#remote-form button").click()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expires_at = time.time() + 2
+    eventually(lambda: time.time() > expires_at + 1, "the token to expire", timeout_s=5)
+
+    backend.drop_connections()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#remote-form")).to_be_visible()
+    expect(page.locator("#settings-error")).to_have_text("The token has expired; paste a fresh one.")
+    assert backend.connections_opened == 1
 
 
 def test_phone_width_has_no_horizontal_overflow(page: Page, backend: FakeTidings) -> None:

@@ -22,7 +22,8 @@ export class TidingsConnection {
   /**
    * @param {object} options
    * @param {string} options.url WebSocket URL (no token in it)
-   * @param {() => Promise<string>} options.getToken token for the next attempt (may fetch a fresh one)
+   * @param {() => Promise<string>} options.getToken token for the next attempt (may fetch a fresh
+   *   one); a rejection with `permanent: true` stops retrying (offline), any other is retried
    * @param {string[]} options.topics topics to subscribe to after every connect
    * @param {(message: object) => void} options.onMessage every server message, parsed
    * @param {(state: string, detail?: string) => void} options.onState connection state changes
@@ -47,6 +48,9 @@ export class TidingsConnection {
     this.pingId = 0;
     this.awaitingPong = false;
     this.state = "";
+    // Bumped whenever the current attempt is abandoned, so a token fetch that resolves late
+    // cannot open a second socket.
+    this.generation = 0;
     this.onBrowserOnline = () => this.reconnectNow();
     this.onBrowserOffline = () => this.dropForOffline();
   }
@@ -61,6 +65,7 @@ export class TidingsConnection {
 
   stop() {
     this.stopped = true;
+    this.generation += 1;
     window.removeEventListener("online", this.onBrowserOnline);
     window.removeEventListener("offline", this.onBrowserOffline);
     this.clearTimers();
@@ -83,6 +88,7 @@ export class TidingsConnection {
 
   async open() {
     if (this.stopped) return;
+    const generation = ++this.generation;
     if (navigator.onLine === false) {
       this.setState("offline", "The browser is offline; waiting for the network.");
       return;
@@ -91,11 +97,18 @@ export class TidingsConnection {
     try {
       token = await this.getToken();
     } catch (error) {
-      // e.g. an expired pasted token: retrying with it cannot succeed
-      this.setState("offline", String(error && error.message ? error.message : error));
+      if (generation !== this.generation) return;
+      const reason = String(error && error.message ? error.message : error);
+      if (error && error.permanent) {
+        // e.g. an expired pasted token: retrying with it cannot succeed
+        this.setState("offline", reason);
+      } else {
+        // e.g. the local stack is restarting and its token endpoint is down for a moment
+        this.scheduleReconnect(reason);
+      }
       return;
     }
-    if (this.stopped) return;
+    if (this.stopped || generation !== this.generation) return;
     let socket;
     try {
       // The token travels as the second subprotocol, never in the URL.
@@ -135,7 +148,7 @@ export class TidingsConnection {
     // "error" is always followed by "close", which does the work.
   }
 
-  scheduleReconnect() {
+  scheduleReconnect(reason = "") {
     this.clearTimers();
     if (this.stopped) return;
     if (navigator.onLine === false) {
@@ -144,12 +157,14 @@ export class TidingsConnection {
     }
     const delay = backoffDelay(this.attempt, this.backoffBaseMs, this.backoffCapMs);
     this.attempt += 1;
-    this.setState("reconnecting", `Retrying in ${Math.ceil(delay / 1000)} s (attempt ${this.attempt}).`);
+    const retry = `Retrying in ${Math.ceil(delay / 1000)} s (attempt ${this.attempt}).`;
+    this.setState("reconnecting", reason ? `${reason}. ${retry}` : retry);
     this.retryTimer = setTimeout(() => this.open(), delay);
   }
 
   reconnectNow() {
     if (this.stopped) return;
+    this.generation += 1;
     this.clearTimers();
     if (this.socket) {
       const old = this.socket;
@@ -162,6 +177,7 @@ export class TidingsConnection {
   }
 
   dropForOffline() {
+    this.generation += 1;
     this.clearTimers();
     if (this.socket) {
       const old = this.socket;
