@@ -1,0 +1,392 @@
+"""Run the app's Python handlers the way Lambda does: isolated, warm, concurrent, time-limited.
+
+Each function gets a pool of worker processes (`worker.py`). One invocation runs at a time per
+worker; when every worker of a function is busy a new one starts (up to a per-function limit,
+then callers wait for a free one), so a slow invocation never blocks others. A worker that
+times out is killed and one that crashes is dropped; the next invocation gets a fresh (cold)
+one. When a function's code or layer directory changes, its workers are retired so the next
+invocation imports the new code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tidings.local.model import Function, Invocation, LocalApp
+from tidings.local.worker import FRAME_HEADER, SYS_PATH_VARIABLE, encode_frame
+
+log = logging.getLogger(__name__)
+
+InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Awaitable[None] | None]
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+# Variables a developer's shell may hold that must not reach a local function.
+_PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+
+
+def function_environment(
+    function: Function, region: str, aws_endpoint: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment Lambda would give this function, pointed at the embedded AWS services."""
+    environment = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    environment.update(
+        {
+            # Tracing has no daemon locally; Powertools and the X-Ray SDK skip it when told so.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "AWS_XRAY_SDK_ENABLED": "false",
+        }
+    )
+    environment.update(extra or {})
+    environment.update(function.environment)
+    # Reserved variables last: Lambda does not let the template override them.
+    environment.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{uuid.uuid4().hex}",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            # a developer's ~/.aws must not redirect or authenticate a local function
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "_HANDLER": function.handler,
+            "LAMBDA_TASK_ROOT": str(function.code_dir),
+            "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
+            "TZ": ":UTC",
+            "PYTHONUNBUFFERED": "1",
+            # a cached .pyc of an edit made within the same second (same size) would hide the edit
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **FAKE_CREDENTIALS,
+        }
+    )
+    return environment
+
+
+def importable_dir(layer_dir: Path, shims: Path) -> Path:
+    """The sys.path entry for a layer folder.
+
+    A folder that is itself a package (has `__init__.py`, e.g. a makefile-built layer whose build
+    copies it under python/<name>/) is importable by its name through a one-link shim folder, so
+    its siblings do not leak onto sys.path.
+    """
+    if not (layer_dir / "__init__.py").exists():
+        return layer_dir
+    shim = shims / hashlib.sha256(str(layer_dir).encode()).hexdigest()[:12]
+    link = shim / layer_dir.name
+    if not link.exists():
+        shim.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(layer_dir, target_is_directory=True)
+    return shim
+
+
+class WorkerExited(Exception):
+    """The worker process ended during an invocation."""
+
+
+class _WorkerProcess:
+    def __init__(self, process: asyncio.subprocess.Process, generation: int) -> None:
+        self.process = process
+        self.generation = generation
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(encode_frame(request))
+        try:
+            await self.process.stdin.drain()
+            header = await self.process.stdout.readexactly(FRAME_HEADER.size)
+            (length,) = FRAME_HEADER.unpack(header)
+            body = await self.process.stdout.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            raise WorkerExited from error
+        response: dict[str, Any] = json.loads(body)
+        return response
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        await self.process.wait()
+
+
+@dataclass
+class _Pool:
+    function: Function
+    idle: list[_WorkerProcess] = field(default_factory=list)
+    busy: int = 0
+    generation: int = 0
+    freed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class FunctionRunner:
+    """`FunctionInvoker` for a `LocalApp`: every invocation runs in a worker process."""
+
+    def __init__(
+        self,
+        app: LocalApp,
+        aws_endpoint: str,
+        *,
+        max_workers_per_function: int = 10,
+        on_invocation: InvocationListener | None = None,
+        extra_environment: Mapping[str, str] | None = None,
+        watch: bool = True,
+    ) -> None:
+        self.app = app
+        self.aws_endpoint = aws_endpoint
+        self.max_workers = max_workers_per_function
+        self.on_invocation = on_invocation
+        self.extra_environment = dict(extra_environment or {})
+        self.watch = watch
+        self._pools: dict[str, _Pool] = {}
+        self._shims = Path(tempfile.mkdtemp(prefix="tidings-layers-"))
+        self._watcher: asyncio.Task[None] | None = None
+        self._stop_watching = asyncio.Event()
+        self._listeners: set[asyncio.Task[None]] = set()
+        self.reloads = 0
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        if self.watch and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_code(), name="tidings-code-watcher")
+
+    async def stop(self) -> None:
+        self._stop_watching.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        for pool in self._pools.values():
+            workers, pool.idle = pool.idle, []
+            for worker in workers:
+                await worker.stop()
+
+    async def __aenter__(self) -> FunctionRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    def function_id_for(self, name_or_arn: str) -> str | None:
+        """The logical id of a function given its logical id, name, ARN or qualified ARN."""
+        if name_or_arn in self.app.functions:
+            return name_or_arn
+        for logical_id, function in self.app.functions.items():
+            if name_or_arn in (function.name, function.arn) or name_or_arn.startswith(function.arn + ":"):
+                return logical_id
+        return None
+
+    # ---------------------------------------------------------------- invoking
+    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
+        request_id = str(uuid.uuid4())
+        function = self.app.functions.get(function_id)
+        if function is None:
+            invocation = Invocation(
+                request_id=request_id,
+                function_id=function_id,
+                ok=False,
+                error_type="ResourceNotFoundException",
+                error_message=f"Function not found: {function_id}",
+            )
+        else:
+            invocation = await self._invoke(function, request_id, event)
+        self._announce(invocation, function_id, source, event)
+        return invocation
+
+    def _announce(self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
+        if self.on_invocation is None:
+            return
+        try:
+            outcome = self.on_invocation(invocation, function_id, source, event)
+        except Exception:
+            log.exception("invocation listener failed")
+            return
+        if outcome is not None:
+            task = asyncio.ensure_future(outcome)
+            self._listeners.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._listeners.discard)  # type: ignore[arg-type]
+
+    def _pool(self, function: Function) -> _Pool:
+        pool = self._pools.get(function.logical_id)
+        if pool is None:
+            pool = self._pools[function.logical_id] = _Pool(function)
+        return pool
+
+    async def _acquire(self, pool: _Pool) -> _WorkerProcess | None:
+        """An idle warm worker, or None when the caller may start a new one."""
+        async with pool.freed:
+            while True:
+                while pool.idle:
+                    worker = pool.idle.pop()
+                    if worker.alive and worker.generation == pool.generation:
+                        pool.busy += 1
+                        return worker
+                    await worker.stop()
+                if pool.busy < self.max_workers:
+                    pool.busy += 1
+                    return None
+                await pool.freed.wait()
+
+    async def _release(self, pool: _Pool, worker: _WorkerProcess | None) -> None:
+        async with pool.freed:
+            pool.busy -= 1
+            if worker is not None:
+                if worker.alive and worker.generation == pool.generation:
+                    pool.idle.append(worker)
+                else:
+                    await worker.stop()
+            pool.freed.notify()
+
+    async def _spawn(self, function: Function, generation: int) -> _WorkerProcess:
+        environment = function_environment(
+            function, self.app.region, self.aws_endpoint, self.extra_environment
+        )
+        sys_path = [
+            str(function.code_dir),
+            *(str(importable_dir(path, self._shims)) for path in function.layer_dirs),
+        ]
+        environment[SYS_PATH_VARIABLE] = os.pathsep.join(sys_path)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings.local.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=environment,
+            cwd=str(function.code_dir),
+        )
+        return _WorkerProcess(process, generation)
+
+    async def _invoke(self, function: Function, request_id: str, event: dict[str, Any]) -> Invocation:
+        pool = self._pool(function)
+        worker = await self._acquire(pool)
+        started = time.perf_counter()
+        try:
+            if worker is None:
+                worker = await self._spawn(function, pool.generation)
+            request = {
+                "request_id": request_id,
+                "event": event,
+                "function_arn": function.arn,
+                "deadline_ms": int((time.time() + function.timeout_s) * 1000),
+            }
+            try:
+                response = await asyncio.wait_for(worker.call(request), timeout=function.timeout_s)
+            except TimeoutError:
+                await worker.stop()
+                return self._failure(
+                    function,
+                    request_id,
+                    started,
+                    "Sandbox.Timedout",
+                    f"Task timed out after {function.timeout_s:.2f} seconds",
+                )
+            except WorkerExited:
+                await worker.stop()
+                code = worker.process.returncode
+                reason = f"signal: {-code}" if code is not None and code < 0 else f"exit status {code}"
+                return self._failure(
+                    function, request_id, started, "Runtime.ExitError", f"Runtime exited with error: {reason}"
+                )
+            return Invocation(
+                request_id=request_id,
+                function_id=function.logical_id,
+                ok=bool(response["ok"]),
+                result=response.get("result"),
+                error_type=response.get("errorType"),
+                error_message=response.get("errorMessage"),
+                traceback="".join(response["stackTrace"]) if response.get("stackTrace") else None,
+                logs=str(response.get("logs", "")),
+                duration_ms=float(response.get("duration_ms", 0.0)),
+                cold=bool(response.get("cold", False)),
+            )
+        except Exception as error:  # failing to start a worker fails this invocation, not the runner
+            log.exception("invocation of %s failed", function.logical_id)
+            return self._failure(function, request_id, started, "Runtime.Unknown", str(error))
+        finally:
+            await self._release(pool, worker)
+
+    @staticmethod
+    def _failure(
+        function: Function, request_id: str, started: float, error_type: str, message: str
+    ) -> Invocation:
+        return Invocation(
+            request_id=request_id,
+            function_id=function.logical_id,
+            ok=False,
+            error_type=error_type,
+            error_message=message,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    # ---------------------------------------------------------------- reloading
+    def watched_dirs(self) -> dict[Path, set[str]]:
+        """Each code or layer folder, with the functions that load it."""
+        watched: dict[Path, set[str]] = {}
+        for function_id, function in self.app.functions.items():
+            for path in (function.code_dir, *function.layer_dirs):
+                watched.setdefault(path, set()).add(function_id)
+        return watched
+
+    async def retire(self, function_ids: set[str]) -> None:
+        """Stop using the current workers of these functions; the next invocation is cold."""
+        for function_id in function_ids:
+            function = self.app.functions.get(function_id)
+            if function is None:
+                continue
+            pool = self._pool(function)
+            async with pool.freed:
+                pool.generation += 1
+                workers, pool.idle = pool.idle, []
+            for worker in workers:
+                await worker.stop()
+        self.reloads += 1
+
+    async def _watch_code(self) -> None:
+        from watchfiles import awatch
+
+        watched = self.watched_dirs()
+        paths = [path for path in watched if path.exists()]
+        if not paths:
+            return
+        try:
+            async for changes in awatch(*paths, stop_event=self._stop_watching):
+                affected: set[str] = set()
+                for _, changed in changes:
+                    changed_path = Path(changed)
+                    for path, function_ids in watched.items():
+                        if changed_path.is_relative_to(path):
+                            affected |= function_ids
+                if affected:
+                    log.info("code changed; reloading %s", ", ".join(sorted(affected)))
+                    await self.retire(affected)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("code watcher stopped; edits will need a restart")
