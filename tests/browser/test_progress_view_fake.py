@@ -17,6 +17,8 @@ from playwright.sync_api import FilePayload, Locator, Page, expect
 from .fake_backend import FakeTidings
 
 USER = "alice"
+# After several failed attempts the next one may be up to the 30 s backoff cap away.
+RECOVERY_TIMEOUT_MS = 35_000
 
 
 @pytest.fixture
@@ -250,7 +252,7 @@ def test_dropped_connection_reconnects_resubscribes_and_catches_up(page: Page, b
     backend.publish(job_message("new", 1, "queued", 0))
 
     backend.refuse_connections(False)
-    expect(indicator).to_have_attribute("data-state", "live")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=RECOVERY_TIMEOUT_MS)
     assert backend.subscribe_count(f"user:{USER}") == 2
     expect(overall_bar(page, "j")).to_have_attribute("aria-valuenow", "65")
     expect(page.locator("li.job").first).to_have_attribute("data-job-id", "new")
@@ -268,7 +270,7 @@ def test_token_endpoint_down_during_a_reconnect_is_retried(page: Page, backend: 
     expect(indicator.locator(".indicator-detail")).to_contain_text("answered 503")
     backend.publish(job_message("j", 2, "transcoding", 50))
     backend.issue_tokens(True)
-    expect(indicator).to_have_attribute("data-state", "live")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=RECOVERY_TIMEOUT_MS)
     expect(overall_bar(page, "j")).to_have_attribute("aria-valuenow", "50")
 
 
