@@ -1,0 +1,450 @@
+"""The local API Gateway WebSocket endpoint: a thin `websockets` shell around the pure modules.
+
+The upgrade is held in `process_request` while the authorizer and `$connect` run (C1); each
+connection then gets one task reading its messages in order, one task writing its bounded
+outbound queue, and one watchdog for the idle and lifetime limits. Connections never wait
+on each other, and posts are O(1) dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from tidings.local import limits
+from tidings.local.connections import ConnectionRecord, ConnectionRegistry
+from tidings.local.events import (
+    ConnectionFacts,
+    RequestFacts,
+    WsApiContext,
+    build_authorizer_event,
+    build_connect_event,
+    build_disconnect_event,
+    build_message_event,
+    connect_outcome,
+    evaluate_policy,
+    gateway_error,
+    missing_identity_source,
+    route_response_body,
+)
+from tidings.local.ids import new_id
+from tidings.local.model import FunctionInvoker, Route, WebSocketApi
+from tidings.local.routing import CONNECT, DISCONNECT, parse_selection_expression, select_route
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[str, dict[str, Any]], None]
+Clock = Callable[[], float]
+
+# Response headers a $connect handler may not override: they carry the handshake itself
+_HANDSHAKE_HEADERS = frozenset({"upgrade", "connection", "sec-websocket-accept", "content-length"})
+
+
+class HandshakeRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _Live:
+    ws: ServerConnection
+    record: ConnectionRecord
+    outbound: asyncio.Queue[str | bytes]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Set when the gateway closes the socket itself (limits, DELETE, binary frame)
+    server_close: tuple[int, str] | None = None
+
+
+class Gateway:
+    """One WebSocket API served on `host:port` at path `/{stage}`."""
+
+    def __init__(
+        self,
+        api: WebSocketApi,
+        invoker: FunctionInvoker,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3001,
+        idle_timeout_s: float = limits.IDLE_TIMEOUT_S,
+        max_lifetime_s: float = limits.MAX_LIFETIME_S,
+        drop_disconnect: bool = False,
+        clock: Clock = time.time,
+        domain_name: str | None = None,
+        outbound_queue_limit: int = limits.OUTBOUND_QUEUE_LIMIT,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        self.api = api
+        self.invoker = invoker
+        self.host = host
+        self._requested_port = port
+        self.timeouts = limits.ConnectionTimeouts(idle_timeout_s, max_lifetime_s)
+        self.drop_disconnect = drop_disconnect
+        self.clock = clock
+        self.context = WsApiContext.of(api, domain_name)
+        self.outbound_queue_limit = outbound_queue_limit
+        self.on_event = on_event
+        # Fails here, with the API named, rather than on the first message
+        try:
+            self.expression = parse_selection_expression(api.route_selection_expression)
+        except ValueError as exc:
+            raise ValueError(f"WebSocket API {api.logical_id}: {exc}") from exc
+        self.registry = ConnectionRegistry()
+        self._live: dict[str, _Live] = {}
+        self._handshakes: dict[ServerConnection, ConnectionRecord] = {}
+        self._response_headers: dict[ServerConnection, list[tuple[str, str]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._server: Server | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def stage(self) -> str:
+        return self.api.stage
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._requested_port
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/{self.stage}"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve_connection,
+            self.host,
+            self._requested_port,
+            process_request=self._process_request,
+            process_response=self._process_response,
+            max_size=(limits.MAX_MESSAGE_BYTES, limits.MAX_FRAME_BYTES),
+            # API Gateway sends no pings of its own; its idle timeout ends dead connections
+            ping_interval=None,
+            # authorizer + $connect may take up to the 29 s integration timeout
+            open_timeout=35,
+            server_header=None,
+        )
+
+    async def stop(self) -> None:
+        """Close every connection (each runs `$disconnect`) and stop listening."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._server = None
+
+    # --- management operations (used by http.py) ------------------------------------------------
+
+    def post(self, connection_id: str, data: bytes) -> int:
+        """PostToConnection: 200, 410 Gone, 413 too large or 429 when the client's queue is full."""
+        if limits.post_too_large(len(data)):
+            return 413
+        live = self._live.get(connection_id)
+        if live is None or live.ws.state is not State.OPEN or live.server_close is not None:
+            return 410
+        try:
+            text: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data
+        try:
+            live.outbound.put_nowait(text)
+        except asyncio.QueueFull:
+            return 429
+        self.registry.touch(connection_id, self.clock(), inbound=False)
+        if self.on_event is not None:
+            self._emit("post", {"connectionId": connection_id, "bytes": len(data)})
+        return 200
+
+    def info(self, connection_id: str) -> dict[str, Any] | None:
+        """GetConnection's body, or None when the connection is gone."""
+        if connection_id not in self._live:
+            return None
+        return self.registry.info(connection_id)
+
+    def delete(self, connection_id: str) -> int:
+        """DeleteConnection: 204 and the socket closes with 1000, or 410 when already gone."""
+        live = self._live.get(connection_id)
+        if live is None or live.server_close is not None:
+            return 410
+        self._close_from_server(live, limits.CLOSE_NORMAL, "")
+        return 204
+
+    def connections(self) -> list[dict[str, Any]]:
+        return [live.record.summary() for live in self._live.values()]
+
+    # --- handshake ------------------------------------------------------------------------------
+
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        if parts.path.rstrip("/") != f"/{self.stage}":
+            return _reject(ws, 403, "Forbidden")
+        headers = list(request.headers.raw_items())
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        now = self.clock()
+        remote = ws.remote_address
+        source_ip = str(remote[0]) if remote else "127.0.0.1"
+        record = self.registry.begin(new_id(), now, source_ip, request.headers.get("User-Agent", ""))
+        try:
+            response_headers = await self._run_connect(record, headers, query)
+        except HandshakeRejected as rejected:
+            self.registry.remove(record.connection_id)
+            self._emit("reject", {"connectionId": record.connection_id, "status": rejected.status})
+            return _reject(ws, rejected.status, rejected.message)
+        except Exception:
+            self.registry.remove(record.connection_id)
+            log.exception("$connect handling failed for %s", record.connection_id)
+            return _reject(ws, 500, "Internal server error")
+        self._handshakes[ws] = record
+        self._response_headers[ws] = response_headers
+        self._spawn(self._reap_unopened(ws))
+        return None
+
+    async def _run_connect(
+        self, record: ConnectionRecord, headers: list[tuple[str, str]], query: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        route = self.api.routes.get(CONNECT)
+        if route is None:
+            return []
+        if route.authorizer is not None and route.authorization_type == "CUSTOM":
+            await self._authorize(route, record, headers, query)
+        if route.function_id is None:
+            return []  # R5: no integration, the connection is accepted
+        event = build_connect_event(self.context, self._facts(record), self._request(), headers, query)
+        invocation = await self.invoker.invoke(route.function_id, event, source=CONNECT)
+        if not invocation.ok:
+            raise HandshakeRejected(502, "Bad Gateway")
+        outcome = connect_outcome(invocation.result)
+        if not outcome.accepted:
+            raise HandshakeRejected(outcome.status, _reason(outcome.status))
+        return outcome.headers
+
+    async def _authorize(
+        self,
+        route: Route,
+        record: ConnectionRecord,
+        headers: list[tuple[str, str]],
+        query: list[tuple[str, str]],
+    ) -> None:
+        authorizer = route.authorizer
+        assert authorizer is not None
+        if missing_identity_source(authorizer.identity_sources, headers, query) is not None:
+            raise HandshakeRejected(401, "Unauthorized")
+        event = build_authorizer_event(self.context, self._facts(record), self._request(), headers, query)
+        started = time.monotonic()
+        invocation = await self.invoker.invoke(authorizer.function_id, event, source=f"{CONNECT} authorizer")
+        latency_ms = int((time.monotonic() - started) * 1000)
+        if not invocation.ok:
+            if (invocation.error_message or "").strip() == "Unauthorized":
+                raise HandshakeRejected(401, "Unauthorized")
+            raise HandshakeRejected(500, "Internal server error")
+        decision = evaluate_policy(invocation.result, self.context.connect_method_arn)
+        if not decision.allowed:
+            raise HandshakeRejected(403, "Forbidden")
+        record.authorizer = decision.request_context_authorizer(latency_ms)
+
+    def _process_response(self, ws: ServerConnection, request: Request, response: Response) -> None:
+        extra = self._response_headers.pop(ws, [])
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return
+        # C4: the client gets exactly the subprotocol $connect returned, nothing chosen here
+        for name, value in extra:
+            if name.lower() not in _HANDSHAKE_HEADERS:
+                del response.headers[name]
+                response.headers[name] = value
+
+    async def _reap_unopened(self, ws: ServerConnection) -> None:
+        """$connect accepted but the upgrade never completed: forget the id, run $disconnect."""
+        await ws.wait_closed()
+        record = self._handshakes.pop(ws, None)
+        self._response_headers.pop(ws, None)
+        if record is not None:
+            self.registry.remove(record.connection_id)
+            await self._run_disconnect(record, limits.CLOSE_ABNORMAL, "")
+
+    # --- open connection ------------------------------------------------------------------------
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        record = self._handshakes.pop(ws, None)
+        if record is None:
+            return
+        self.registry.open(record.connection_id)
+        live = _Live(ws, record, asyncio.Queue(maxsize=self.outbound_queue_limit))
+        self._live[record.connection_id] = live
+        live.tasks = [
+            asyncio.create_task(self._send_outbound(live)),
+            asyncio.create_task(self._watch_limits(live)),
+        ]
+        self._emit("connect", {"connectionId": record.connection_id, "principalId": record.principal_id})
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    # R8: API Gateway does not accept binary frames from clients
+                    await self._close_and_wait(
+                        live, limits.CLOSE_UNSUPPORTED_DATA, "Binary frames are not supported"
+                    )
+                    break
+                self.registry.touch(record.connection_id, self.clock(), inbound=True)
+                await self._handle_message(live, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._finish(live)
+
+    async def _handle_message(self, live: _Live, body: str) -> None:
+        record = live.record
+        request_id = new_id()
+        try:
+            route_key = select_route(self.expression, self.api.routes, body)
+            if route_key is None:
+                await live.outbound.put(gateway_error("Forbidden", record.connection_id, request_id))
+                self._emit("message", {"connectionId": record.connection_id, "routeKey": None, "ok": False})
+                return
+            route = self.api.routes[route_key]
+            if route.function_id is None:
+                return
+            request = RequestFacts(request_id, self.clock())
+            event = build_message_event(self.context, self._facts(record), request, route_key, new_id(), body)
+            invocation = await self.invoker.invoke(route.function_id, event, source=route_key)
+            self._emit(
+                "message",
+                {"connectionId": record.connection_id, "routeKey": route_key, "ok": invocation.ok},
+            )
+            if not invocation.ok:
+                error = gateway_error("Internal server error", record.connection_id, request_id)
+                await live.outbound.put(error)
+                return
+            if route.has_route_response:
+                reply = route_response_body(invocation.result)
+                if reply is not None:
+                    await live.outbound.put(reply)
+        except Exception:
+            log.exception("message handling failed on %s", record.connection_id)
+            await live.outbound.put(gateway_error("Internal server error", record.connection_id, request_id))
+
+    async def _send_outbound(self, live: _Live) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                data = await live.outbound.get()
+                await live.ws.send(data)
+
+    async def _watch_limits(self, live: _Live) -> None:
+        record = live.record
+        while True:
+            deadline, reason = self.timeouts.deadline(record.connected_at_s, record.last_active_s)
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self._emit("close", {"connectionId": record.connection_id, "reason": reason.value})
+                await self._close_and_wait(live, limits.CLOSE_GOING_AWAY, "Going away")
+                return
+            await asyncio.sleep(remaining)
+
+    def _close_from_server(self, live: _Live, code: int, reason: str) -> None:
+        if live.server_close is None:
+            live.server_close = (code, reason)
+        self._spawn(live.ws.close(code, reason))
+
+    async def _close_and_wait(self, live: _Live, code: int, reason: str) -> None:
+        if live.server_close is None:
+            live.server_close = (code, reason)
+        await live.ws.close(code, reason)
+
+    async def _finish(self, live: _Live) -> None:
+        record = live.record
+        self._live.pop(record.connection_id, None)
+        self.registry.remove(record.connection_id)
+        current = asyncio.current_task()
+        for task in live.tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in live.tasks if t is not current), return_exceptions=True)
+        code, reason = self._close_status(live)
+        self._emit("disconnect", {"connectionId": record.connection_id, "code": code})
+        await self._run_disconnect(record, code, reason)
+
+    def _close_status(self, live: _Live) -> tuple[int, str]:
+        protocol = live.ws.protocol
+        if live.server_close is not None:
+            return live.server_close[0], limits.disconnect_reason(*live.server_close)
+        sent, received = protocol.close_sent, protocol.close_rcvd
+        if received is not None and (protocol.close_rcvd_then_sent or sent is None):
+            return received.code, limits.disconnect_reason(received.code, received.reason)
+        if sent is not None:  # the library closed it (1009 too big, protocol error)
+            return sent.code, limits.disconnect_reason(sent.code, sent.reason)
+        return limits.CLOSE_ABNORMAL, limits.disconnect_reason(limits.CLOSE_ABNORMAL, "")
+
+    async def _run_disconnect(self, record: ConnectionRecord, code: int, reason: str) -> None:
+        route = self.api.routes.get(DISCONNECT)
+        if route is None or route.function_id is None:
+            return
+        if self.drop_disconnect:
+            # Deliberately lost, as AWS may: later posts to this id must take the 410 path
+            self._emit("disconnect-dropped", {"connectionId": record.connection_id})
+            return
+        event = build_disconnect_event(self.context, self._facts(record), self._request(), code, reason)
+        try:
+            await self.invoker.invoke(route.function_id, event, source=DISCONNECT)
+        except Exception:
+            log.exception("$disconnect failed for %s", record.connection_id)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _facts(self, record: ConnectionRecord) -> ConnectionFacts:
+        return ConnectionFacts(
+            record.connection_id,
+            record.connected_at_ms,
+            record.source_ip,
+            record.user_agent,
+            record.authorizer,
+        )
+
+    def _request(self) -> RequestFacts:
+        return RequestFacts(new_id(), self.clock())
+
+    def _emit(self, kind: str, details: dict[str, Any]) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, details)
+        except Exception:
+            log.exception("on_event hook failed for %s", kind)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _reject(ws: ServerConnection, status: int, message: str) -> Response:
+    response = ws.respond(status, json.dumps({"message": message}))
+    headers = Headers(response.headers)
+    del headers["Content-Type"]
+    headers["Content-Type"] = "application/json"
+    response.headers = headers
+    return response
