@@ -1,0 +1,212 @@
+"""The local HTTP side: the `@connections` management API, HTTP API routes and static pages.
+
+`build_http_app` returns an aiohttp application for the stack to run. Routes are tried in
+order: management API, HTTP API routes (payload format 2.0), then files from the static
+directories, so a static file can never shadow `/{stage}/@connections/...`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tidings.local import limits
+from tidings.local.events import (
+    HttpRequestFacts,
+    RequestFacts,
+    build_http_authorizer_event,
+    build_http_event,
+    http_api_id,
+    http_result,
+    missing_identity_source,
+)
+from tidings.local.gateway import Gateway
+from tidings.local.ids import new_id
+from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, FunctionInvoker, HttpRoute
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Any]
+# HTTP APIs accept payloads up to 10 MB; aiohttp's own default (1 MiB) would answer 413 first
+HTTP_API_MAX_BODY = 10 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+def aws_error(status: int, error_type: str, message: str) -> web.Response:
+    """An error boto3 maps to a typed exception: `x-amzn-ErrorType` plus a JSON message."""
+    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": error_type})
+
+
+def _gone(connection_id: str) -> web.Response:
+    return aws_error(410, "GoneException", f"Connection {connection_id} is gone")
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` (without buffering the rest)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _management_handler(gateway: Gateway | None) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        stage = request.match_info.get("stage")
+        connection_id = request.match_info["connection_id"]
+        if gateway is None or stage != gateway.stage:
+            return aws_error(403, "ForbiddenException", "Forbidden")
+        if request.method == "POST":
+            data = await _read_at_most(request, limits.MAX_POST_BYTES)
+            if data is None:
+                return aws_error(413, "PayloadTooLargeException", "Message too long")
+            status = gateway.post(connection_id, data)
+            if status == 200:
+                return web.Response(status=200)
+            if status == 413:
+                return aws_error(413, "PayloadTooLargeException", "Message too long")
+            if status == 429:
+                return aws_error(429, "LimitExceededException", "The client's buffer is full")
+            return _gone(connection_id)
+        if request.method == "GET":
+            info = gateway.info(connection_id)
+            return _gone(connection_id) if info is None else web.json_response(info)
+        if gateway.delete(connection_id) == 204:
+            return web.Response(status=204)
+        return _gone(connection_id)
+
+    return handle
+
+
+def _aiohttp_path(path: str) -> str:
+    """`/files/{proxy+}` (API Gateway greedy variable) → `/files/{proxy:.*}`."""
+    parts = []
+    for segment in path.split("/"):
+        if segment.startswith("{") and segment.endswith("+}"):
+            segment = "{" + segment[1:-2] + ":.*}"
+        parts.append(segment)
+    return "/".join(parts)
+
+
+def _route_handler(
+    route: HttpRoute, invoker: FunctionInvoker, region: str, account_id: str, clock: Callable[[], float]
+) -> Handler:
+    route_key = f"{route.method.upper()} {route.path}"
+    api_id = http_api_id(route.api_logical_id)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await _read_at_most(request, HTTP_API_MAX_BODY)
+        if body is None:
+            return web.json_response({"message": "Request Entity Too Large"}, status=413)
+        headers = list(request.headers.items())
+        peer = request.remote or "127.0.0.1"
+        facts = HttpRequestFacts(
+            method=request.method,
+            raw_path=request.raw_path.split("?", 1)[0],
+            raw_query=request.query_string,
+            headers=headers,
+            body=body,
+            source_ip=peer,
+            route_key=route_key,
+            path_parameters=dict(request.match_info),
+            api_id=api_id,
+            domain_name=request.host,
+            region=region,
+            account_id=account_id,
+            request=RequestFacts(new_id(), clock()),
+        )
+        authorizer_context: dict[str, Any] | None = None
+        if route.authorizer_function_id is not None:
+            denied, authorizer_context = await _authorize_http(route, invoker, facts, request)
+            if denied is not None:
+                return denied
+        invocation = await invoker.invoke(
+            route.function_id, build_http_event(facts, authorizer_context), source=route_key
+        )
+        if not invocation.ok:
+            return web.json_response({"message": "Internal Server Error"}, status=500)
+        result = http_result(invocation.result)
+        response_headers: CIMultiDict[str] = CIMultiDict(result.headers)
+        return web.Response(status=result.status, headers=response_headers, body=result.body)
+
+    return handle
+
+
+async def _authorize_http(
+    route: HttpRoute, invoker: FunctionInvoker, facts: HttpRequestFacts, request: web.Request
+) -> tuple[web.Response | None, dict[str, Any] | None]:
+    """Simple-response Lambda authorizer (payload 2.0): `{"isAuthorized": bool, "context": {...}}`."""
+    assert route.authorizer_function_id is not None
+    query = [(name, value) for name, value in request.query.items()]
+    if missing_identity_source(route.identity_sources, facts.headers, query) is not None:
+        return web.json_response({"message": "Unauthorized"}, status=401), None
+    event = build_http_authorizer_event(facts, route.identity_sources)
+    invocation = await invoker.invoke(
+        route.authorizer_function_id, event, source=f"{facts.route_key} authorizer"
+    )
+    if not invocation.ok:
+        return web.json_response({"message": "Internal Server Error"}, status=500), None
+    result = invocation.result
+    if not isinstance(result, dict) or result.get("isAuthorized") is not True:
+        return web.json_response({"message": "Forbidden"}, status=403), None
+    context = result.get("context")
+    return None, dict(context) if isinstance(context, dict) else {}
+
+
+def _static_handler(static_dirs: Sequence[Path]) -> Handler:
+    roots = [directory.resolve() for directory in static_dirs]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        relative = request.match_info.get("tail", "")
+        for root in roots:
+            candidate = (root / relative).resolve()
+            # Never serve outside the static roots (`..`, symlinks out)
+            if candidate != root and root not in candidate.parents:
+                continue
+            if candidate.is_dir():
+                candidate = candidate / "index.html"
+            if candidate.is_file():
+                return web.FileResponse(candidate)
+        raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
+
+    return handle
+
+
+def build_http_app(
+    gateway: Gateway | None,
+    *,
+    static_dirs: Sequence[Path] = (),
+    http_routes: Sequence[HttpRoute] = (),
+    invoker: FunctionInvoker | None = None,
+    region: str = DEFAULT_REGION,
+    account_id: str = ACCOUNT_ID,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    if http_routes and invoker is None:
+        raise ValueError("HTTP API routes need an invoker to run their functions")
+    app = web.Application(client_max_size=HTTP_API_MAX_BODY)
+    management = _management_handler(gateway)
+    for method in ("POST", "GET", "DELETE"):
+        app.router.add_route(method, "/{stage}/@connections/{connection_id}", management)
+        # No stage in the path: AWS's missing-stage answer
+        app.router.add_route(method, "/@connections/{connection_id}", management)
+    for route in http_routes:
+        assert invoker is not None
+        method = "*" if route.method.upper() == "ANY" else route.method.upper()
+        handler = _route_handler(route, invoker, region, account_id, clock)
+        app.router.add_route(method, _aiohttp_path(route.path), handler)
+    if static_dirs:
+        app.router.add_get("/{tail:.*}", _static_handler(static_dirs))
+    return app
