@@ -1,0 +1,48 @@
+"""A running runtime (embedded AWS + functions + event delivery) for a test app's template."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tidings.local.aws import AwsServices
+from tidings.local.bus import EventDelivery
+from tidings.local.functions import FunctionRunner
+from tidings.local.model import LocalApp
+from tidings.local.template import LocalEndpoints, load_app
+
+APPS = Path(__file__).parent / "apps"
+
+
+@dataclass
+class Runtime:
+    app: LocalApp
+    aws: AwsServices
+    runner: FunctionRunner
+    delivery: EventDelivery
+
+
+@asynccontextmanager
+async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runtime]:
+    aws = AwsServices(app=None, port=0)  # type: ignore[arg-type]
+    endpoint = aws.start_server()
+    try:
+        app = load_app(
+            template, LocalEndpoints("ws://127.0.0.1:1", "http://127.0.0.1:1", endpoint), stack_name="rt"
+        )
+        aws.app = app
+        aws.create_resources()
+        runner = FunctionRunner(app, endpoint, watch=False)
+        await runner.start()
+        delivery = EventDelivery(app, runner, endpoint, **{"retry_delay_scale": 0.001, **delivery_options})
+        delivery.install()
+        try:
+            yield Runtime(app, aws, runner, delivery)
+        finally:
+            delivery.uninstall()
+            await runner.stop()
+    finally:
+        aws.stop()

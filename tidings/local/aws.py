@@ -1,0 +1,278 @@
+"""The embedded AWS services: moto's server in-process, with the template's resources created.
+
+Handlers reach it through `AWS_ENDPOINT_URL` (set by `functions.py`), so they use boto3 as they
+would in AWS. Resources are created through boto3 against the server from the resolved
+CloudFormation properties, so what the template says is what the handlers find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from tidings.local.model import ACCOUNT_ID, LocalApp, SimpleResource, Table
+
+log = logging.getLogger(__name__)
+
+LOCAL_CREDENTIALS: dict[str, Any] = {
+    "aws_access_key_id": "local",
+    "aws_secret_access_key": "local",
+    "aws_session_token": "local",
+}
+
+
+class AwsServices:
+    """moto on `host:port` (0: a free port) with the app's tables, buckets, queues, buses, rules,
+    parameters, secrets and state machines."""
+
+    def __init__(self, app: LocalApp, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: ThreadedMotoServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        if self._server is None:
+            raise RuntimeError("AwsServices is not started")
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the embedded services (never the developer's real account)."""
+        factory: Any = boto3.client  # its overloads want a literal service name
+        return factory(service, endpoint_url=self.endpoint, region_name=self.app.region, **LOCAL_CREDENTIALS)
+
+    def start_server(self) -> str:
+        """Listen without creating resources; returns the endpoint.
+
+        With port 0 the endpoint is known only now, and the template's queue URLs contain it:
+        start the server, load the app with this endpoint, set `app`, then `create_resources()`.
+        """
+        from moto.moto_api._internal.models import moto_api_backend
+
+        if self._server is None:
+            moto_api_backend.reset()  # backends are process-wide: start from an empty account
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+            self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+            self._server.start()
+        return self.endpoint
+
+    def start(self) -> None:
+        self.start_server()
+        try:
+            self.create_resources()
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> AwsServices:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- resources
+    def create_resources(self) -> None:
+        by_kind: dict[str, list[SimpleResource]] = {}
+        for resource in self.app.resources:
+            by_kind.setdefault(resource.kind, []).append(resource)
+        # queues and buses first: bucket notifications and rule targets point at them
+        for resource in by_kind.get("queue", []):
+            self.create_queue(resource)
+        for resource in by_kind.get("bus", []):
+            self.client("events").create_event_bus(Name=resource.name)
+        for table in self.app.tables:
+            self.create_table(table)
+        for resource in by_kind.get("bucket", []):
+            self.create_bucket(resource)
+        for resource in by_kind.get("ssm", []):
+            self.create_parameter(resource)
+        for resource in by_kind.get("secret", []):
+            self.create_secret(resource)
+        for machine in self.app.state_machines.values():
+            self.client("stepfunctions").create_state_machine(
+                name=machine.name,
+                definition=json.dumps(machine.definition),
+                roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{machine.name}-role",
+            )
+        self.create_rules()
+
+    def create_table(self, table: Table) -> None:
+        props = table.properties
+        request: dict[str, Any] = {
+            "TableName": table.name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        on_demand = request["BillingMode"] == "PAY_PER_REQUEST"
+        throughput = props.get("ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+        if not on_demand:
+            request["ProvisionedThroughput"] = throughput
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if props.get(key):
+                indexes = [dict(index) for index in props[key]]
+                for index in indexes:
+                    if on_demand:
+                        index.pop("ProvisionedThroughput", None)
+                    elif key == "GlobalSecondaryIndexes":
+                        index.setdefault("ProvisionedThroughput", throughput)
+                request[key] = indexes
+        stream = props.get("StreamSpecification")
+        if stream:
+            request["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": stream["StreamViewType"],
+            }
+        if props.get("SSESpecification"):
+            request["SSESpecification"] = {
+                key: value
+                for key, value in props["SSESpecification"].items()
+                if key in ("SSEEnabled", "SSEType", "KMSMasterKeyId")
+            }
+        if props.get("Tags"):
+            request["Tags"] = props["Tags"]
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(**request)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=table.name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+
+    def create_queue(self, resource: SimpleResource) -> None:
+        props = resource.properties
+        names = (
+            "DelaySeconds",
+            "MaximumMessageSize",
+            "MessageRetentionPeriod",
+            "ReceiveMessageWaitTimeSeconds",
+            "VisibilityTimeout",
+            "FifoQueue",
+            "ContentBasedDeduplication",
+            "SqsManagedSseEnabled",
+        )
+        attributes = {name: _attribute_text(props[name]) for name in names if name in props}
+        for name in ("RedrivePolicy", "RedriveAllowPolicy"):
+            if name in props:
+                attributes[name] = props[name] if isinstance(props[name], str) else json.dumps(props[name])
+        self.client("sqs").create_queue(QueueName=resource.name, Attributes=attributes)
+
+    def create_bucket(self, resource: SimpleResource) -> None:
+        s3 = self.client("s3")
+        if self.app.region == "us-east-1":
+            s3.create_bucket(Bucket=resource.name)
+        else:
+            s3.create_bucket(
+                Bucket=resource.name, CreateBucketConfiguration={"LocationConstraint": self.app.region}
+            )
+        props = resource.properties
+        cors_rules = props.get("CorsConfiguration", {}).get("CorsRules")
+        if cors_rules:
+            renamed = {"ExposedHeaders": "ExposeHeaders", "Id": "ID", "MaxAge": "MaxAgeSeconds"}
+            rules = [{renamed.get(key, key): value for key, value in rule.items()} for rule in cors_rules]
+            s3.put_bucket_cors(Bucket=resource.name, CORSConfiguration={"CORSRules": rules})
+        notifications = props.get("NotificationConfiguration", {})
+        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled", True) and (
+            "EventBridgeConfiguration" in notifications
+        ):
+            # moto then emits "Object Created"/"Object Deleted" events to the event buses itself
+            s3.put_bucket_notification_configuration(
+                Bucket=resource.name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+
+    def create_parameter(self, resource: SimpleResource) -> None:
+        props = resource.properties
+        request = {
+            "Name": resource.name,
+            "Type": props.get("Type", "String"),
+            "Value": _attribute_text(props["Value"]),
+        }
+        if props.get("Description"):
+            request["Description"] = props["Description"]
+        self.client("ssm").put_parameter(**request)
+
+    def create_secret(self, resource: SimpleResource) -> None:
+        props = resource.properties
+        secretsmanager = self.client("secretsmanager")
+        if "SecretString" in props:
+            value = str(props["SecretString"])
+        else:
+            value = self.generate_secret_string(props.get("GenerateSecretString", {}))
+        request = {"Name": resource.name, "SecretString": value}
+        if props.get("Description"):
+            request["Description"] = props["Description"]
+        secretsmanager.create_secret(**request)
+        # The template's functions hold the ARN this stack computed; moto picks its own random
+        # suffix, so the in-process secret takes the stack's ARN to make both lookups work.
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        stored = secretsmanager_backends[ACCOUNT_ID][self.app.region].secrets[resource.name]
+        stored.arn = resource.arn
+
+    def generate_secret_string(self, spec: dict[str, Any]) -> str:
+        """GenerateSecretString, generated here (moto's GetRandomPassword), never from the template."""
+        options = {
+            key: spec[key]
+            for key in (
+                "PasswordLength",
+                "ExcludeCharacters",
+                "ExcludeNumbers",
+                "ExcludePunctuation",
+                "ExcludeUppercase",
+                "ExcludeLowercase",
+                "IncludeSpace",
+                "RequireEachIncludedType",
+            )
+            if key in spec
+        }
+        password: str = self.client("secretsmanager").get_random_password(**options)["RandomPassword"]
+        template = spec.get("SecretStringTemplate")
+        key = spec.get("GenerateStringKey")
+        if template and key:
+            document = json.loads(template)
+            document[key] = password
+            return json.dumps(document)
+        return password
+
+    def create_rules(self) -> None:
+        events = self.client("events")
+        for rule in self.app.rules:
+            events.put_rule(Name=rule.name, EventBusName=rule.bus_name, EventPattern=json.dumps(rule.pattern))
+            targets: list[dict[str, Any]] = []
+            for target in rule.targets:
+                entry: dict[str, Any] = {
+                    "Id": target.target_id,
+                    "Arn": target.arn,
+                    "RetryPolicy": {
+                        "MaximumRetryAttempts": target.retry_attempts,
+                        "MaximumEventAgeInSeconds": target.max_event_age_s,
+                    },
+                }
+                if target.dead_letter_arn:
+                    entry["DeadLetterConfig"] = {"Arn": target.dead_letter_arn}
+                if target.input is not None:
+                    entry["Input"] = target.input
+                if target.input_path is not None:
+                    entry["InputPath"] = target.input_path
+                targets.append(entry)
+            if targets:
+                events.put_targets(Rule=rule.name, EventBusName=rule.bus_name, Targets=targets)
+
+
+def _attribute_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
