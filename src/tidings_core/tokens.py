@@ -125,3 +125,24 @@ def allow_policy(claims: Claims, method_arn: str, *, subprotocol: bool) -> dict[
 
 def deny_policy(method_arn: str) -> dict[str, Any]:
     return _policy("anonymous", "Deny", method_arn, {})
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The JWT from an `Authorization: Bearer <jwt>` header; MissingToken when absent or another scheme."""
+    if not authorization:
+        raise MissingToken("no Authorization header")
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise MissingToken("Authorization is not a Bearer token")
+    return credentials.strip()
+
+
+def http_authorizer_response(claims: Claims | None) -> dict[str, Any]:
+    """An HTTP API simple response (payload 2.0): allowed with the user id in context, or refused."""
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (  # lazy
+        APIGatewayAuthorizerResponseV2,
+    )
+
+    if claims is None:
+        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
+    return APIGatewayAuthorizerResponseV2(authorize=True, context={"userId": claims.user_id}).asdict()
