@@ -267,10 +267,12 @@ class Gateway:
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
             return
         # C4: the client gets exactly the subprotocol $connect returned, nothing chosen here
-        for name, value in extra:
-            if name.lower() not in _HANDSHAKE_HEADERS:
+        allowed = [(name, value) for name, value in extra if name.lower() not in _HANDSHAKE_HEADERS]
+        for name in {name for name, _ in allowed}:
+            if name in response.headers:
                 del response.headers[name]
-                response.headers[name] = value
+        for name, value in allowed:
+            response.headers[name] = value
 
     async def _reap_unopened(self, ws: ServerConnection) -> None:
         """$connect accepted but the upgrade never completed: forget the id, run $disconnect."""
