@@ -136,11 +136,12 @@ class AwsServices:
                 "StreamViewType": stream["StreamViewType"],
             }
         if props.get("SSESpecification"):
-            request["SSESpecification"] = {
-                key: value
-                for key, value in props["SSESpecification"].items()
-                if key in ("SSEEnabled", "SSEType", "KMSMasterKeyId")
-            }
+            # CloudFormation says SSEEnabled, the DynamoDB API says Enabled
+            sse = props["SSESpecification"]
+            request["SSESpecification"] = {"Enabled": bool(sse.get("SSEEnabled", False))}
+            for key in ("SSEType", "KMSMasterKeyId"):
+                if key in sse:
+                    request["SSESpecification"][key] = sse[key]
         if props.get("Tags"):
             request["Tags"] = props["Tags"]
         dynamodb = self.client("dynamodb")

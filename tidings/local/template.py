@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ from tidings.local.model import (
     WebSocketApi,
 )
 
+log = logging.getLogger(__name__)
 PLACEHOLDER_BUCKET = "local"
 DEFAULT_STACK_NAME = "tidings-local"
 
@@ -944,7 +946,12 @@ class _AppReader:
             condition = output.get("Condition")
             if condition and not self.resolver.condition(condition):
                 continue
-            value = self.resolver.resolve_at(output.get("Value"), f"Outputs.{name}.Value")
+            try:
+                value = self.resolver.resolve_at(output.get("Value"), f"Outputs.{name}.Value")
+            except TemplateError as exc:
+                # an output naming an AWS-only resource (a CDN, say) must not stop the stack
+                log.info("output %s has no local value: %s", name, exc)
+                continue
             outputs[name] = value if isinstance(value, str) else json.dumps(value)
         return outputs
 

@@ -1,0 +1,396 @@
+"""`tidings dev`: the whole local stack for a SAM template, wired together.
+
+Order matters: ports first (the template's execute-api URLs resolve to them), then the
+embedded AWS services (queue URLs contain their endpoint), then the app, its resources, the
+function runner, event delivery, the WebSocket gateway and the HTTP server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from tidings.local.aws import AwsServices
+from tidings.local.bus import EventDelivery
+from tidings.local.functions import FunctionRunner
+from tidings.local.gateway import Gateway
+from tidings.local.http import build_http_app
+from tidings.local.model import Invocation, LocalApp
+from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
+
+USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+LOCAL_SITE_METADATA = "Tidings"  # Metadata: {Tidings: {LocalSite: web/}} on a bucket serves that folder at /
+
+
+@dataclass
+class DevOptions:
+    template: Path = Path("template.yaml")
+    host: str = "127.0.0.1"
+    ws_port: int = 3001
+    http_port: int = 3000
+    aws_port: int = 4566
+    demo: bool = True
+    log_format: str = "text"  # text | json
+    drop_disconnect: bool = False
+    idle_timeout_s: float = 600.0
+    max_lifetime_s: float = 7200.0
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    state_file: Path | None = None
+    api: str | None = None  # logical id of the WebSocket API when the template has several
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    websocket_url: str
+    callback_url: str
+    aws_endpoint: str
+    http_url: str
+    progress_view_url: str | None
+    jobs_api_url: str | None
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"WebSocket URL: {self.websocket_url}",
+            f"Callback URL: {self.callback_url}",
+            f"AWS endpoint: {self.aws_endpoint}",
+        ]
+        if self.progress_view_url:
+            lines.append(f"Progress view: {self.progress_view_url}")
+        return lines
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def local_site_dirs(template_path: Path) -> list[Path]:
+    """Folders the template asks the local stack to serve at `/` (bucket Metadata `Tidings.LocalSite`)."""
+    raw = parse_template(template_path)
+    sites = []
+    for resource in raw.get("Resources", {}).values():
+        metadata = (resource.get("Metadata") or {}).get(LOCAL_SITE_METADATA) or {}
+        site = metadata.get("LocalSite") if isinstance(metadata, dict) else None
+        if isinstance(site, str):
+            path = (template_path.parent / site).resolve()
+            if path.is_dir():
+                sites.append(path)
+    return sites
+
+
+class InvocationLog:
+    """One line per invocation on the terminal (or JSON lines), the traceback on errors."""
+
+    def __init__(self, app: LocalApp, log_format: str = "text", out: TextIO = sys.stdout) -> None:
+        self.app = app
+        self.log_format = log_format
+        self.out = out
+
+    def __call__(self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
+        started = time.strftime("%H:%M:%S", time.localtime())
+        outcome = "ok" if invocation.ok else f"error {invocation.error_type}: {invocation.error_message}"
+        if self.log_format == "json":
+            record = {
+                "time": time.time(),
+                "function": function_id,
+                "source": source,
+                "durationMs": round(invocation.duration_ms, 1),
+                "cold": invocation.cold,
+                "ok": invocation.ok,
+                "requestId": invocation.request_id,
+                "errorType": invocation.error_type,
+                "errorMessage": invocation.error_message,
+                "traceback": invocation.traceback,
+            }
+            self.out.write(json.dumps(record) + "\n")
+        else:
+            temperature = "cold" if invocation.cold else "warm"
+            self.out.write(
+                f"{started}  {function_id:<28} {source or '-':<24} {invocation.duration_ms:8.1f} ms  "
+                f"{temperature}  {outcome}\n"
+            )
+            if not invocation.ok and invocation.traceback:
+                for line in invocation.traceback.rstrip().splitlines():
+                    self.out.write(f"    {line}\n")
+        self.out.flush()
+
+
+class LocalStack:
+    """Everything `tidings dev` runs, startable and stoppable from tests."""
+
+    def __init__(self, options: DevOptions, *, out: TextIO = sys.stdout) -> None:
+        self.options = options
+        self.out = out
+        self.aws: AwsServices | None = None
+        self.runner: FunctionRunner | None = None
+        self.delivery: EventDelivery | None = None
+        self.gateway: Gateway | None = None
+        self.http_runner: web.AppRunner | None = None
+        self.app: LocalApp | None = None
+        self.urls: StackUrls | None = None
+        self.token_secret_id: str | None = None
+
+    async def start(self) -> StackUrls:
+        opts = self.options
+        host = opts.host
+        ws_port = opts.ws_port or free_port(host)
+        http_port = opts.http_port or free_port(host)
+
+        self.aws = AwsServices(app=None, port=opts.aws_port, host=host)  # type: ignore[arg-type]
+        aws_endpoint = self.aws.start_server()
+        endpoints = LocalEndpoints(
+            ws_url_base=f"ws://{host}:{ws_port}",
+            http_url_base=f"http://{host}:{http_port}",
+            aws_endpoint=aws_endpoint,
+        )
+        self.app = app = load_app(opts.template, endpoints, parameter_overrides=opts.parameter_overrides)
+        self.aws.app = app
+        self.aws.create_resources()
+        self.token_secret_id = _token_secret_id(app)
+
+        self.runner = FunctionRunner(
+            app, aws_endpoint, on_invocation=InvocationLog(app, opts.log_format, self.out)
+        )
+        await self.runner.start()
+        self.delivery = EventDelivery(app, self.runner, aws_endpoint)
+        self.delivery.install()
+
+        api = _choose_api(app, opts.api)
+        if api is not None:
+            self.gateway = Gateway(
+                api,
+                self.runner,
+                host=host,
+                port=ws_port,
+                idle_timeout_s=opts.idle_timeout_s,
+                max_lifetime_s=opts.max_lifetime_s,
+                drop_disconnect=opts.drop_disconnect,
+            )
+            await self.gateway.start()
+
+        sites = local_site_dirs(app.template_path)
+        http_app = build_http_app(
+            self.gateway,
+            static_dirs=sites,
+            http_routes=app.http_routes,
+            invoker=self.runner,
+            region=app.region,
+        )
+        http_app.middlewares.append(self._local_routes)
+        self.http_runner = web.AppRunner(http_app, access_log=None)
+        await self.http_runner.setup()
+        await web.TCPSite(self.http_runner, host, http_port).start()
+
+        stage = api.stage if api is not None else ""
+        self.urls = StackUrls(
+            websocket_url=f"ws://{host}:{ws_port}/{stage}",
+            callback_url=f"http://{host}:{http_port}/{stage}",
+            aws_endpoint=aws_endpoint,
+            http_url=f"http://{host}:{http_port}",
+            progress_view_url=f"http://{host}:{http_port}/" if sites else None,
+            jobs_api_url=f"http://{host}:{http_port}" if app.http_routes else None,
+        )
+        return self.urls
+
+    @web.middleware
+    async def _local_routes(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """`/_tidings/config` and `/_tidings/token`: what the progress view needs from a local stack.
+
+        A middleware, so these win over the site's catch-all static route. Tokens are minted only
+        here, on the developer's own machine, with the secret the local stack generated.
+        """
+        if not request.path.startswith("/_tidings/"):
+            response: web.StreamResponse = await handler(request)
+            return response
+        if self.urls is None:
+            raise web.HTTPServiceUnavailable()
+        if request.path == "/_tidings/config" and request.method == "GET":
+            return web.json_response(
+                {"websocketUrl": self.urls.websocket_url, "apiUrl": self.urls.jobs_api_url},
+                headers={"Cache-Control": "no-store"},
+            )
+        if request.path == "/_tidings/token" and request.method == "GET":
+            from tidings.local.demo_job import local_token
+
+            user = request.query.get("user", "")
+            if not USER_ID.fullmatch(user):
+                return web.json_response(
+                    {"error": {"code": "bad_user", "message": "user must be 1-64 of [A-Za-z0-9_.@-]"}},
+                    status=400,
+                )
+            if self.token_secret_id is None:
+                return web.json_response(
+                    {"error": {"code": "no_secret", "message": "this template has no token secret"}},
+                    status=404,
+                )
+            token = await asyncio.to_thread(local_token, self, user)
+            return web.json_response({"token": token}, headers={"Cache-Control": "no-store"})
+        raise web.HTTPNotFound()
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            with contextlib.suppress(Exception):
+                await self.gateway.stop()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        if self.delivery is not None:
+            self.delivery.uninstall()
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.aws is not None:
+            self.aws.stop()
+
+    def state(self) -> dict[str, Any]:
+        assert self.urls is not None and self.app is not None
+        return {
+            "websocketUrl": self.urls.websocket_url,
+            "callbackUrl": self.urls.callback_url,
+            "awsEndpoint": self.urls.aws_endpoint,
+            "httpUrl": self.urls.http_url,
+            "progressViewUrl": self.urls.progress_view_url,
+            "jobsApiUrl": self.urls.jobs_api_url,
+            "region": self.app.region,
+            "stage": self.gateway.stage if self.gateway else None,
+            "tokenSecretId": self.token_secret_id,
+            "template": str(self.app.template_path),
+            "pid": os.getpid(),
+            "startedAt": time.time(),
+        }
+
+
+def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
+    apis = app.websocket_apis
+    if logical_id is not None:
+        for api in apis:
+            if api.logical_id == logical_id:
+                return api
+        raise TemplateError(f"--api {logical_id}: no WebSocket API with that logical id")
+    if len(apis) > 1:
+        names = ", ".join(api.logical_id for api in apis)
+        raise TemplateError(f"the template has several WebSocket APIs ({names}): choose one with --api")
+    return apis[0] if apis else None
+
+
+def _token_secret_id(app: LocalApp) -> str | None:
+    """The secret the functions verify tokens with (TOKEN_SECRET_ARN), else the only secret."""
+    for function in app.functions.values():
+        arn = function.environment.get("TOKEN_SECRET_ARN")
+        if arn:
+            return arn
+    secrets = [r for r in app.resources if r.kind == "secret"]
+    return secrets[0].arn if len(secrets) == 1 else None
+
+
+def default_state_file(template: Path) -> Path:
+    override = os.environ.get("TIDINGS_STATE")
+    if override:
+        return Path(override)
+    return template.resolve().parent / ".tidings" / "state.json"
+
+
+def parse_args(argv: list[str]) -> DevOptions:
+    parser = argparse.ArgumentParser(prog="tidings dev", description="Run a SAM WebSocket app locally.")
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--ws-port", type=int, default=3001, help="0 picks a free port")
+    parser.add_argument("--http-port", type=int, default=3000, help="0 picks a free port")
+    parser.add_argument("--aws-port", type=int, default=4566, help="0 picks a free port")
+    parser.add_argument("--no-demo", dest="demo", action="store_false", help="do not start the demo job")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--drop-disconnect",
+        action="store_true",
+        help="never run $disconnect, so stale connections exercise the 410 Gone path",
+    )
+    parser.add_argument("--idle-timeout", type=float, default=600.0, help="seconds (AWS: 600)")
+    parser.add_argument("--max-lifetime", type=float, default=7200.0, help="seconds (AWS: 7200)")
+    parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--state-file", type=Path, default=None)
+    parser.add_argument("--api", default=None, help="logical id of the WebSocket API to serve")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.parameter_overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--parameter-overrides takes KEY=VALUE, not {item!r}")
+        overrides[key] = value
+    return DevOptions(
+        template=args.template,
+        host=args.host,
+        ws_port=args.ws_port,
+        http_port=args.http_port,
+        aws_port=args.aws_port,
+        demo=args.demo,
+        log_format=args.log_format,
+        drop_disconnect=args.drop_disconnect,
+        idle_timeout_s=args.idle_timeout,
+        max_lifetime_s=args.max_lifetime,
+        parameter_overrides=overrides,
+        state_file=args.state_file,
+        api=args.api,
+    )
+
+
+async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None = None) -> int:
+    stack = LocalStack(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    state_file = options.state_file or default_state_file(options.template)
+    try:
+        urls = await stack.start()
+    except (TemplateError, OSError) as exc:
+        await stack.stop()
+        print(f"tidings dev: {exc}", file=sys.stderr)
+        return 2
+    try:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(stack.state(), indent=2))
+        for line in urls.lines():
+            print(line, flush=True)
+        print("Ready. Ctrl-C stops everything.", flush=True)
+        demo_task = asyncio.create_task(demo(stack)) if demo is not None and options.demo else None
+        await stop.wait()
+        if demo_task is not None:
+            demo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await demo_task
+    finally:
+        print("Stopping...", flush=True)
+        await stack.stop()
+        with contextlib.suppress(OSError):
+            current = json.loads(state_file.read_text())
+            if current.get("pid") == os.getpid():
+                state_file.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from tidings.local.demo_job import run_demo
+
+    try:
+        return asyncio.run(run(options, demo=run_demo))
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 1
