@@ -804,7 +804,8 @@ class _AppReader:
                                     sam_auth.get("authorizerUri"), f"{api_logical_id}.Body.{name}"
                                 )
                                 raw = sam_auth.get("identitySource", "")
-                                sources = tuple(part.strip() for part in str(raw).split(",") if part.strip())
+                                parts = raw if isinstance(raw, list) else str(raw).split(",")
+                                sources = tuple(str(part).strip() for part in parts if str(part).strip())
                     route = HttpRoute(
                         api_logical_id=api_logical_id,
                         method=method_name,

@@ -12,6 +12,7 @@ from tidings.local.aws import AwsServices
 from tidings.local.bus import EventDelivery
 from tidings.local.functions import FunctionRunner
 from tidings.local.model import LocalApp
+from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, load_app
 
 APPS = Path(__file__).parent / "apps"
@@ -23,6 +24,7 @@ class Runtime:
     aws: AwsServices
     runner: FunctionRunner
     delivery: EventDelivery
+    machines: StepFunctions
 
 
 @asynccontextmanager
@@ -37,12 +39,20 @@ async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runt
         aws.create_resources()
         runner = FunctionRunner(app, endpoint, watch=False)
         await runner.start()
-        delivery = EventDelivery(app, runner, endpoint, **{"retry_delay_scale": 0.001, **delivery_options})
+        machines = StepFunctions(app, runner, retry_delay_scale=0.01)
+        delivery = EventDelivery(
+            app,
+            runner,
+            endpoint,
+            start_execution=machines.start_execution,
+            **{"retry_delay_scale": 0.001, **delivery_options},
+        )
         delivery.install()
         try:
-            yield Runtime(app, aws, runner, delivery)
+            yield Runtime(app, aws, runner, delivery, machines)
         finally:
             delivery.uninstall()
+            await machines.stop()
             await runner.stop()
     finally:
         aws.stop()

@@ -64,10 +64,15 @@ def test_raw_api_gateway_v2_with_route_response() -> None:
     assert api.routes["$connect"].has_route_response is False
 
 
-def test_http_api_events_become_routes() -> None:
+def test_http_api_events_become_routes_with_authorizer() -> None:
     app = load_app(TEMPLATES / "http_api.yaml", ENDPOINTS)
-    routes = {(route.method, route.path): route.function_id for route in app.http_routes}
-    assert routes == {("POST", "/jobs"): "EchoFunction", ("GET", "/jobs/{jobId}"): "EchoFunction"}
+    routes = {(route.method, route.path): route for route in app.http_routes}
+    assert set(routes) == {("POST", "/jobs"), ("GET", "/jobs/{jobId}"), ("GET", "/health")}
+    assert {route.function_id for route in routes.values()} == {"EchoFunction"}
+    create = routes[("POST", "/jobs")]
+    assert create.authorizer_function_id == "AuthFunction"
+    assert create.identity_sources == ("$request.header.Authorization",)
+    assert routes[("GET", "/health")].authorizer_function_id is None
 
 
 def test_tables_keep_resolved_properties() -> None:
