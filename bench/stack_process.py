@@ -1,0 +1,62 @@
+"""The whole local stack (`LocalStack`) in its own process, for the benchmarks.
+
+    python -m bench.stack_process [--template template.yaml]
+
+The first stdout line is `{"ready": {...}}` with the URLs, the table and bus names and the pid;
+every later line is one invocation record (the stack's JSON invocation log). Ends when stdin
+closes, so it never outlives the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+from pathlib import Path
+
+from tidings.local.stack import DevOptions, LocalStack
+
+
+def raise_open_files_limit() -> int:
+    """Lift the soft limit on open files to the hard limit (each connection is one descriptor)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def main(template: Path) -> None:
+    raise_open_files_limit()
+    options = DevOptions(template=template, ws_port=0, http_port=0, aws_port=0, demo=False, log_format="json")
+    stack = LocalStack(options, out=sys.stdout)
+    try:
+        urls = await stack.start()
+        assert stack.app is not None
+        environment = stack.app.functions["NotifyFunction"].environment
+        ready = {
+            "websocket_url": urls.websocket_url,
+            "callback_url": urls.callback_url,
+            "aws_endpoint": urls.aws_endpoint,
+            "region": stack.app.region,
+            "token_secret_id": stack.token_secret_id,
+            "token_audience": environment.get("TOKEN_AUDIENCE", "tidings"),
+            "connections_table": environment["CONNECTIONS_TABLE"],
+            "subscriptions_table": environment["SUBSCRIPTIONS_TABLE"],
+            "jobs_table": environment["JOBS_TABLE"],
+            "event_bus_name": environment["EVENT_BUS_NAME"],
+            "notify_memory_mb": stack.app.functions["NotifyFunction"].memory_mb,
+        }
+        sys.stdout.write(json.dumps({"ready": ready}) + "\n")
+        sys.stdout.flush()
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await stack.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"))
+    args = parser.parse_args()
+    asyncio.run(main(args.template))
