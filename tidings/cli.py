@@ -1,0 +1,175 @@
+"""The `tidings` command: `dev` (the local stack), `token`, `submit` and `watch`.
+
+Output rule: stdout carries only what a script captures (a token, a job id, JSON lines, the
+watch display of `tidings watch`); everything said to a person goes to stderr. Expected
+failures print one line and exit 2 (usage, no stack) or 1 (the job or the server failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+from . import client
+from .watch_view import Mode
+
+DEFAULT_TTL_SECONDS = 3600
+DEMO_USER = "demo"
+
+
+def _default_user() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser() or DEMO_USER
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return DEMO_USER
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", metavar="NAME", help="a deployed stack (default: the local stack)")
+    parser.add_argument("--region", help="AWS region of --stack (default: your AWS configuration)")
+    parser.add_argument(
+        "--template",
+        default=None,
+        help="template of the local stack; its folder holds .tidings/state.json (default: ./template.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidings", description="Real-time job notifications: local stack and client tools."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "dev", help="run the local stack (options: tidings dev --help)", add_help=False
+    )  # its options are parsed by tidings.local.stack
+
+    token = commands.add_parser("token", help="print a connection token (JWT) for a user")
+    token.add_argument("user_arg", nargs="?", metavar="USER", help="the user id (same as --user)")
+    token.add_argument("--user", help="the user id (the token's sub)")
+    token.add_argument("--ttl", type=_positive_int, default=DEFAULT_TTL_SECONDS, metavar="SECONDS")
+    _add_target_options(token)
+
+    submit = commands.add_parser("submit", help="upload a video and start a transcoding job")
+    submit.add_argument("file", type=Path, metavar="FILE")
+    submit.add_argument("--user", default=None, help="the job's owner (default: $USER or demo)")
+    submit.add_argument("--watch", action="store_true", help="then follow the job until it ends")
+    _add_target_options(submit)
+
+    watch = commands.add_parser("watch", help="follow a job's progress until it completes or fails")
+    watch.add_argument("job_id", metavar="JOB_ID")
+    watch.add_argument("--user", default=None, help="the job's owner (default: $USER or demo)")
+    watch.add_argument("--json", action="store_true", help="print each job message as a JSON line")
+    _add_target_options(watch)
+    return parser
+
+
+def _token_user(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    user: str | None = args.user or getattr(args, "user_arg", None)
+    if args.user and getattr(args, "user_arg", None) and args.user != args.user_arg:
+        parser.error("give the user once: either USER or --user")
+    if not user:
+        parser.error("the token command needs a user: tidings token --user USER")
+    return user
+
+
+def _watch_mode(stream: IO[str], as_json: bool) -> Mode:
+    if as_json:
+        return "json"
+    return "tty" if stream.isatty() else "plain"
+
+
+def _upload_progress(stream: IO[str]) -> Callable[[int, int], None]:
+    """Whole-percent steps on a terminal; nothing when stderr is a pipe or a file."""
+    last = -1
+
+    def report(sent: int, total: int) -> None:
+        nonlocal last
+        percent = sent * 100 // max(total, 1)
+        if percent != last:
+            last = percent
+            stream.write(f"\ruploading {percent:3d}%" + ("\n" if sent >= total else ""))
+            stream.flush()
+
+    return report
+
+
+def _run_watch(target: client.Target, user: str, job_id: str, stream: IO[str], mode: Mode) -> int:
+    secret = client.signing_secret(target)  # read once; tokens are minted per connection
+    from tidings_core.tokens import issue_token
+
+    def fresh_token() -> str:
+        return issue_token(secret, user, DEFAULT_TTL_SECONDS)
+
+    printer = client.WatchPrinter(stream, mode)
+    return asyncio.run(client.watch_job(target.websocket_url, fresh_token, job_id, printer))
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "token":
+        user = _token_user(args, parser)
+        target = client.resolve_target(args.stack, args.region, args.template)
+        print(client.make_token(target, user, args.ttl))
+        return 0
+    if args.command == "submit":
+        path: Path = args.file
+        if not path.is_file():
+            raise client.CliError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise client.CliError(f"{path}: the file is empty")
+        user = args.user or _default_user()
+        target = client.resolve_target(args.stack, args.region, args.template)
+        if not target.jobs_api_url:
+            raise client.CliError(f"{target.description} has no jobs API (JobsApiUrl)")
+        token = client.make_token(target, user, DEFAULT_TTL_SECONDS)
+        progress = _upload_progress(sys.stderr) if sys.stderr.isatty() else None
+        job_id = asyncio.run(client.submit_job(target.jobs_api_url, token, path, on_progress=progress))
+        print(job_id, flush=True)
+        print(f"job {job_id} started for {user}", file=sys.stderr)
+        if not args.watch:
+            return 0
+        # stdout stays the job id alone, so `JOB=$(tidings submit f --watch)` still works
+        return _run_watch(target, user, job_id, sys.stderr, _watch_mode(sys.stderr, False))
+    if args.command == "watch":
+        user = args.user or _default_user()
+        target = client.resolve_target(args.stack, args.region, args.template)
+        return _run_watch(target, user, args.job_id, sys.stdout, _watch_mode(sys.stdout, args.json))
+    parser.error(f"unknown command {args.command}")  # argparse already refuses these
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["dev"]:
+        from tidings.local.stack import main as dev_main  # lazy: the local stack is heavy
+
+        return int(dev_main(arguments[1:]) or 0)
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    try:
+        return run(args, parser)
+    except client.CliError as exc:
+        print(f"tidings {args.command}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""`.tidings/state.json`: where a running `tidings dev` listens, for `token`, `submit` and `watch`.
+
+`tidings dev` writes it once its servers are up and removes it on exit; the file holds URLs
+and names only, never a secret or a token. Its location is `<project root>/.tidings/state.json`,
+the project root being the folder of the template; `TIDINGS_STATE` overrides the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATE_ENV = "TIDINGS_STATE"
+DEFAULT_TEMPLATE = "template.yaml"
+STATE_DIR = ".tidings"
+STATE_FILE = "state.json"
+NOT_RUNNING_HINT = "start it with `make dev` or `tidings dev`"
+
+# attribute name -> JSON key (the file is read by people and by the browser tests)
+_JSON_KEYS = {
+    "websocket_url": "websocketUrl",
+    "callback_url": "callbackUrl",
+    "aws_endpoint": "awsEndpoint",
+    "http_url": "httpUrl",
+    "progress_view_url": "progressViewUrl",
+    "jobs_api_url": "jobsApiUrl",
+    "region": "region",
+    "stage": "stage",
+    "token_secret_id": "tokenSecretId",
+    "pid": "pid",
+    "started_at": "startedAt",
+}
+_NULLABLE = frozenset({"progress_view_url", "jobs_api_url"})
+
+
+class StackNotRunning(RuntimeError):
+    """No state file, an unreadable one, or one whose process has exited."""
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStackState:
+    websocket_url: str
+    callback_url: str
+    aws_endpoint: str
+    http_url: str
+    progress_view_url: str | None
+    jobs_api_url: str | None
+    region: str
+    stage: str
+    token_secret_id: str
+    pid: int = field(default_factory=os.getpid)
+    started_at: str = field(default_factory=_utc_now)  # ISO 8601, UTC
+
+    def to_json(self) -> dict[str, Any]:
+        return {_JSON_KEYS[name]: value for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> LocalStackState:
+        """Validate the decoded file; ValueError names the first missing or mistyped key."""
+        if not isinstance(data, dict):
+            raise ValueError("the state is not a JSON object")
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            key = _JSON_KEYS[item.name]
+            value = data.get(key)
+            if item.name == "pid":
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ValueError(f"{key} must be a positive integer")
+            elif value is None and item.name in _NULLABLE:
+                pass
+            elif not isinstance(value, str) or not value:
+                raise ValueError(f"{key} must be a non-empty string")
+            values[item.name] = value
+        return cls(**values)
+
+
+def state_path(template: str | os.PathLike[str] | None = None) -> Path:
+    """`$TIDINGS_STATE`, else `.tidings/state.json` beside the template (default ./template.yaml)."""
+    override = os.environ.get(STATE_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    root = Path(template or DEFAULT_TEMPLATE).expanduser().resolve().parent
+    return root / STATE_DIR / STATE_FILE
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def write_state(state: LocalStackState, path: Path | None = None) -> Path:
+    """Write atomically (temp file + rename) so a reader never sees half a file; returns the path."""
+    target = path or state_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state.to_json(), handle, indent=2)
+            handle.write("\n")
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_state(path: Path | None = None, *, check_pid: bool = True) -> LocalStackState:
+    """The running local stack's state; StackNotRunning (with what to do) otherwise."""
+    source = path or state_path()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StackNotRunning(
+            f"local stack is not running ({source} not found): {NOT_RUNNING_HINT}"
+        ) from None
+    except OSError as exc:
+        raise StackNotRunning(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        state = LocalStackState.from_json(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise StackNotRunning(f"{source} is not a valid state file ({exc}): {NOT_RUNNING_HINT}") from None
+    if check_pid and not pid_alive(state.pid):
+        raise StackNotRunning(
+            f"local stack is not running (process {state.pid} has exited): {NOT_RUNNING_HINT}"
+        )
+    return state
+
+
+def remove_state(path: Path | None = None, *, pid: int | None = None) -> bool:
+    """Delete the file when it belongs to `pid` (default: this process), so a stack never removes
+    the file of another stack that started after it. Returns whether it was removed."""
+    target = path or state_path()
+    owner = os.getpid() if pid is None else pid
+    try:
+        current = json.loads(target.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return False
+    if not isinstance(current, dict) or current.get("pid") != owner:
+        return False
+    target.unlink(missing_ok=True)
+    return True
