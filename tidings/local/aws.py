@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from tidings.local.model import ACCOUNT_ID, LocalApp, SimpleResource, Table
+from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, LocalApp, SimpleResource, Table
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,21 @@ class AwsServices:
     """moto on `host:port` (0: a free port) with the app's tables, buckets, queues, buses, rules,
     parameters, secrets and state machines."""
 
-    def __init__(self, app: LocalApp, port: int = 0, host: str = "127.0.0.1") -> None:
-        self.app = app
+    def __init__(self, app: LocalApp | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+        self._app = app
         self.host = host
         self.port = port
         self._server: ThreadedMotoServer | None = None
+
+    @property
+    def app(self) -> LocalApp:
+        if self._app is None:
+            raise RuntimeError("AwsServices has no app yet: set `app` before creating resources")
+        return self._app
+
+    @app.setter
+    def app(self, app: LocalApp) -> None:
+        self._app = app
 
     @property
     def endpoint(self) -> str:
@@ -45,7 +55,8 @@ class AwsServices:
     def client(self, service: str) -> Any:
         """A boto3 client for the embedded services (never the developer's real account)."""
         factory: Any = boto3.client  # its overloads want a literal service name
-        return factory(service, endpoint_url=self.endpoint, region_name=self.app.region, **LOCAL_CREDENTIALS)
+        region = self._app.region if self._app is not None else DEFAULT_REGION
+        return factory(service, endpoint_url=self.endpoint, region_name=region, **LOCAL_CREDENTIALS)
 
     def start_server(self) -> str:
         """Listen without creating resources; returns the endpoint.

@@ -29,7 +29,7 @@ class Runtime:
 
 @asynccontextmanager
 async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runtime]:
-    aws = AwsServices(app=None, port=0)  # type: ignore[arg-type]
+    aws = AwsServices(port=0)
     endpoint = aws.start_server()
     try:
         app = load_app(
