@@ -31,6 +31,7 @@ from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
 from tidings.local.http import build_http_app
 from tidings.local.model import Invocation, LocalApp
+from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
 
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -140,6 +141,7 @@ class LocalStack:
         self.aws: AwsServices | None = None
         self.runner: FunctionRunner | None = None
         self.delivery: EventDelivery | None = None
+        self.machines: StepFunctions | None = None
         self.gateway: Gateway | None = None
         self.http_runner: web.AppRunner | None = None
         self.app: LocalApp | None = None
@@ -152,7 +154,7 @@ class LocalStack:
         ws_port = opts.ws_port or free_port(host)
         http_port = opts.http_port or free_port(host)
 
-        self.aws = AwsServices(app=None, port=opts.aws_port, host=host)  # type: ignore[arg-type]
+        self.aws = AwsServices(app=None, port=opts.aws_port, host=host)
         aws_endpoint = self.aws.start_server()
         endpoints = LocalEndpoints(
             ws_url_base=f"ws://{host}:{ws_port}",
@@ -168,7 +170,10 @@ class LocalStack:
             app, aws_endpoint, on_invocation=InvocationLog(app, opts.log_format, self.out)
         )
         await self.runner.start()
-        self.delivery = EventDelivery(app, self.runner, aws_endpoint)
+        self.machines = StepFunctions(app, self.runner)
+        self.delivery = EventDelivery(
+            app, self.runner, aws_endpoint, start_execution=self.machines.start_execution
+        )
         self.delivery.install()
 
         api = _choose_api(app, opts.api)
@@ -251,6 +256,8 @@ class LocalStack:
             await self.http_runner.cleanup()
         if self.delivery is not None:
             self.delivery.uninstall()
+        if self.machines is not None:
+            await self.machines.stop()
         if self.runner is not None:
             await self.runner.stop()
         if self.aws is not None:
