@@ -222,15 +222,19 @@ def render_tty_line(state: WatchState, *, width: int = 80, ascii_only: bool = Fa
         return f"{state.job_id}: {waiting}"[:width]
     head = f"{job.stage:<11} "
     tail = f" {job.percent:5.1f}%"
-    details = "  ".join(_details(job))
+    details = _details(job)
     segments = ""
     if job.segments:
         segments = f"  [{segment_bars(job.segments, ascii_only=ascii_only)}]"
-    # the bar takes what is left, between 10 and 40 cells; details go first when space is short
+    # the bar takes what is left (at most 40 cells); when space is short the least useful detail
+    # goes first (frames, fps, speed, ETA), then the segment bars, and the bar shrinks last
     fixed = len(head) + len(tail) + 2
-    for extras in (f"  {details}{segments}" if details else segments, segments, ""):
+    candidates = [("".join(f"  {d}" for d in details[:count]) + segments, 16) for count in
+                  range(len(details), -1, -1)]  # fmt: skip
+    candidates.append(("", 10))
+    for extras, smallest_bar in candidates:
         bar_width = min(40, width - fixed - len(extras))
-        if bar_width >= 10:
+        if bar_width >= smallest_bar:
             bar = progress_bar(job.percent, bar_width, ascii_only=ascii_only)
             return f"{head}[{bar}]{tail}{extras}"
     return f"{job.stage} {job.percent:.1f}%"[:width]

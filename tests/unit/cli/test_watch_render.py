@@ -122,3 +122,11 @@ def test_format_duration(seconds: float, text: str) -> None:
 @pytest.mark.parametrize(("size", "text"), [(999, "999 B"), (1500, "1.5 KB"), (2_500_000_000, "2.5 GB")])
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
+
+
+def test_tty_line_drops_frames_before_the_eta_when_narrow() -> None:
+    state = state_after(percent=42.5, etaSeconds=14, speed=3.1, fps=92.4, frames=1530, totalFrames=3600,
+                        segments=SEGMENTS)  # fmt: skip
+    line = render_tty_line(state, width=80)
+    assert "ETA 0:14" in line and "3.1x" in line and "frames" not in line
+    assert line.endswith("[█▄ ]")
