@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -35,7 +36,14 @@ from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
 
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-LOCAL_SITE_METADATA = "Tidings"  # Metadata: {Tidings: {LocalSite: web/}} on a bucket serves that folder at /
+LOCAL_SITE_METADATA = "Tidings"
+# Optional parts of the local stack; each module has `install(http_app, stack)` and may register
+# invocation listeners, gateway event listeners and routes before the HTTP server starts.
+EXTENSIONS = ("tidings.local.console", "tidings.local.faults")
+InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Any]
+GatewayListener = Callable[
+    [str, dict[str, Any]], Any
+]  # Metadata: {Tidings: {LocalSite: web/}} on a bucket serves that folder at /
 
 
 @dataclass
@@ -147,6 +155,8 @@ class LocalStack:
         self.app: LocalApp | None = None
         self.urls: StackUrls | None = None
         self.token_secret_id: str | None = None
+        self.invocation_listeners: list[InvocationListener] = []
+        self.gateway_listeners: list[GatewayListener] = []
 
     async def start(self) -> StackUrls:
         opts = self.options
@@ -186,6 +196,7 @@ class LocalStack:
                 idle_timeout_s=opts.idle_timeout_s,
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
+                on_event=self._on_gateway_event,
             )
             await self.gateway.start()
 
@@ -198,6 +209,14 @@ class LocalStack:
             region=app.region,
         )
         http_app.middlewares.append(self._local_routes)
+        for name in EXTENSIONS:
+            try:
+                extension = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            extension.install(http_app, self)
         self.http_runner = web.AppRunner(http_app, access_log=None)
         await self.http_runner.setup()
         await web.TCPSite(self.http_runner, host, http_port).start()
@@ -212,6 +231,22 @@ class LocalStack:
             jobs_api_url=f"http://{host}:{http_port}" if app.http_routes else None,
         )
         return self.urls
+
+    def _on_invocation(
+        self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
+    ) -> None:
+        for listener in self.invocation_listeners:
+            try:
+                listener(invocation, function_id, source, event)
+            except Exception:  # one broken listener must not hide the invocation from the others
+                traceback.print_exc()
+
+    def _on_gateway_event(self, kind: str, details: dict[str, Any]) -> None:
+        for listener in self.gateway_listeners:
+            try:
+                listener(kind, details)
+            except Exception:
+                traceback.print_exc()
 
     @web.middleware
     async def _local_routes(self, request: web.Request, handler: Any) -> web.StreamResponse:
