@@ -35,7 +35,8 @@ _JSON_KEYS = {
     "pid": "pid",
     "started_at": "startedAt",
 }
-_NULLABLE = frozenset({"progress_view_url", "jobs_api_url"})
+# null when the template has no such piece (no WebSocket stage, no secret, no HTTP API, no site)
+_NULLABLE = frozenset({"progress_view_url", "jobs_api_url", "stage", "token_secret_id"})
 
 
 class StackNotRunning(RuntimeError):
@@ -55,10 +56,10 @@ class LocalStackState:
     progress_view_url: str | None
     jobs_api_url: str | None
     region: str
-    stage: str
-    token_secret_id: str
+    stage: str | None
+    token_secret_id: str | None
     pid: int = field(default_factory=os.getpid)
-    started_at: str = field(default_factory=_utc_now)  # ISO 8601, UTC
+    started_at: str | float = field(default_factory=_utc_now)  # ISO 8601 UTC, or epoch seconds
 
     def to_json(self) -> dict[str, Any]:
         return {_JSON_KEYS[name]: value for name, value in asdict(self).items()}
@@ -75,12 +76,19 @@ class LocalStackState:
             if item.name == "pid":
                 if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                     raise ValueError(f"{key} must be a positive integer")
-            elif value is None and item.name in _NULLABLE:
-                pass
-            elif not isinstance(value, str) or not value:
+            elif not _valid_text(item.name, value):
                 raise ValueError(f"{key} must be a non-empty string")
             values[item.name] = value
         return cls(**values)
+
+
+def _valid_text(name: str, value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    if value is None:
+        return name in _NULLABLE
+    # `tidings dev` may record the start as epoch seconds
+    return name == "started_at" and isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def state_path(template: str | os.PathLike[str] | None = None) -> Path:

@@ -113,3 +113,21 @@ def test_remove_only_deletes_the_owners_file(tmp_path: Path) -> None:
     assert remove_state(path, pid=os.getpid() + 1)
     assert not path.exists()
     assert not remove_state(path)
+
+
+def test_reads_the_file_tidings_dev_writes(tmp_path: Path) -> None:
+    # the shape tidings/local/stack.py writes: epoch startedAt, an extra key, nulls for absent parts
+    written = {**sample_state().to_json(), "startedAt": 1_764_190_000.25, "template": "/app/template.yaml",
+               "progressViewUrl": None, "stage": None}  # fmt: skip
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(written))
+    state = read_state(path)
+    assert state.started_at == 1_764_190_000.25 and state.stage is None
+    assert state.token_secret_id == "tidings-token-secret"
+
+
+def test_a_stack_without_a_token_secret_is_a_clear_cli_error(tmp_path: Path) -> None:
+    from tidings.client import CliError, local_target
+
+    with pytest.raises(CliError, match="no token secret"):
+        local_target(sample_state(token_secret_id=None))
