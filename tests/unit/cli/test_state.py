@@ -90,8 +90,8 @@ def test_a_dead_pid_means_the_stack_is_not_running(tmp_path: Path) -> None:
         ("[]", "not a JSON object"),
         (json.dumps({**sample_state().to_json(), "websocketUrl": ""}), "websocketUrl"),
         (json.dumps({**sample_state().to_json(), "pid": "12"}), "pid"),
-        (json.dumps({k: v for k, v in sample_state().to_json().items() if k != "tokenSecretId"}),
-         "tokenSecretId"),
+        (json.dumps({k: v for k, v in sample_state().to_json().items() if k != "awsEndpoint"}),
+         "awsEndpoint"),
     ],
 )  # fmt: skip
 def test_a_damaged_file_is_a_clear_error(tmp_path: Path, content: str, problem: str) -> None:
