@@ -88,6 +88,7 @@ class Gateway:
         domain_name: str | None = None,
         outbound_queue_limit: int = limits.OUTBOUND_QUEUE_LIMIT,
         on_event: OnEvent | None = None,
+        stop_timeout_s: float = 30.0,
     ) -> None:
         self.api = api
         self.invoker = invoker
@@ -99,6 +100,7 @@ class Gateway:
         self.context = WsApiContext.of(api, domain_name)
         self.outbound_queue_limit = outbound_queue_limit
         self.on_event = on_event
+        self.stop_timeout_s = stop_timeout_s
         # Fails here, with the API named, rather than on the first message
         try:
             self.expression = parse_selection_expression(api.route_selection_expression)
@@ -147,7 +149,11 @@ class Gateway:
         if self._server is None:
             return
         self._server.close(close_connections=True)
-        await self._server.wait_closed()
+        try:
+            # Each handler runs $disconnect; a handler stuck in a function must not hang shutdown
+            await asyncio.wait_for(self._server.wait_closed(), self.stop_timeout_s)
+        except TimeoutError:
+            log.warning("connections still busy after %.0f s; stopping anyway", self.stop_timeout_s)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -128,15 +128,16 @@ async def test_post_to_the_connecting_id_is_gone(stack_factory: StackFactory) ->
 
 
 async def test_nothing_flows_before_connect_finishes(stack_factory: StackFactory) -> None:
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow_connect(event: dict[str, Any]) -> Any:
+        entered.set()
         await release.wait()
         return {"statusCode": 200}
 
     stack = await stack_factory(handlers={"connect": slow_connect})
     opening = asyncio.create_task(connect(stack.ws_url).__aenter__())
-    await stack.invoker.wait_for("connect")
+    await asyncio.wait_for(entered.wait(), 5)
     assert not opening.done()
     assert stack.gateway.connections() == []
     release.set()

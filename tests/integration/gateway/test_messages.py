@@ -153,17 +153,18 @@ async def test_messages_of_one_connection_run_in_order(stack_factory: StackFacto
 
 
 async def test_slow_handler_does_not_block_other_connections(stack_factory: StackFactory) -> None:
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow_or_fast(event: dict[str, Any]) -> Any:
         if json.loads(event["body"]).get("slow"):
+            entered.set()
             await release.wait()
         return {"done": json.loads(event["body"])}
 
     stack = await stack_factory(handlers={"default": slow_or_fast})
     async with connect(stack.ws_url) as slow, connect(stack.ws_url) as fast:
         await slow.send(json.dumps({"slow": True}))
-        await stack.invoker.wait_for("default", 1)
+        await asyncio.wait_for(entered.wait(), 5)
         await fast.send(json.dumps({"slow": False}))
         fast_reply = json.loads(await asyncio.wait_for(fast.recv(), 5))
         assert fast_reply == {"done": {"slow": False}}
