@@ -23,6 +23,7 @@ class ClientPool:
         self._arrivals: list[float | None] = []
         self._waiting = 0
         self._all_arrived = asyncio.Event()
+        self.sample: str | None = None  # the first matching message of the last round
 
     def __len__(self) -> int:
         return len(self.sockets)
@@ -78,6 +79,8 @@ class ClientPool:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 if marker in text:
                     self._arrivals[index] = time.perf_counter()
+                    if self.sample is None:
+                        self.sample = text
                     self._waiting -= 1
                     if self._waiting == 0:
                         self._all_arrived.set()
@@ -87,6 +90,7 @@ class ClientPool:
         self._arrivals = [None] * len(self.sockets)
         self._waiting = len(self.sockets)
         self._all_arrived = asyncio.Event()
+        self.sample = None
         self._marker = marker
 
     async def collect(self, timeout_s: float) -> list[float | None]:

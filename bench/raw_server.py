@@ -2,7 +2,7 @@
 
     python -m bench.raw_server [--host 127.0.0.1] [--port 0]
 
-Prints `port <n>` once listening. A connection to `/control` is the publisher: every text it
+Prints `{"port": n}` once listening. A connection to `/control` is the publisher: every text it
 sends goes to all other connections with `websockets.broadcast` (no queues, no lookups). Ends
 when stdin closes, so it never outlives the benchmark.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -34,7 +35,7 @@ async def main(host: str, port: int) -> None:
 
     async with serve(handle, host, port, ping_interval=None, compression=None, backlog=4096) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
-        print(f"port {bound}", flush=True)
+        print(json.dumps({"port": bound}), flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # returns when the parent closes stdin
 
