@@ -472,6 +472,9 @@ def http_result(result: Any) -> HttpResult:
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers.extend((str(name), str(v)) for v in _as_list(values))
         headers.extend(("Set-Cookie", str(cookie)) for cookie in _as_list(result.get("cookies")))
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            # HTTP APIs label an untyped proxy response as JSON
+            headers.append(("Content-Type", "application/json"))
         raw = result.get("body")
         if raw is None:
             body = b""
