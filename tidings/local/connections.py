@@ -33,7 +33,7 @@ class ConnectionRecord:
 
     @property
     def connected_at_ms(self) -> int:
-        return int(self.connected_at_s * 1000)
+        return round(self.connected_at_s * 1000)
 
     @property
     def principal_id(self) -> str | None:

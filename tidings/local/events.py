@@ -74,7 +74,7 @@ class RequestFacts:
 
     @property
     def epoch_ms(self) -> int:
-        return int(self.epoch_s * 1000)
+        return round(self.epoch_s * 1000)
 
 
 def single_and_multi(pairs: Pairs) -> tuple[dict[str, str], dict[str, list[str]]]:

@@ -12,7 +12,7 @@ import string
 from collections.abc import Callable
 
 ID_BYTES = 11
-API_ID_ALPHABET = string.ascii_lowercase + string.digits
+_URLSAFE_ALPHABET = frozenset(string.ascii_letters + string.digits + "-_")
 
 RandomBytes = Callable[[int], bytes]
 
@@ -24,7 +24,7 @@ def new_id(random_bytes: RandomBytes = os.urandom) -> str:
 
 def is_connection_id(value: str) -> bool:
     """True when `value` has the shape of an id made by `new_id`."""
-    if len(value) != 16 or not value.endswith("="):
+    if len(value) != 16 or not value.endswith("=") or not set(value[:-1]) <= _URLSAFE_ALPHABET:
         return False
     try:
         return len(base64.urlsafe_b64decode(value.encode("ascii"))) == ID_BYTES

@@ -59,9 +59,12 @@ def base(stack: Stack) -> str:
 
 async def test_post_route_event_and_proxy_result(stack_factory: StackFactory) -> None:
     stack = await start(stack_factory)
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{base(stack)}/jobs?x=1&x=2", json={"name": "clip"}, headers={"Cookie": "s=abc; t=def"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base(stack)}/jobs?x=1&x=2", json={"name": "clip"}, headers={"Cookie": "s=abc; t=def"}
+        ) as response,
+    ):
         assert response.status == 201
         assert response.headers["X-Job"] == "created"
         assert response.headers.getall("Set-Cookie") == ["a=1", "b=2"]
