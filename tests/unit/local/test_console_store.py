@@ -1,0 +1,324 @@
+"""The console's record store: bounded memory, filters, log parsing, redaction and job chains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tidings.local.console import (
+    REDACTED,
+    ConsoleStore,
+    InvocationFilter,
+    follow_job,
+    parse_log_lines,
+    redact,
+)
+from tidings.local.model import Invocation
+
+TOKEN = "eyJhbGciOiJIUS256In0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def invocation(
+    function_id: str = "SubscribeFunction",
+    *,
+    ok: bool = True,
+    result: Any = None,
+    logs: str = "",
+    duration_ms: float = 10.0,
+    request_id: str = "r",
+) -> Invocation:
+    return Invocation(
+        request_id=request_id,
+        function_id=function_id,
+        ok=ok,
+        result=result,
+        error_type=None if ok else "ValueError",
+        error_message=None if ok else "boom",
+        traceback=None if ok else "Traceback (most recent call last):\nValueError: boom",
+        logs=logs,
+        duration_ms=duration_ms,
+        cold=False,
+    )
+
+
+def ws_event(connection_id: str, user: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "requestContext": {
+            "connectionId": connection_id,
+            "routeKey": "subscribe",
+            "authorizer": {"userId": user, "principalId": user},
+        }
+    }
+    if body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+def bus_event(job_id: str, user: str, seq: int, emitted_ms: int) -> dict[str, Any]:
+    return {
+        "id": f"event-{seq}",
+        "source": "tidings.transcode",
+        "detail-type": "JobProgress",
+        "time": "2023-11-14T22:13:20Z",
+        "detail": {
+            "version": 1,
+            "jobId": job_id,
+            "userId": user,
+            "seq": seq,
+            "stage": "transcoding",
+            "percent": 10,
+            "emittedAt": emitted_ms,
+        },
+    }
+
+
+def powertools_line(message: str, level: str = "INFO", **fields: Any) -> str:
+    record = {"level": level, "location": "handler:1", "message": message, "timestamp": "2023-11-14 22:13:20"}
+    return json.dumps({**record, "service": "tidings", **fields})
+
+
+def test_the_store_keeps_only_the_newest_records_and_lists_newest_first() -> None:
+    store = ConsoleStore(capacity=3)
+    for index in range(5):
+        store.record_invocation(invocation(request_id=f"r{index}"), "F", "src", {})
+    listed = store.invocations()
+    assert [record.request_id for record in listed] == ["r4", "r3", "r2"]
+    assert [record.seq for record in listed] == [5, 4, 3]
+    assert store.get(1) is None
+    assert store.get(4) is not None and store.get(4).request_id == "r3"  # type: ignore[union-attr]
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        ConsoleStore(capacity=0)
+
+
+def test_start_time_is_the_end_time_minus_the_duration() -> None:
+    clock = FakeClock(1000.0)
+    store = ConsoleStore(clock=clock)
+    record = store.record_invocation(invocation(duration_ms=250.0), "F", "src", {})
+    assert record.started_at == pytest.approx(999.75)
+    assert record.ended_at == pytest.approx(1000.0)
+
+
+def test_filters_by_function_connection_user_job_and_outcome() -> None:
+    store = ConsoleStore()
+    store.record_invocation(
+        invocation("ConnectFunction"), "ConnectFunction", "$connect", ws_event("c1", "alice")
+    )
+    store.record_invocation(
+        invocation(),
+        "SubscribeFunction",
+        "subscribe",
+        ws_event("c2", "bob", {"action": "subscribe", "topic": "job:j9"}),
+    )
+    store.record_invocation(
+        invocation("NotifyFunction", ok=False),
+        "NotifyFunction",
+        "EventBridge rule R",
+        bus_event("j7", "alice", 1, 1),
+    )
+    store.record_invocation(
+        invocation("Worker", logs=powertools_line("segment done", job_id="j7")), "Worker", "states", {}
+    )
+
+    def functions(**wanted: Any) -> list[str]:
+        return [record.function_id for record in store.invocations(InvocationFilter(**wanted))]
+
+    assert functions(function="ConnectFunction") == ["ConnectFunction"]
+    assert functions(connection="c2") == ["SubscribeFunction"]
+    assert functions(user="alice") == ["NotifyFunction", "ConnectFunction"]
+    assert functions(job="j7") == ["Worker", "NotifyFunction"]  # from the bus detail and from a log field
+    assert functions(job="j9") == ["SubscribeFunction"]  # from the topic in the frame's JSON body
+    assert functions(outcome="error") == ["NotifyFunction"]
+    assert functions(outcome="ok", user="alice") == ["ConnectFunction"]
+    assert functions(after=3) == ["Worker"]
+    assert functions(job="nope") == []
+
+
+def test_filter_from_query_refuses_bad_values() -> None:
+    assert InvocationFilter.from_query({"job": " j1 ", "after": "4"}) == InvocationFilter(job="j1", after=4)
+    with pytest.raises(ValueError, match="outcome"):
+        InvocationFilter.from_query({"outcome": "maybe"})
+    with pytest.raises(ValueError, match="after"):
+        InvocationFilter.from_query({"after": "-1"})
+
+
+def test_powertools_logs_emf_metrics_and_prints_are_parsed() -> None:
+    emf = {
+        "_aws": {
+            "Timestamp": 1,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": "Tidings",
+                    "Dimensions": [["service"]],
+                    "Metrics": [{"Name": "Gone", "Unit": "Count"}],
+                }
+            ],
+        },
+        "service": "tidings",
+        "Gone": [1.0],
+    }
+    logs = "\n".join(
+        [
+            powertools_line("post failed", "WARNING", connection_id="c1", code=500),
+            json.dumps(emf),
+            "plain print",
+            "",
+        ]
+    )
+    lines = parse_log_lines(logs)
+    assert [line.kind for line in lines] == ["log", "metrics", "text"]
+    assert lines[0].level == "WARNING" and lines[0].message == "post failed"
+    assert lines[0].fields == {"connection_id": "c1", "code": 500}
+    assert lines[1].message == "Gone=1.0" and lines[1].fields == {"service": "tidings"}
+    assert lines[2].message == "plain print" and lines[2].level is None
+
+
+def test_a_json_line_that_is_not_an_object_stays_text() -> None:
+    assert [line.kind for line in parse_log_lines('{not json\n["a"]')] == ["text", "text"]
+
+
+def test_tokens_are_redacted_from_events_logs_and_results() -> None:
+    store = ConsoleStore()
+    event = {
+        "headers": {"Sec-WebSocket-Protocol": f"tidings.v1, {TOKEN}"},
+        "queryStringParameters": {"token": TOKEN},
+        "multiValueHeaders": {"Authorization": [f"Bearer {TOKEN}"]},
+    }
+    record = store.record_invocation(
+        invocation(result={"echo": TOKEN}, logs=powertools_line(f"got {TOKEN}")), "F", "$connect", event
+    )
+    stored = json.dumps(record.detail())
+    assert TOKEN not in stored
+    assert record.event["headers"]["Sec-WebSocket-Protocol"] == f"tidings.v1, {REDACTED}"
+    assert redact(["x", 1, None]) == ["x", 1, None]
+
+
+def test_errors_keep_their_traceback() -> None:
+    store = ConsoleStore()
+    record = store.record_invocation(invocation(ok=False), "F", "src", {})
+    detail = record.detail()
+    assert detail["ok"] is False and detail["errorType"] == "ValueError"
+    assert "ValueError: boom" in detail["traceback"]
+
+
+def test_topics_follow_successful_subscribe_and_unsubscribe_frames() -> None:
+    store = ConsoleStore()
+    for action, topic in [("subscribe", "job:a"), ("subscribe", "user:alice"), ("unsubscribe", "job:a")]:
+        store.record_invocation(
+            invocation(), "S", action, ws_event("c1", "alice", {"action": action, "topic": topic})
+        )
+    store.record_invocation(
+        invocation(ok=False),
+        "S",
+        "subscribe",
+        ws_event("c1", "alice", {"action": "subscribe", "topic": "job:b"}),
+    )
+    store.record_invocation(
+        invocation(), "S", "subscribe", ws_event("c2", "bob", {"action": "subscribe", "topic": "x"})
+    )
+    assert store.topics_from_frames("c1") == ["user:alice"]
+
+
+def test_last_activity_is_the_latest_gateway_event_per_connection() -> None:
+    clock = FakeClock(10.0)
+    store = ConsoleStore(clock=clock)
+    store.record_gateway_event("connect", {"connectionId": "c1", "principalId": "alice"})
+    clock.now = 12.0
+    store.record_gateway_event("post", {"connectionId": "c1", "bytes": 10})
+    store.record_gateway_event("connect", {"connectionId": "c2", "principalId": "bob"})
+    assert store.last_activity() == {"c1": 12.0, "c2": 12.0}
+    assert [event.kind for event in store.gateway_events("post")] == ["post"]
+
+
+def test_follow_job_links_publisher_bus_notify_and_posts_with_latencies() -> None:
+    clock = FakeClock(100.0)
+    store = ConsoleStore(clock=clock)
+    # The worker runs from 99.5 to 100.0 and emits at 99.9
+    store.record_invocation(
+        invocation("SegmentFunction", logs=powertools_line("progress", job_id="j1"), duration_ms=500.0),
+        "SegmentFunction",
+        "states",
+        {"jobId": "j1"},
+    )
+    clock.now = 100.05
+    store.record_gateway_event("post", {"connectionId": "before-notify", "bytes": 5})
+    clock.now = 100.10
+    store.record_gateway_event("post", {"connectionId": "c1", "bytes": 50})
+    clock.now = 100.15
+    store.record_gateway_event("post", {"connectionId": "c2", "bytes": 50})
+    clock.now = 100.2  # notify ran from 100.08 to 100.2
+    store.record_invocation(
+        invocation("NotifyFunction", result={"outcome": "new", "delivered": 2, "gone": 0}, duration_ms=120.0),
+        "NotifyFunction",
+        "EventBridge rule R",
+        bus_event("j1", "alice", 3, 99_900),
+    )
+    store.record_invocation(invocation("Other"), "Other", "x", bus_event("other-job", "alice", 1, 99_900))
+
+    chain = follow_job(store, "j1")
+    assert [p["function"] for p in chain["publishers"]] == ["SegmentFunction"]
+    [hop] = chain["events"]
+    assert hop["seq"] == 3 and hop["outcome"] == "new" and hop["delivered"] == 2
+    assert hop["publisher"]["function"] == "SegmentFunction"
+    assert hop["bus"]["eventId"] == "event-3" and hop["bus"]["rule"] == "EventBridge rule R"
+    assert hop["publishToNotifyMs"] == pytest.approx(180.0)
+    assert [post["connectionId"] for post in hop["posts"]] == ["c1", "c2"]
+    assert [post["publishToReceiveMs"] for post in hop["posts"]] == [
+        pytest.approx(200.0),
+        pytest.approx(250.0),
+    ]
+    assert hop["posts"][0]["afterNotifyStartMs"] == pytest.approx(20.0)
+
+
+def test_follow_job_without_a_local_publisher() -> None:
+    store = ConsoleStore(clock=FakeClock(50.0))
+    store.record_invocation(
+        invocation("NotifyFunction"), "NotifyFunction", "rule", bus_event("j2", "u", 1, 1_000)
+    )
+    [hop] = follow_job(store, "j2")["events"]
+    assert hop["publisher"] is None and hop["posts"] == []
+    assert follow_job(store, "unknown") == {"jobId": "unknown", "publishers": [], "events": []}
+
+
+async def test_subscribers_get_invocations_and_connection_changes_but_not_each_post() -> None:
+    store = ConsoleStore()
+    queue = store.subscribe()
+    store.record_invocation(invocation(), "F", "src", {})
+    store.record_gateway_event("post", {"connectionId": "c1", "bytes": 1})
+    store.record_gateway_event("disconnect", {"connectionId": "c1", "code": 1000})
+    first, second = queue.get_nowait(), queue.get_nowait()
+    assert first is not None and first["type"] == "invocation" and first["invocation"]["function"] == "F"
+    assert second is not None and second["type"] == "gateway" and second["event"]["kind"] == "disconnect"
+    assert queue.empty()
+    store.close_streams()
+    assert queue.get_nowait() is None
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_not_blocking_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tidings.local.console.STREAM_QUEUE_LIMIT", 2)
+    store = ConsoleStore()
+    slow = store.subscribe()
+    for _ in range(3):
+        store.record_invocation(invocation(), "F", "src", {})
+    drained = []
+    while not slow.empty():
+        drained.append(slow.get_nowait())
+    assert drained[-1] is None  # told to reconnect and reload
+    store.record_invocation(invocation(), "F", "src", {})
+    assert slow.empty()  # no longer subscribed
+    await asyncio.sleep(0)
