@@ -20,6 +20,10 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
+
+
 def _goal(met: bool | None) -> str:
     return "—" if met is None else ("met" if met else "**missed**")
 
@@ -91,10 +95,8 @@ def render(results: dict[str, Any]) -> str:
             "|---|---:|---:|---|",
         ]
         for name, row in sizes["packages"].items():
-            lines.append(
-                f"| {name} | {row['unzipped_bytes'] / 1e6:.2f} MB | {row['zipped_bytes'] / 1e6:.2f} MB"
-                f" | {_goal(row['under_5mb'])} |"
-            )
+            unzipped, zipped = _size(row["unzipped_bytes"]), _size(row["zipped_bytes"])
+            lines.append(f"| {name} | {unzipped} | {zipped} | {_goal(row['under_5mb'])} |")
         lines.append("")
     capacity = results.get("capacity")
     if capacity:
