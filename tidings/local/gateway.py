@@ -41,7 +41,7 @@ from tidings.local.events import (
     missing_identity_source,
     route_response_body,
 )
-from tidings.local.ids import new_id
+from tidings.local.ids import new_id, trace_id
 from tidings.local.model import FunctionInvoker, Route, WebSocketApi
 from tidings.local.routing import CONNECT, DISCONNECT, parse_selection_expression, select_route
 
@@ -204,11 +204,11 @@ class Gateway:
         parts = urlsplit(request.path)
         if parts.path.rstrip("/") != f"/{self.stage}":
             return _reject(ws, 403, "Forbidden")
-        headers = list(request.headers.raw_items())
         query = parse_qsl(parts.query, keep_blank_values=True)
         now = self.clock()
         remote = ws.remote_address
         source_ip = str(remote[0]) if remote else "127.0.0.1"
+        headers = self._forwarded(list(request.headers.raw_items()), source_ip, now)
         record = self.registry.begin(new_id(), now, source_ip, request.headers.get("User-Agent", ""))
         try:
             response_headers = await self._run_connect(record, headers, query)
@@ -262,6 +262,9 @@ class Gateway:
         if not invocation.ok:
             if (invocation.error_message or "").strip() == "Unauthorized":
                 raise HandshakeRejected(401, "Unauthorized")
+            raise HandshakeRejected(500, "Internal server error")
+        if len(json.dumps(invocation.result, default=str)) > limits.MAX_AUTHORIZER_RESULT_BYTES:
+            log.warning("authorizer result over 8 KB for %s", record.connection_id)
             raise HandshakeRejected(500, "Internal server error")
         decision = evaluate_policy(invocation.result, self.context.connect_method_arn)
         if not decision.allowed:
@@ -415,6 +418,17 @@ class Gateway:
             log.exception("$disconnect failed for %s", record.connection_id)
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _forwarded(self, headers: list[tuple[str, str]], source_ip: str, now: float) -> list[tuple[str, str]]:
+        """Add the headers API Gateway's edge adds, unless a proxy in front already did."""
+        present = {name.lower() for name, _ in headers}
+        added = [
+            ("X-Amzn-Trace-Id", trace_id(now)),
+            ("X-Forwarded-For", source_ip),
+            ("X-Forwarded-Port", str(self.port)),
+            ("X-Forwarded-Proto", "http"),
+        ]
+        return headers + [(name, value) for name, value in added if name.lower() not in present]
 
     def _facts(self, record: ConnectionRecord) -> ConnectionFacts:
         return ConnectionFacts(

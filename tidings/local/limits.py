@@ -10,6 +10,7 @@ MAX_MESSAGE_BYTES = 128 * 1024
 MAX_POST_BYTES = 131_072  # botocore's `Data` shape: max 131072
 IDLE_TIMEOUT_S = 600.0
 MAX_LIFETIME_S = 7200.0
+MAX_AUTHORIZER_RESULT_BYTES = 8 * 1024
 # Messages waiting for a slow client before @connections answers 429 (the client's buffer is full)
 OUTBOUND_QUEUE_LIMIT = 1024
 

@@ -52,6 +52,9 @@ async def test_connect_event_shape_and_query(stack_factory: StackFactory) -> Non
     assert event["requestContext"]["identity"] == {"userAgent": "probe/1.0", "sourceIp": "127.0.0.1"}
     assert event["multiValueHeaders"]["User-Agent"] == ["probe/1.0"]
     assert "Upgrade" not in event["headers"]
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert event["headers"]["X-Forwarded-Port"] == str(stack.gateway.port)
+    assert event["headers"]["X-Amzn-Trace-Id"].startswith("Root=1-")
 
 
 async def test_no_query_string_means_no_query_keys(stack_factory: StackFactory) -> None:
@@ -246,3 +249,12 @@ async def test_disconnect_codes_and_reasons(stack_factory: StackFactory) -> None
         "Client-side close frame status not set",
     )
     assert (contexts[1]["disconnectStatusCode"], contexts[1]["disconnectReason"]) == (4000, "bye")
+
+
+async def test_authorizer_result_over_8k_is_500(stack_factory: StackFactory) -> None:
+    stack = await stack_factory(
+        api=make_api(authorizer=AUTHORIZER),
+        handlers={"authorize": lambda event: policy("Allow", event["methodArn"], {"blob": "x" * 9000})},
+    )
+    assert await rejected_status(stack, additional_headers={"X-Token": "t"}) == 500
+    assert stack.invoker.events_for("connect") == []
