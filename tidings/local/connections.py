@@ -94,14 +94,15 @@ class ConnectionRegistry:
             return None
         return record
 
-    def touch(self, connection_id: str, now_s: float, *, inbound: bool) -> None:
+    def touch(self, connection_id: str, now_s: float, *, inbound: bool | None = None) -> None:
+        """Record activity; `inbound` True/False also counts a message in/out, None only moves the time."""
         record = self._records.get(connection_id)
         if record is None:
             return
         record.last_active_s = max(record.last_active_s, now_s)
-        if inbound:
+        if inbound is True:
             record.messages_in += 1
-        else:
+        elif inbound is False:
             record.messages_out += 1
 
     def remove(self, connection_id: str) -> ConnectionRecord | None:

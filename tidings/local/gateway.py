@@ -176,7 +176,8 @@ class Gateway:
             live.outbound.put_nowait(text)
         except asyncio.QueueFull:
             return 429
-        self.registry.touch(connection_id, self.clock(), inbound=False)
+        # A post is activity when accepted (the idle timer), counted as sent once written
+        self.registry.touch(connection_id, self.clock())
         if self.on_event is not None:
             self._emit("post", {"connectionId": connection_id, "bytes": len(data)})
         return 200
@@ -357,6 +358,8 @@ class Gateway:
             while True:
                 data = await live.outbound.get()
                 await live.ws.send(data)
+                # Replies and errors the gateway sends count as activity too
+                self.registry.touch(live.record.connection_id, self.clock(), inbound=False)
 
     async def _watch_limits(self, live: _Live) -> None:
         record = live.record

@@ -103,7 +103,8 @@ def _aiohttp_path(path: str) -> str:
 def _route_handler(
     route: HttpRoute, invoker: FunctionInvoker, region: str, account_id: str, clock: Callable[[], float]
 ) -> Handler:
-    route_key = f"{route.method.upper()} {route.path}"
+    is_default = route.path == "$default" or route.method == "$default"
+    route_key = "$default" if is_default else f"{route.method.upper()} {route.path}"
     api_id = http_api_id(route.api_logical_id)
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -120,7 +121,7 @@ def _route_handler(
             body=body,
             source_ip=peer,
             route_key=route_key,
-            path_parameters=dict(request.match_info),
+            path_parameters={} if is_default else dict(request.match_info),
             api_id=api_id,
             domain_name=request.host,
             region=region,
@@ -165,7 +166,7 @@ async def _authorize_http(
     return None, dict(context) if isinstance(context, dict) else {}
 
 
-def _static_handler(static_dirs: Sequence[Path]) -> Handler:
+def _static_handler(static_dirs: Sequence[Path], fallback: Handler | None) -> Handler:
     roots = [directory.resolve() for directory in static_dirs]
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -179,6 +180,9 @@ def _static_handler(static_dirs: Sequence[Path]) -> Handler:
                 candidate = candidate / "index.html"
             if candidate.is_file():
                 return web.FileResponse(candidate)
+        if fallback is not None:
+            response: web.StreamResponse = await fallback(request)
+            return response
         raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
 
     return handle
@@ -202,11 +206,17 @@ def build_http_app(
         app.router.add_route(method, "/{stage}/@connections/{connection_id}", management)
         # No stage in the path: AWS's missing-stage answer
         app.router.add_route(method, "/@connections/{connection_id}", management)
+    fallback: Handler | None = None
     for route in http_routes:
         assert invoker is not None
-        method = "*" if route.method.upper() == "ANY" else route.method.upper()
         handler = _route_handler(route, invoker, region, account_id, clock)
+        if route.path == "$default" or route.method == "$default":
+            fallback = handler  # API Gateway's catch-all route: only what nothing else matched
+            continue
+        method = "*" if route.method.upper() == "ANY" else route.method.upper()
         app.router.add_route(method, _aiohttp_path(route.path), handler)
     if static_dirs:
-        app.router.add_get("/{tail:.*}", _static_handler(static_dirs))
+        app.router.add_get("/{tail:.*}", _static_handler(static_dirs, fallback))
+    if fallback is not None:
+        app.router.add_route("*", "/{tail:.*}", fallback)
     return app

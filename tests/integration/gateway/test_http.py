@@ -150,3 +150,28 @@ async def test_static_files_and_management_routes_win(stack_factory: StackFactor
             assert response.status == 404
         async with session.get(f"{base(stack)}/%2E%2E/%2E%2E/etc/passwd") as response:
             assert response.status == 404
+
+
+async def test_default_route_catches_what_nothing_else_matched(
+    stack_factory: StackFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "index.html").write_text("home")
+    routes = (*ROUTES, HttpRoute("HttpApi", "$default", "/", "fallback"))
+    stack: Stack = await stack_factory(
+        handlers={
+            **handlers(),
+            "fallback": lambda event: {"routeKey": event["routeKey"], "path": event["rawPath"]},
+        },
+        http_routes=routes,
+        static_dirs=(tmp_path,),
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base(stack)}/") as response:
+            assert await response.text() == "home"  # a static file wins over $default
+        async with session.get(f"{base(stack)}/jobs/j-1") as response:
+            assert await response.json() == {"jobId": "j-1"}
+        async with session.get(f"{base(stack)}/nowhere") as response:
+            assert await response.json() == {"routeKey": "$default", "path": "/nowhere"}
+        async with session.delete(f"{base(stack)}/else/where") as response:
+            assert await response.json() == {"routeKey": "$default", "path": "/else/where"}
+    assert all("pathParameters" not in event for event in stack.invoker.events_for("fallback"))
