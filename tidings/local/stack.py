@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import os
 import re
 import signal
 import socket
@@ -34,6 +33,7 @@ from tidings.local.http import build_http_app
 from tidings.local.model import Invocation, LocalApp
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
+from tidings.state import LocalStackState, remove_state, state_path, write_state
 
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 LOCAL_SITE_METADATA = "Tidings"
@@ -298,22 +298,19 @@ class LocalStack:
         if self.aws is not None:
             self.aws.stop()
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> LocalStackState:
         assert self.urls is not None and self.app is not None
-        return {
-            "websocketUrl": self.urls.websocket_url,
-            "callbackUrl": self.urls.callback_url,
-            "awsEndpoint": self.urls.aws_endpoint,
-            "httpUrl": self.urls.http_url,
-            "progressViewUrl": self.urls.progress_view_url,
-            "jobsApiUrl": self.urls.jobs_api_url,
-            "region": self.app.region,
-            "stage": self.gateway.stage if self.gateway else None,
-            "tokenSecretId": self.token_secret_id,
-            "template": str(self.app.template_path),
-            "pid": os.getpid(),
-            "startedAt": time.time(),
-        }
+        return LocalStackState(
+            websocket_url=self.urls.websocket_url,
+            callback_url=self.urls.callback_url,
+            aws_endpoint=self.urls.aws_endpoint,
+            http_url=self.urls.http_url,
+            progress_view_url=self.urls.progress_view_url,
+            jobs_api_url=self.urls.jobs_api_url,
+            region=self.app.region,
+            stage=self.gateway.stage if self.gateway else None,
+            token_secret_id=self.token_secret_id,
+        )
 
 
 def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
@@ -337,13 +334,6 @@ def _token_secret_id(app: LocalApp) -> str | None:
             return arn
     secrets = [r for r in app.resources if r.kind == "secret"]
     return secrets[0].arn if len(secrets) == 1 else None
-
-
-def default_state_file(template: Path) -> Path:
-    override = os.environ.get("TIDINGS_STATE")
-    if override:
-        return Path(override)
-    return template.resolve().parent / ".tidings" / "state.json"
 
 
 def parse_args(argv: list[str]) -> DevOptions:
@@ -396,7 +386,7 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    state_file = options.state_file or default_state_file(options.template)
+    state_file = options.state_file or state_path(options.template)
     try:
         urls = await stack.start()
     except (TemplateError, OSError) as exc:
@@ -404,8 +394,7 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
         print(f"tidings dev: {exc}", file=sys.stderr)
         return 2
     try:
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(stack.state(), indent=2))
+        write_state(stack.state(), state_file)
         for line in urls.lines():
             print(line, flush=True)
         print("Ready. Ctrl-C stops everything.", flush=True)
@@ -418,10 +407,7 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
     finally:
         print("Stopping...", flush=True)
         await stack.stop()
-        with contextlib.suppress(OSError):
-            current = json.loads(state_file.read_text())
-            if current.get("pid") == os.getpid():
-                state_file.unlink()
+        remove_state(state_file)
     return 0
 
 
