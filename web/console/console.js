@@ -5,7 +5,7 @@ const API = "/_tidings/console/api";
 const MAX_ROWS = 500;
 
 const $ = (id) => document.getElementById(id);
-const state = { lastSeq: 0, expanded: new Set(), following: "", loading: false, reloadAgain: false };
+const state = { lastSeq: 0, expanded: new Set(), following: "", loading: false, reloadAgain: false, generation: 0 };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -73,7 +73,6 @@ function filterQuery(extra = {}) {
 
 function invocationRow(summary, fresh) {
   const outcome = summary.ok ? "ok" : `${summary.errorType ?? "error"}: ${summary.errorMessage ?? ""}`;
-  const trigger = summary.replayOf ? `${summary.trigger}` : summary.trigger;
   const row = el(
     "tr",
     {
@@ -87,12 +86,12 @@ function invocationRow(summary, fresh) {
     el("td", { class: "num", text: summary.seq }),
     el("td", { text: clockTime(summary.startedAt) }),
     el("td", { text: summary.function }),
-    el("td", { class: "id", text: trigger || "–" }),
+    el("td", { class: "id", text: summary.trigger || "–" }),
     el("td", { class: "num", text: ms(summary.durationMs) }),
     el("td", { class: summary.cold ? "cold" : "", text: summary.cold ? "cold" : "warm" }),
     el("td", { class: summary.ok ? "outcome-ok" : "outcome-error", text: outcome }),
   );
-  const toggle = () => toggleDetail(row, summary.seq);
+  const toggle = () => toggleDetail(row, Number(summary.seq));
   row.addEventListener("click", toggle);
   row.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") {
@@ -105,13 +104,16 @@ function invocationRow(summary, fresh) {
 
 function showInvocations(summaries, { prepend, fresh }) {
   const body = $("invocation-rows");
-  if (!prepend) {
-    body.replaceChildren();
-    state.expanded.clear();
-  }
+  if (!prepend) body.replaceChildren();
   const rows = summaries.map((summary) => invocationRow(summary, fresh));
   if (prepend) body.prepend(...rows);
   else body.append(...rows);
+  // A reload (new filter) keeps open the details that are still listed
+  if (!prepend) {
+    for (const row of rows) {
+      if (state.expanded.has(Number(row.dataset.seq))) toggleDetail(row, Number(row.dataset.seq));
+    }
+  }
   for (const summary of summaries) state.lastSeq = Math.max(state.lastSeq, summary.seq);
   const invocationRows = body.querySelectorAll("tr.invocation");
   for (let i = MAX_ROWS; i < invocationRows.length; i += 1) {
@@ -135,7 +137,10 @@ function showFunctions(functions) {
 }
 
 async function reloadInvocations() {
+  state.generation += 1;
+  const generation = state.generation;
   const data = await api(`/invocations?${filterQuery()}`);
+  if (generation !== state.generation) return; // a newer filter has been asked for
   state.lastSeq = 0;
   showInvocations(data.invocations, { prepend: false, fresh: false });
   showFunctions(data.functions);
@@ -151,7 +156,9 @@ async function loadNewInvocations() {
   try {
     do {
       state.reloadAgain = false;
+      const generation = state.generation;
       const data = await api(`/invocations?${filterQuery({ after: state.lastSeq })}`);
+      if (generation !== state.generation) continue; // the list was reloaded meanwhile
       if (data.invocations.length) showInvocations(data.invocations, { prepend: true, fresh: true });
       showFunctions(data.functions);
     } while (state.reloadAgain);
@@ -165,9 +172,11 @@ async function toggleDetail(row, seq) {
   if (open) {
     open.remove();
     row.setAttribute("aria-expanded", "false");
+    state.expanded.delete(seq);
     return;
   }
   row.setAttribute("aria-expanded", "true");
+  state.expanded.add(seq);
   const cell = el("td", { colspan: 7 }, el("p", { class: "muted", text: "Loading…" }));
   const detailRow = el("tr", { class: "detail", "data-seq": seq }, cell);
   row.after(detailRow);
