@@ -528,8 +528,13 @@ def _publisher_of(publishers: list[InvocationRecord], emitted_ms: float | None) 
     if emitted_ms is None:
         return None
     emitted_s = emitted_ms / 1000
-    # emittedAt is whole milliseconds: allow that much slack on both ends of the window
-    running = [r for r in publishers if r.started_at - 0.001 <= emitted_s <= r.ended_at + 0.001]
+    # emittedAt is whole milliseconds: allow that much slack on both ends of the window. A client's
+    # frame (a route with a connection) may mention the job but never publishes its events.
+    running = [
+        r
+        for r in publishers
+        if r.connection_id is None and r.started_at - 0.001 <= emitted_s <= r.ended_at + 0.001
+    ]
     return running[-1] if running else None
 
 

@@ -253,6 +253,13 @@ def test_follow_job_links_publisher_bus_notify_and_posts_with_latencies() -> Non
         "states",
         {"jobId": "j1"},
     )
+    # A client subscribing to the job at the same moment is not its publisher
+    store.record_invocation(
+        invocation(duration_ms=500.0),
+        "SubscribeFunction",
+        "subscribe",
+        ws_event("c1", "alice", {"action": "subscribe", "topic": "job:j1"}),
+    )
     clock.now = 100.05
     store.record_gateway_event("post", {"connectionId": "before-notify", "bytes": 5})
     clock.now = 100.10
@@ -269,7 +276,7 @@ def test_follow_job_links_publisher_bus_notify_and_posts_with_latencies() -> Non
     store.record_invocation(invocation("Other"), "Other", "x", bus_event("other-job", "alice", 1, 99_900))
 
     chain = follow_job(store, "j1")
-    assert [p["function"] for p in chain["publishers"]] == ["SegmentFunction"]
+    assert [p["function"] for p in chain["publishers"]] == ["SegmentFunction", "SubscribeFunction"]
     [hop] = chain["events"]
     assert hop["seq"] == 3 and hop["outcome"] == "new" and hop["delivered"] == 2
     assert hop["publisher"]["function"] == "SegmentFunction"
