@@ -1,0 +1,329 @@
+"""Fault injection for the local stack: throttling, crashing workers, DynamoDB outages.
+
+Active only when `TIDINGS_FAULTS=1` is set in the environment of `tidings dev`; otherwise
+`install` does nothing and `/_tidings/faults` does not exist. The reliability tests
+(tests/reliability/) switch faults on and off at run time through `POST /_tidings/faults`:
+
+    {"throttle": {"fraction": 0.3, "seed": 7}}          a fraction of @connections POSTs answer 429
+    {"killAfterPosts": {"function": "NotifyFunction",   kill that function's busy workers right after
+                        "posts": 50, "jobId": "j-1"}}   the 50th delivered post of job j-1 (once)
+    {"killWhenBusy": {"function": "TranscodeSegmentFunction", "afterSeconds": 1.0}}
+                                                        kill a worker that has been running that long (once)
+    {"dynamodbOutage": {"seconds": 3}}                  every DynamoDB call answers 500 for 3 s
+    {"reset": true}                                     everything off, counters kept
+
+`GET /_tidings/faults` returns the settings and counters (posts answered 429, workers killed,
+DynamoDB calls refused). The hooks replace attributes of this stack's own objects (the gateway's
+`post`, the runner's `_spawn`) and moto's DynamoDB handler in this process only, so nothing
+changes when the variable is not set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from tidings.local.stack import LocalStack
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENT_VARIABLE = "TIDINGS_FAULTS"
+ROUTE = "/_tidings/faults"
+BUSY_POLL_S = 0.05
+DYNAMODB_OUTAGE_BODY = json.dumps(
+    {
+        "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+        "message": "Internal server error (injected by tidings faults)",
+    }
+)
+
+
+class FaultRequestError(ValueError):
+    """A fault request the control endpoint cannot apply (answered 400)."""
+
+
+@dataclass
+class KillAfterPosts:
+    function_id: str
+    posts: int
+    job_id: str | None
+    seen: int = 0
+
+
+@dataclass
+class KillWhenBusy:
+    function_id: str
+    after_s: float
+
+
+@dataclass
+class Faults:
+    """The switches and what they did; shared by the hooks (event loop and moto's threads)."""
+
+    throttle_fraction: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+    kill_after_posts: KillAfterPosts | None = None
+    kill_when_busy: KillWhenBusy | None = None
+    dynamodb_down_until: float = 0.0  # time.monotonic()
+    throttled: int = 0
+    killed: list[dict[str, Any]] = field(default_factory=list)
+    dynamodb_refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "throttleFraction": self.throttle_fraction,
+                "killAfterPosts": None
+                if self.kill_after_posts is None
+                else {
+                    "function": self.kill_after_posts.function_id,
+                    "posts": self.kill_after_posts.posts,
+                    "jobId": self.kill_after_posts.job_id,
+                    "seen": self.kill_after_posts.seen,
+                },
+                "killWhenBusy": None
+                if self.kill_when_busy is None
+                else {
+                    "function": self.kill_when_busy.function_id,
+                    "afterSeconds": self.kill_when_busy.after_s,
+                },
+                "dynamodbDownForSeconds": max(0.0, self.dynamodb_down_until - time.monotonic()),
+                "throttled": self.throttled,
+                "killed": list(self.killed),
+                "dynamodbRefused": self.dynamodb_refused,
+            }
+
+    def dynamodb_down(self) -> bool:
+        if time.monotonic() >= self.dynamodb_down_until:
+            return False
+        with self.lock:
+            self.dynamodb_refused += 1
+        return True
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise FaultRequestError(f"{name} must be a number in [{low}, {high}]")
+    return float(value)
+
+
+def _function(stack: LocalStack, value: Any) -> str:
+    assert stack.app is not None
+    if not isinstance(value, str) or value not in stack.app.functions:
+        names = ", ".join(sorted(stack.app.functions))
+        raise FaultRequestError(f"function must be one of the template's functions: {names}")
+    return value
+
+
+def apply_request(faults: Faults, stack: LocalStack, body: Any) -> None:
+    """Apply one control request (see the module docstring); raises FaultRequestError."""
+    if not isinstance(body, dict) or not body:
+        raise FaultRequestError("the body must be a non-empty JSON object")
+    known = {"throttle", "killAfterPosts", "killWhenBusy", "dynamodbOutage", "reset"}
+    unknown = set(body) - known
+    if unknown:
+        raise FaultRequestError(f"unknown fault(s): {', '.join(sorted(unknown))}")
+    with faults.lock:
+        if body.get("reset"):
+            faults.throttle_fraction = 0.0
+            faults.kill_after_posts = None
+            faults.kill_when_busy = None
+            faults.dynamodb_down_until = 0.0
+        if "throttle" in body:
+            spec = body["throttle"] or {}
+            faults.throttle_fraction = _number(spec.get("fraction"), "throttle.fraction", 0.0, 1.0)
+            if "seed" in spec:
+                faults.rng.seed(int(_number(spec["seed"], "throttle.seed", 0, 2**32)))
+        if "killAfterPosts" in body:
+            spec = body["killAfterPosts"]
+            if spec is None:
+                faults.kill_after_posts = None
+            else:
+                job_id = spec.get("jobId")
+                if job_id is not None and not isinstance(job_id, str):
+                    raise FaultRequestError("killAfterPosts.jobId must be a string")
+                faults.kill_after_posts = KillAfterPosts(
+                    function_id=_function(stack, spec.get("function")),
+                    posts=int(_number(spec.get("posts"), "killAfterPosts.posts", 1, 1_000_000)),
+                    job_id=job_id,
+                )
+        if "killWhenBusy" in body:
+            spec = body["killWhenBusy"]
+            faults.kill_when_busy = (
+                None
+                if spec is None
+                else KillWhenBusy(
+                    function_id=_function(stack, spec.get("function")),
+                    after_s=_number(spec.get("afterSeconds", 0.0), "killWhenBusy.afterSeconds", 0.0, 3600.0),
+                )
+            )
+        if "dynamodbOutage" in body:
+            spec = body["dynamodbOutage"] or {}
+            seconds = _number(spec.get("seconds"), "dynamodbOutage.seconds", 0.0, 600.0)
+            faults.dynamodb_down_until = time.monotonic() + seconds
+
+
+class WorkerTracker:
+    """Which worker processes each function has: the runner's `_spawn`, recorded."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.spawned: dict[str, list[Any]] = {}
+        self.busy_since: dict[int, float] = {}
+        original = runner._spawn
+
+        async def spawn(function: Any, generation: int) -> Any:
+            worker = await original(function, generation)
+            self.spawned.setdefault(function.logical_id, []).append(worker)
+            return worker
+
+        runner._spawn = spawn
+
+    def busy(self, function_id: str) -> list[Any]:
+        """Live workers of the function that are not idle in its pool, i.e. inside an invocation."""
+        pool = self.runner._pools.get(function_id)
+        idle = {id(worker) for worker in pool.idle} if pool is not None else set()
+        workers = [w for w in self.spawned.get(function_id, []) if w.alive]
+        self.spawned[function_id] = workers
+        return [w for w in workers if id(w) not in idle]
+
+    def kill(self, workers: list[Any]) -> list[int]:
+        pids = []
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.process.pid, signal.SIGKILL)
+                pids.append(int(worker.process.pid))
+        return pids
+
+
+def _job_id_of(data: bytes) -> str | None:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    job_id = message.get("jobId") if isinstance(message, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+def _hook_gateway(stack: LocalStack, faults: Faults, workers: WorkerTracker) -> None:
+    """Throttle and post-counting kills in front of the gateway's `post` (the @connections POST)."""
+    gateway = stack.gateway
+    if gateway is None:
+        return
+    original_post = gateway.post
+
+    def post(connection_id: str, data: bytes) -> int:
+        with faults.lock:
+            if faults.throttle_fraction and faults.rng.random() < faults.throttle_fraction:
+                faults.throttled += 1
+                return 429  # http.py answers LimitExceededException, as API Gateway does
+        status = original_post(connection_id, data)
+        kill = faults.kill_after_posts
+        if status == 200 and kill is not None and (kill.job_id is None or kill.job_id == _job_id_of(data)):
+            with faults.lock:
+                kill.seen += 1
+                due = kill.seen >= kill.posts and faults.kill_after_posts is kill
+                if due:
+                    faults.kill_after_posts = None
+            if due:
+                pids = workers.kill(workers.busy(kill.function_id))
+                log.warning("faults: killed %s workers %s after %d posts", kill.function_id, pids, kill.seen)
+                with faults.lock:
+                    faults.killed.append(
+                        {"function": kill.function_id, "pids": pids, "afterPosts": kill.seen}
+                    )
+        return status
+
+    gateway.post = post  # type: ignore[method-assign]
+
+
+def _hook_dynamodb(faults: Faults) -> None:
+    """Every DynamoDB API call answers 500 InternalServerError while an outage is on."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    def call_action(handler: DynamoHandler) -> tuple[int, dict[str, Any], str | bytes]:
+        if faults.dynamodb_down():
+            return 500, {"Content-Type": "application/x-amz-json-1.0"}, DYNAMODB_OUTAGE_BODY
+        response: tuple[int, dict[str, Any], str | bytes] = original(handler)
+        return response
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+async def _watch_busy_workers(faults: Faults, workers: WorkerTracker) -> None:
+    """Kill a worker of the armed function once it has been inside an invocation long enough."""
+    while True:
+        await asyncio.sleep(BUSY_POLL_S)
+        armed = faults.kill_when_busy
+        if armed is None:
+            workers.busy_since.clear()
+            continue
+        now = time.monotonic()
+        busy = workers.busy(armed.function_id)
+        for worker in busy:
+            workers.busy_since.setdefault(id(worker), now)
+        ripe = [w for w in busy if now - workers.busy_since[id(w)] >= armed.after_s]
+        if not ripe:
+            continue
+        with faults.lock:
+            if faults.kill_when_busy is not armed:
+                continue
+            faults.kill_when_busy = None
+        pids = workers.kill(ripe[:1])
+        log.warning("faults: killed a busy %s worker %s", armed.function_id, pids)
+        with faults.lock:
+            faults.killed.append({"function": armed.function_id, "pids": pids, "busySeconds": armed.after_s})
+
+
+def install(http_app: web.Application, stack: LocalStack) -> None:
+    """Called by stack.py before the HTTP server starts; a no-op unless TIDINGS_FAULTS=1."""
+    if os.environ.get(ENVIRONMENT_VARIABLE) != "1":
+        return
+    assert stack.runner is not None
+    faults = Faults()
+    workers = WorkerTracker(stack.runner)
+    _hook_gateway(stack, faults, workers)
+    _hook_dynamodb(faults)
+    watcher = asyncio.get_running_loop().create_task(_watch_busy_workers(faults, workers))
+
+    async def stop_watching(_: web.Application) -> None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    http_app.on_cleanup.append(stop_watching)
+
+    @web.middleware
+    async def control(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != ROUTE:
+            response: web.StreamResponse = await handler(request)
+            return response
+        if request.method == "POST":
+            try:
+                body = await request.json()
+                apply_request(faults, stack, body)
+            except (ValueError, FaultRequestError) as exc:
+                return web.json_response({"error": {"code": "bad_fault", "message": str(exc)}}, status=400)
+            log.warning("faults: %s", json.dumps(body))
+        elif request.method != "GET":
+            return web.json_response({"error": {"code": "method", "message": "GET or POST"}}, status=405)
+        return web.json_response(faults.snapshot(), headers={"Cache-Control": "no-store"})
+
+    # before the stack's own /_tidings/ middleware and the static catch-all
+    http_app.middlewares.insert(0, control)
+    print(f"Faults: enabled ({ENVIRONMENT_VARIABLE}=1), control at {ROUTE}", file=stack.out, flush=True)
