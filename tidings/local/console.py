@@ -827,10 +827,7 @@ def install(http_app: web.Application, stack: LocalStack) -> Console:
     api = ConsoleApi(store, stack)
     stack.invocation_listeners.append(store.record_invocation)
     stack.gateway_listeners.append(store.record_gateway_event)
-    _ensure_listeners_called(stack)
     api.add_routes(http_app)
-    # The stack answers every other /_tidings/ path itself; the console's API must get there first
-    http_app.middlewares.insert(0, _console_api_first)
     console = Console(store, api)
 
     async def on_shutdown(_: web.Application) -> None:
@@ -839,44 +836,4 @@ def install(http_app: web.Application, stack: LocalStack) -> Console:
             task.cancel()
 
     http_app.on_shutdown.append(on_shutdown)
-    task = asyncio.get_running_loop().create_task(_announce_url(stack))
-    console.tasks.add(task)
-    task.add_done_callback(console.tasks.discard)
     return console
-
-
-@web.middleware
-async def _console_api_first(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith(API_PREFIX + "/") and request.match_info.route.resource is not None:
-        resource = request.match_info.route.resource
-        if (resource.canonical or "").startswith(API_PREFIX + "/"):
-            response: web.StreamResponse = await request.match_info.handler(request)
-            return response
-    response = await handler(request)
-    return response
-
-
-def _ensure_listeners_called(stack: LocalStack) -> None:
-    """Route the runner's announcements through the stack's listeners if nothing does yet."""
-    runner = stack.runner
-    if runner is None or runner.on_invocation == stack._on_invocation:
-        return
-    previous = runner.on_invocation
-
-    def announce(invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> Any:
-        outcome = previous(invocation, function_id, source, event) if previous is not None else None
-        stack._on_invocation(invocation, function_id, source, event)
-        return outcome
-
-    runner.on_invocation = announce
-
-
-async def _announce_url(stack: LocalStack) -> None:
-    """Print the console's address once the HTTP server listens (its port may be chosen at start)."""
-    deadline = time.monotonic() + 300
-    while stack.urls is None:
-        if time.monotonic() > deadline:  # the stack never started; nothing to announce
-            return
-        await asyncio.sleep(0.05)
-    stack.out.write(f"Console: {stack.urls.http_url}{CONSOLE_PATH}\n")
-    stack.out.flush()

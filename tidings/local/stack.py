@@ -71,6 +71,7 @@ class StackUrls:
     http_url: str
     progress_view_url: str | None
     jobs_api_url: str | None
+    console_url: str | None = None
 
     def lines(self) -> list[str]:
         lines = [
@@ -80,6 +81,8 @@ class StackUrls:
         ]
         if self.progress_view_url:
             lines.append(f"Progress view: {self.progress_view_url}")
+        if self.console_url:
+            lines.append(f"Console: {self.console_url}")
         return lines
 
 
@@ -156,6 +159,7 @@ class LocalStack:
         self.urls: StackUrls | None = None
         self.token_secret_id: str | None = None
         self.invocation_listeners: list[InvocationListener] = []
+        self.extensions: list[str] = []
         self.gateway_listeners: list[GatewayListener] = []
 
     async def start(self) -> StackUrls:
@@ -176,9 +180,8 @@ class LocalStack:
         self.aws.create_resources()
         self.token_secret_id = _token_secret_id(app)
 
-        self.runner = FunctionRunner(
-            app, aws_endpoint, on_invocation=InvocationLog(app, opts.log_format, self.out)
-        )
+        self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out))
+        self.runner = FunctionRunner(app, aws_endpoint, on_invocation=self._on_invocation)
         await self.runner.start()
         self.machines = StepFunctions(app, self.runner)
         self.delivery = EventDelivery(
@@ -217,6 +220,7 @@ class LocalStack:
                     raise
                 continue
             extension.install(http_app, self)
+            self.extensions.append(name)
         self.http_runner = web.AppRunner(http_app, access_log=None)
         await self.http_runner.setup()
         await web.TCPSite(self.http_runner, host, http_port).start()
@@ -229,6 +233,9 @@ class LocalStack:
             http_url=f"http://{host}:{http_port}",
             progress_view_url=f"http://{host}:{http_port}/" if sites else None,
             jobs_api_url=f"http://{host}:{http_port}" if app.http_routes else None,
+            console_url=f"http://{host}:{http_port}/console"
+            if "tidings.local.console" in self.extensions
+            else None,
         )
         return self.urls
 
@@ -281,7 +288,8 @@ class LocalStack:
                 )
             token = await asyncio.to_thread(local_token, self, user)
             return web.json_response({"token": token}, headers={"Cache-Control": "no-store"})
-        raise web.HTTPNotFound()
+        response = await handler(request)  # other /_tidings/ paths belong to extensions
+        return response
 
     async def stop(self) -> None:
         if self.gateway is not None:
