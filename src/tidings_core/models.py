@@ -92,6 +92,8 @@ class JobState(Model):
     fanout_seq = NumberAttribute(null=True, attr_name="fanoutSeq")
     fanout_done = BooleanAttribute(null=True, attr_name="fanoutDone")
     fanout_cursor = UnicodeAttribute(null=True, attr_name="fanoutCursor")
+    # epoch ms until which one notify invocation owns this seq's fan-out (renewed per page)
+    fanout_lease_until = NumberAttribute(null=True, attr_name="fanoutLeaseUntil")
     # worker side: the seq counter events are numbered from, and per-segment percents
     progress_seq = NumberAttribute(default=0, attr_name="progressSeq")
     segment_count = NumberAttribute(null=True, attr_name="segmentCount")

@@ -295,7 +295,8 @@ def snapshot_message(job: JobState) -> dict[str, Any]:
 
 class Claim(Enum):
     NEW = "new"  # stored; fan out from the start
-    RESUME = "resume"  # this seq's fan-out did not finish; go on after the cursor
+    RESUME = "resume"  # this seq's fan-out did not finish and its lease expired; go on after the cursor
+    BUSY = "busy"  # another invocation is delivering this seq right now (its lease is live)
     DUPLICATE = "duplicate"  # this seq was already delivered
     STALE = "stale"  # an older seq than the stored one
     WRONG_OWNER = "wrong_owner"  # the event names another user than the job's owner
@@ -307,6 +308,11 @@ class ClaimResult:
     cursor: str | None = None
     stored_seq: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# How long one invocation owns a fan-out without renewing it. Every delivered page renews it; a
+# redelivered event that finds it live waits or retries instead of posting a second copy.
+FANOUT_LEASE_MS = 20_000
 
 
 def claim_job_event(
@@ -333,6 +339,7 @@ def claim_job_event(
             JobState.fanout_seq.set(seq),
             JobState.fanout_done.set(False),
             JobState.fanout_cursor.remove(),
+            JobState.fanout_lease_until.set(updated_at + FANOUT_LEASE_MS),
         ]
         JobState(job_id).update(actions=actions, condition=newer & owner)
         return ClaimResult(Claim.NEW)
@@ -346,8 +353,25 @@ def claim_job_event(
     if job.user_id != user_id:
         return ClaimResult(Claim.WRONG_OWNER, stored_seq=stored)
     if stored == seq and job.fanout_seq == seq and not job.fanout_done:
-        return ClaimResult(Claim.RESUME, cursor=job.fanout_cursor, stored_seq=stored)
+        return _take_over_fanout(job_id, seq, stored)
     return ClaimResult(Claim.DUPLICATE if stored == seq else Claim.STALE, stored_seq=stored)
+
+
+def _take_over_fanout(job_id: str, seq: int, stored: int) -> ClaimResult:
+    """Resume an unfinished fan-out only when its owner's lease has run out (it crashed)."""
+    now = now_ms()
+    expired = JobState.fanout_lease_until.does_not_exist() | (JobState.fanout_lease_until < now)
+    unfinished = (JobState.fanout_seq == seq) & (JobState.fanout_done == False)  # noqa: E712 - a condition
+    try:
+        JobState(job_id).update(
+            actions=[JobState.fanout_lease_until.set(now + FANOUT_LEASE_MS)], condition=unfinished & expired
+        )
+    except UpdateError as exc:
+        if not _conditional_failed(exc):
+            raise
+        return ClaimResult(Claim.BUSY, stored_seq=stored)
+    job = get_job(job_id)
+    return ClaimResult(Claim.RESUME, cursor=job.fanout_cursor if job else None, stored_seq=stored)
 
 
 def _checkpoint(job_id: str, seq: int, actions: list[Any]) -> bool:
@@ -364,9 +388,15 @@ def _checkpoint(job_id: str, seq: int, actions: list[Any]) -> bool:
 def save_fanout_cursor(job_id: str, seq: int, cursor: str) -> bool:
     """Record that every recipient up to and including `cursor` received `seq`."""
     _tables()
-    return _checkpoint(job_id, seq, [JobState.fanout_cursor.set(cursor)])
+    lease = JobState.fanout_lease_until.set(now_ms() + FANOUT_LEASE_MS)
+    return _checkpoint(job_id, seq, [JobState.fanout_cursor.set(cursor), lease])
 
 
 def finish_fanout(job_id: str, seq: int) -> bool:
     _tables()
-    return _checkpoint(job_id, seq, [JobState.fanout_done.set(True), JobState.fanout_cursor.remove()])
+    done = [
+        JobState.fanout_done.set(True),
+        JobState.fanout_cursor.remove(),
+        JobState.fanout_lease_until.remove(),
+    ]
+    return _checkpoint(job_id, seq, done)

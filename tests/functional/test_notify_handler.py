@@ -135,6 +135,9 @@ def test_a_retry_after_a_crash_mid_fan_out_resumes_after_the_last_completed_page
     assert (job.fanout_seq, job.fanout_done, job.fanout_cursor) == (1, False, max(first_run))
 
     monkeypatch.setattr(pusher, "post_many", real_post_many)
+    # the bus retries a failed invocation after the crashed one's lease has run out
+    later = registry.now_ms() + registry.FANOUT_LEASE_MS + 1
+    monkeypatch.setattr(registry, "now_ms", lambda: later)
     assert _notify(handlers, bus_event(seq=1))["outcome"] == "resume"
     counts = _delivery_counts(management)
     assert sorted(counts) == audience and set(counts.values()) == {1}  # nobody twice, nobody missed
