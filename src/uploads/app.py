@@ -20,9 +20,15 @@ from tidings_core import registry
 if TYPE_CHECKING:  # mypy resolves modules from src/; Lambda puts this folder itself on the path
     from mypy_boto3_s3 import S3Client
 
-    from uploads.upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key
+    from uploads.upload_rules import (
+        InvalidUpload,
+        parse_upload_request,
+        presigned_put,
+        upload_key,
+        with_output_links,
+    )
 else:
-    from upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key
+    from upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key, with_output_links
 
 logger = Logger()
 api = APIGatewayHttpResolver()
@@ -84,7 +90,7 @@ def read_job(job_id: str) -> Response[str]:
     job = registry.get_job(job_id) if user_id else None
     if job is None or job.user_id != user_id:  # someone else's job is as absent as a missing one
         return _error(404, "not_found", "no such job")
-    return _json(200, registry.snapshot_message(job))
+    return _json(200, with_output_links(s3(), registry.snapshot_message(job)))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -103,3 +103,31 @@ def presigned_put(client: S3Client, bucket: str, key: str, request: UploadReques
         "headers": {"Content-Type": request.content_type},
         "expiresIn": PUT_URL_SECONDS,
     }
+
+
+OUTPUT_PREFIX = "outputs/"
+GET_URL_SECONDS = 3600
+
+
+def with_output_links(client: S3Client, message: dict[str, Any]) -> dict[str, Any]:
+    """A completed job's message with presigned GET URLs for its output and poster.
+
+    Only keys under `outputs/` are signed: the role may read nothing else, and a job record
+    pointing elsewhere must not turn this API into a reader of other objects.
+    """
+    output = message.get("output")
+    if message.get("stage") != "completed" or not isinstance(output, dict):
+        return message
+    bucket = output.get("bucket")
+    if not isinstance(bucket, str):
+        return message
+    links: dict[str, Any] = {}
+    for key_field, url_field in (("key", "url"), ("posterKey", "posterUrl")):
+        key = output.get(key_field)
+        if isinstance(key, str) and key.startswith(OUTPUT_PREFIX):
+            links[url_field] = client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=GET_URL_SECONDS
+            )
+    if not links:
+        return message
+    return {**message, "output": {**output, **links, "urlExpiresIn": GET_URL_SECONDS}}

@@ -113,3 +113,32 @@ def test_read_job_only_for_its_owner(api: ModuleType) -> None:
     assert status == 200 and job["jobId"] == job_id and job["stage"] == "queued" and job["percent"] == 0
     assert call(api, http_event("GET", f"/jobs/{job_id}", user_id="mallory"))[0] == 404
     assert call(api, http_event("GET", "/jobs/no-such-job"))[0] == 404
+
+
+def _complete(job_id: str, output: dict[str, Any]) -> None:
+    message = {"type": "completed", "jobId": job_id, "userId": "alice", "seq": 9, "stage": "completed"}
+    registry.claim_job_event(job_id, "alice", 9, "completed", 100.0, {**message, "output": output})
+
+
+def test_a_completed_job_carries_presigned_links_to_its_output_only(api: ModuleType) -> None:
+    _, created = call(
+        api, http_event("POST", "/jobs", body={"filename": "a.mp4", "contentType": "video/mp4", "size": 5})
+    )
+    job_id = created["jobId"]
+    key, poster = f"outputs/alice/{job_id}/a-720p.mp4", f"outputs/alice/{job_id}/poster.jpg"
+    _complete(job_id, {"bucket": "tidings-outputs", "key": key, "posterKey": poster})
+    status, job = call(api, http_event("GET", f"/jobs/{job_id}"))
+    assert status == 200 and job["stage"] == "completed"
+    video, image = urlparse(job["output"]["url"]), urlparse(job["output"]["posterUrl"])
+    assert video.path.endswith(key) and image.path.endswith(poster)
+    assert "X-Amz-Signature" in parse_qs(video.query) and job["output"]["urlExpiresIn"] == 3600
+
+
+def test_output_keys_outside_outputs_are_never_signed(api: ModuleType) -> None:
+    _, created = call(
+        api, http_event("POST", "/jobs", body={"filename": "a.mp4", "contentType": "video/mp4", "size": 5})
+    )
+    job_id = created["jobId"]
+    _complete(job_id, {"bucket": "tidings-outputs", "key": "uploads/bob/secret.mp4"})
+    _, job = call(api, http_event("GET", f"/jobs/{job_id}"))
+    assert "url" not in job["output"] and job["output"]["key"] == "uploads/bob/secret.mp4"
