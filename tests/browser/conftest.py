@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import require_tool  # tests/conftest.py (pytest puts tests/ on sys.path)
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from testkit import require_tool  # tests/testkit.py
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

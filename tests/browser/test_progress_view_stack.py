@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import pytest
-from conftest import require_tool  # tests/conftest.py
 from playwright.sync_api import Browser, Locator, Page, expect
 from stack_harness import ROOT, InProcessStack  # tests/stack_harness.py
+from testkit import require_tool  # tests/testkit.py
 
 from tidings.demo import ffmpeg_exe, make_sample_video
 from tidings.local.stack import DevOptions

@@ -19,8 +19,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import load_handler  # tests/conftest.py (pytest puts tests/ on sys.path)
 from moto import mock_aws
+from testkit import load_handler  # tests/testkit.py
 
 from tidings_core import config, models, push, registry, tokens
 from tidings_core.config import Settings

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SRC, require_tool  # tests/conftest.py
+from testkit import SRC, require_tool  # tests/testkit.py
 
 for code_root in (SRC / "transcode_worker", SRC / "uploads"):
     if str(code_root) not in sys.path:

@@ -11,8 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import load_handler  # tests/conftest.py
 from moto.server import ThreadedMotoServer
+from testkit import load_handler  # tests/testkit.py
 from transcoder import steps, storage
 from transcoder.errors import CorruptInput
 from transcoder.sinks import BusSink

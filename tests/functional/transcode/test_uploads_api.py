@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
-from conftest import load_handler  # tests/conftest.py
+from testkit import load_handler  # tests/testkit.py
 
 from tidings_core import registry
 from tidings_core.config import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from conftest import require_tool  # tests/conftest.py
+from testkit import require_tool  # tests/testkit.py
 from websockets.exceptions import InvalidStatus
 
 from .conftest import ECHO_TEMPLATE, ROOT, RunningStack, start_stack, stop_stack

@@ -11,7 +11,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 import websockets
-from conftest import require_tool  # tests/conftest.py
+from testkit import require_tool  # tests/testkit.py
 
 from .conftest import ROOT, RunningStack, local_token, start_stack, stop_stack
 from .test_echo_app import WSCAT, run_wscat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import SRC  # tests/conftest.py
+from testkit import SRC  # tests/testkit.py
 
 for code_root in (SRC / "transcode_worker", SRC / "uploads"):
     if str(code_root) not in sys.path:

@@ -7,9 +7,9 @@ import json
 from fractions import Fraction
 
 import pytest
-from conftest import SRC
 from hypothesis import given
 from hypothesis import strategies as st
+from testkit import SRC
 from transcoder import storage
 from transcoder.errors import CorruptInput, FfmpegFailed, InternalError, WorkerLost
 from transcoder.media import SourceFacts
