@@ -4,7 +4,9 @@ Active only when `TIDINGS_FAULTS=1` is set in the environment of `tidings dev`; 
 `install` does nothing and `/_tidings/faults` does not exist. The reliability tests
 (tests/reliability/) switch faults on and off at run time through `POST /_tidings/faults`:
 
-    {"throttle": {"fraction": 0.3, "seed": 7}}          a fraction of @connections POSTs answer 429
+    {"throttle": {"fraction": 0.3, "seed": 7,           a fraction of @connections POSTs answer 429,
+                  "maxPerMessage": 2}}                  the same message to the same connection at most
+                                                        twice (transient throttling; omit: no bound)
     {"killAfterPosts": {"function": "NotifyFunction",   kill that function's busy workers right after
                         "posts": 50, "jobId": "j-1"}}   the 50th delivered post of job j-1 (once)
     {"killWhenBusy": {"function": "TranscodeSegmentFunction", "afterSeconds": 1.0}}
@@ -73,6 +75,8 @@ class Faults:
     """The switches and what they did; shared by the hooks (event loop and moto's threads)."""
 
     throttle_fraction: float = 0.0
+    throttle_max_per_message: int | None = None
+    throttled_messages: dict[tuple[str, int], int] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     kill_after_posts: KillAfterPosts | None = None
     kill_when_busy: KillWhenBusy | None = None
@@ -86,6 +90,7 @@ class Faults:
         with self.lock:
             return {
                 "throttleFraction": self.throttle_fraction,
+                "throttleMaxPerMessage": self.throttle_max_per_message,
                 "killAfterPosts": None
                 if self.kill_after_posts is None
                 else {
@@ -139,12 +144,18 @@ def apply_request(faults: Faults, stack: LocalStack, body: Any) -> None:
     with faults.lock:
         if body.get("reset"):
             faults.throttle_fraction = 0.0
+            faults.throttle_max_per_message = None
             faults.kill_after_posts = None
             faults.kill_when_busy = None
             faults.dynamodb_down_until = 0.0
         if "throttle" in body:
             spec = body["throttle"] or {}
             faults.throttle_fraction = _number(spec.get("fraction"), "throttle.fraction", 0.0, 1.0)
+            bound = spec.get("maxPerMessage")
+            faults.throttle_max_per_message = (
+                None if bound is None else int(_number(bound, "throttle.maxPerMessage", 0, 1_000_000))
+            )
+            faults.throttled_messages.clear()
             if "seed" in spec:
                 faults.rng.seed(int(_number(spec["seed"], "throttle.seed", 0, 2**32)))
         if "killAfterPosts" in body:
@@ -228,8 +239,13 @@ def _hook_gateway(stack: LocalStack, faults: Faults, workers: WorkerTracker) -> 
     def post(connection_id: str, data: bytes) -> int:
         with faults.lock:
             if faults.throttle_fraction and faults.rng.random() < faults.throttle_fraction:
-                faults.throttled += 1
-                return 429  # http.py answers LimitExceededException, as API Gateway does
+                key = (connection_id, hash(data))
+                times = faults.throttled_messages.get(key, 0)
+                bound = faults.throttle_max_per_message
+                if bound is None or times < bound:
+                    faults.throttled_messages[key] = times + 1
+                    faults.throttled += 1
+                    return 429  # http.py answers LimitExceededException, as API Gateway does
         status = original_post(connection_id, data)
         kill = faults.kill_after_posts
         if status == 200 and kill is not None and (kill.job_id is None or kill.job_id == _job_id_of(data)):
