@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections import Counter
@@ -196,9 +197,13 @@ async def publish_paced(
     drop the overtaken one by design)."""
     for seq in range(1, events + 1):
         await asyncio.to_thread(publisher.put, job_event(job_id, user, seq, events))
-        await fleet.wait_for(lambda seq=seq: all(c.highest(job_id) >= seq for c in watchers()))
+        await fleet.wait_for(functools.partial(_all_applied, watchers, job_id, seq))
         if min_gap_s:
             await asyncio.sleep(min_gap_s)
+
+
+def _all_applied(watchers: Callable[[], list[Client]], job_id: str, seq: int) -> bool:
+    return all(c.highest(job_id) >= seq for c in watchers())
 
 
 def fault_control(stack: RunningStack, body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ its jobs, in order, and it never received a message about another user's job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import random
 from dataclasses import dataclass
@@ -75,7 +76,14 @@ async def run_load(stack: RunningStack, *, clients: int, users: int, jobs_per_us
     watchers = {j.job_id: [c for c in planned if j.job_id in jobs_of(c, jobs)] for j in jobs}
     await asyncio.gather(
         *(
-            publish_paced(fleet, publisher, j.job_id, j.user, EVENTS_PER_JOB, lambda j=j: watchers[j.job_id])
+            publish_paced(
+                fleet,
+                publisher,
+                j.job_id,
+                j.user,
+                EVENTS_PER_JOB,
+                functools.partial(list, watchers[j.job_id]),
+            )
             for j in jobs
         )
     )
@@ -130,7 +138,9 @@ async def test_churn_stayers_get_everything_and_joiners_catch_up_from_the_snapsh
     await asyncio.gather(
         churn(),
         *(
-            publish_paced(fleet, publisher, j.job_id, j.user, events, lambda j=j: watchers(j), min_gap_s=0.1)
+            publish_paced(
+                fleet, publisher, j.job_id, j.user, events, functools.partial(watchers, j), min_gap_s=0.1
+            )
             for j in jobs
         ),
     )
