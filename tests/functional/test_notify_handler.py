@@ -183,3 +183,43 @@ def test_terminal_events_are_typed_by_stage(
     )
     message = management.to("u000")[0]
     assert message["type"] == "failed" and message["error"]["code"] == "ffmpeg_exit"
+
+
+def test_a_query_failure_on_the_next_page_is_raised_after_the_current_page_is_checkpointed(
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    audience: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next page is fetched while the current one posts; its failure must not lose that page."""
+
+    class QueryFailed(Exception):
+        pass
+
+    real_subscribers = registry.subscribers
+    cut = 2 * fanout.PAGE_SIZE + 5  # fails while fetching the third page
+
+    def failing_subscribers(topics: list[str], *, after: str | None = None) -> Any:
+        for n, connection_id in enumerate(real_subscribers(topics, after=after)):
+            if n == cut:
+                raise QueryFailed
+            yield connection_id
+
+    monkeypatch.setattr(registry, "subscribers", failing_subscribers)
+    with pytest.raises(QueryFailed):
+        _notify(handlers, bus_event(seq=1))
+    first_run = _delivery_counts(management)
+    assert sorted(first_run) == audience[: 2 * fanout.PAGE_SIZE]  # both fetched pages were posted
+    job = JobState.get("job-1")
+    assert (job.fanout_seq, job.fanout_done, job.fanout_cursor) == (
+        1,
+        False,
+        audience[2 * fanout.PAGE_SIZE - 1],
+    )
+
+    monkeypatch.setattr(registry, "subscribers", real_subscribers)
+    later = registry.now_ms() + registry.FANOUT_LEASE_MS + 1  # the failed invocation's lease ran out
+    monkeypatch.setattr(registry, "now_ms", lambda: later)
+    assert _notify(handlers, bus_event(seq=1))["outcome"] == "resume"
+    counts = _delivery_counts(management)
+    assert sorted(counts) == audience and set(counts.values()) == {1}
