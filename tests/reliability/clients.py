@@ -220,6 +220,34 @@ def fault_control(stack: RunningStack, body: dict[str, Any] | None = None) -> di
         return result
 
 
+def table(stack: RunningStack, part: str) -> str:
+    [name] = [str(t) for t in stack.boto3_client("dynamodb").list_tables()["TableNames"] if part in t]
+    return name
+
+
+def count_rows(stack: RunningStack, table_part: str, **equal: str) -> int:
+    """Rows of a table whose string attributes equal `equal` (a test-side Scan: inspection, not
+    application code)."""
+    dynamodb = stack.boto3_client("dynamodb")
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table(stack, table_part))
+    items = [item for page in pages for item in page["Items"]]
+    return sum(1 for item in items if all(item.get(k, {}).get("S") == v for k, v in equal.items()))
+
+
+async def wait_disconnected(stack: RunningStack, users: Iterable[str], limit_s: float = 300.0) -> None:
+    """Until $disconnect has removed every connection row of these users (no leaked rows)."""
+    names = set(users)
+
+    def remaining() -> int:
+        dynamodb = stack.boto3_client("dynamodb")
+        pages = dynamodb.get_paginator("scan").paginate(TableName=table(stack, "Connections"))
+        return sum(1 for page in pages for item in page["Items"] if item["userId"]["S"] in names)
+
+    async with asyncio.timeout(limit_s):
+        while await asyncio.to_thread(remaining):  # noqa: ASYNC110 - polling a table
+            await asyncio.sleep(0.5)
+
+
 def stack_secret(stack: RunningStack) -> str:
     """The local stack's signing key (the tests forge tokens with it and with other keys)."""
     state = json.loads(stack.state_file.read_text())

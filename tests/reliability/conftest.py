@@ -17,9 +17,10 @@ def start_fault_stack(tmp_path: Path, *extra: str) -> RunningStack:
         return start_stack(ROOT / "template.yaml", tmp_path, *extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One stack per test module, faults switchable at run time through /_tidings/faults."""
+    """One stack for the load and fault tests (each uses its own users and jobs, and switches its
+    faults off again), faults switchable at run time through /_tidings/faults."""
     stack = start_fault_stack(tmp_path_factory.mktemp("stack"))
     try:
         yield stack

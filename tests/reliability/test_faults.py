@@ -14,21 +14,8 @@ from stack_harness import RunningStack, local_token, stop_stack
 from testkit import require_tool
 from websockets.exceptions import InvalidStatus
 
-from .clients import Client, Fleet, Publisher, create_job, fault_control, job_event, publish_paced
+from .clients import Client, Fleet, Publisher, count_rows, create_job, fault_control, job_event, publish_paced
 from .conftest import start_fault_stack
-
-
-def table(stack: RunningStack, part: str) -> str:
-    [name] = [str(t) for t in stack.boto3_client("dynamodb").list_tables()["TableNames"] if part in t]
-    return name
-
-
-def count_rows(stack: RunningStack, table_part: str, **equal: str) -> int:
-    """Rows of a table (a test-side Scan: inspection, not application code)."""
-    dynamodb = stack.boto3_client("dynamodb")
-    rows = dynamodb.get_paginator("scan").paginate(TableName=table(stack, table_part))
-    items = [item for page in rows for item in page["Items"]]
-    return sum(1 for item in items if all(item.get(k, {}).get("S") == v for k, v in equal.items()))
 
 
 async def job_fleet(stack: RunningStack, user: str, clients: int) -> tuple[Fleet, str, list[Client]]:

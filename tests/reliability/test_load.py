@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from stack_harness import RunningStack, local_token
 
-from .clients import Client, Fleet, Publisher, create_job, publish_paced
+from .clients import Client, Fleet, Publisher, create_job, publish_paced, wait_disconnected
 
 EVENTS_PER_JOB = 5
 
@@ -95,6 +95,7 @@ async def run_load(stack: RunningStack, *, clients: int, users: int, jobs_per_us
     duplicates = sum(c.duplicates() for c in planned)
     print(f"load: {clients} clients, {len(jobs)} jobs, {users} users; raw duplicates {duplicates}")
     await fleet.close_all()
+    await wait_disconnected(stack, names)  # every $disconnect ran: no connection row left behind
     return fleet
 
 
@@ -157,3 +158,4 @@ async def test_churn_stayers_get_everything_and_joiners_catch_up_from_the_snapsh
             assert applied == list(range(applied[0], events + 1)), (client.topics, job_id, applied)
     assert_no_foreign_messages(fleet, jobs)
     await fleet.close_all()
+    await wait_disconnected(fault_stack, names)
