@@ -25,7 +25,9 @@ from .models import Connection, JobState, Subscription
 MAX_CONNECTION_SECONDS = 2 * 60 * 60  # API Gateway closes every connection after 2 hours
 TTL_MARGIN_SECONDS = 15 * 60  # so a live connection's rows never expire before it closes
 JOB_TTL_SECONDS = 7 * 24 * 60 * 60  # jobs are forgotten 7 days after their last update
-QUERY_PAGE_SIZE = 100  # items per Query page; tests lower it to force pagination
+# Items per Query page. Subscription keys are ~100 bytes, so 1,000 stay far under the 1 MB page
+# limit and a 1,000-subscriber fan-out is one round trip; tests lower it to force pagination.
+QUERY_PAGE_SIZE = 1000
 # plausible epoch-ms window (2001..2286): catches seconds passed where ms are expected
 _MIN_EPOCH_MS = 10**12
 _MAX_EPOCH_MS = 10**13
