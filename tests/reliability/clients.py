@@ -243,9 +243,14 @@ async def wait_disconnected(stack: RunningStack, users: Iterable[str], limit_s: 
         pages = dynamodb.get_paginator("scan").paginate(TableName=table(stack, "Connections"))
         return sum(1 for page in pages for item in page["Items"] if item["userId"]["S"] in names)
 
-    async with asyncio.timeout(limit_s):
-        while await asyncio.to_thread(remaining):  # noqa: ASYNC110 - polling a table
-            await asyncio.sleep(0.5)
+    try:
+        async with asyncio.timeout(limit_s):
+            while await asyncio.to_thread(remaining):  # noqa: ASYNC110 - polling a table
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        failed = [line for line in stack.output if "DisconnectFunction" in line and " error " in line]
+        left = await asyncio.to_thread(remaining)
+        raise AssertionError(f"{left} connection rows left; failed $disconnect: {failed[:5]}") from None
 
 
 def stack_secret(stack: RunningStack) -> str:

@@ -88,7 +88,6 @@ async def test_notify_killed_mid_fan_out_resumes_and_clients_apply_each_message_
 
 async def test_dynamodb_outage_gives_clear_errors_and_recovers(fault_stack: RunningStack) -> None:
     fleet, job_id, [watcher] = await job_fleet(fault_stack, "outage-user", clients=1)
-    fault_control(fault_stack, {"dynamodbOutage": {"seconds": 4}})
     try:
         await outage_then_recovery(fault_stack, fleet, job_id, watcher)
     finally:
@@ -99,8 +98,7 @@ async def test_dynamodb_outage_gives_clear_errors_and_recovers(fault_stack: Runn
 async def outage_then_recovery(fault_stack: RunningStack, fleet: Fleet, job_id: str, watcher: Client) -> None:
     token = fleet.tokens["outage-user"]
     publisher = Publisher(fault_stack)
-    # an event during the outage: notify fails, the bus retries until DynamoDB answers again
-    await asyncio.to_thread(publisher.put, job_event(job_id, "outage-user", 1, 2))
+    fault_control(fault_stack, {"dynamodbOutage": {"seconds": 4}})
     # a frame during the outage: an `internal` error reply, the connection stays open
     await watcher.ws.send(json.dumps({"action": "subscribe", "topic": f"job:{job_id}"}))
     await fleet.wait_for(lambda: bool(watcher.errors))
@@ -112,6 +110,11 @@ async def outage_then_recovery(fault_stack: RunningStack, fleet: Fleet, job_id: 
         async with websockets.connect(f"{fault_stack.websocket_url}?token={token}", open_timeout=60):
             pass
     assert refused.value.response.status_code == 502
+    fault_control(fault_stack, {"reset": True})
+    # an event during a 1 s outage: notify fails and the bus retries (8 retries, which the local
+    # stack spreads over at least 1.3 s) until DynamoDB answers again; then it is delivered
+    fault_control(fault_stack, {"dynamodbOutage": {"seconds": 1}})
+    await asyncio.to_thread(publisher.put, job_event(job_id, "outage-user", 1, 2))
     await fleet.wait_for(lambda: watcher.highest(job_id) == 1)
     assert fault_control(fault_stack)["dynamodbRefused"] > 0
     fault_stack.wait_for_log(r"NotifyFunction .* error ")
