@@ -83,7 +83,7 @@ def test_pynamodb_honours_the_standard_endpoint_variable(monkeypatch: pytest.Mon
     ],
 )
 def test_models_match_the_tables_in_template_yaml(logical_id: str, model: type[Any]) -> None:
-    from tidings.sam import load_template
+    from tidings.local.template import parse_template as load_template
 
     table = load_template(Path(__file__).resolve().parents[3] / "template.yaml")["Resources"][logical_id][
         "Properties"

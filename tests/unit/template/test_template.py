@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tidings.sam import load_template, transform_offline
+from tidings.local.template import parse_template, transform_template
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
@@ -23,12 +23,13 @@ STAGE_CONNECTIONS = re.compile(
 
 @pytest.fixture(scope="module")
 def source() -> dict[str, Any]:
-    return load_template(TEMPLATE)
+    return parse_template(TEMPLATE)
 
 
 @pytest.fixture(scope="module")
 def cfn(source: dict[str, Any]) -> dict[str, Any]:
-    return transform_offline(source, ROOT).cloudformation
+    cloudformation, _ = transform_template(source, ROOT, {}, "us-east-1")
+    return cloudformation
 
 
 def _policies(cfn: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
