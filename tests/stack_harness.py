@@ -189,3 +189,38 @@ class InProcessStack:
 
     def token(self, user: str) -> str:
         return fetch_token(self.http_url, user)
+
+
+def create_job(stack: RunningStack, token: str) -> str:
+    """A job through the jobs HTTP API (`POST /jobs`), as a user of the progress view creates one."""
+    from urllib.request import Request
+
+    body = json.dumps({"filename": "clip.mp4", "contentType": "video/mp4", "size": 1000}).encode()
+    request = Request(  # noqa: S310 - the local stack on 127.0.0.1
+        f"{stack.http_url}/jobs",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urlopen(request, timeout=60) as response:  # noqa: S310
+        assert response.status == 201
+        return str(json.loads(response.read())["jobId"])
+
+
+def job_bus_name(events: Any) -> str:
+    """The template's own event bus (the only one besides `default`)."""
+    [bus] = [b["Name"] for b in events.list_event_buses()["EventBuses"] if b["Name"] != "default"]
+    return str(bus)
+
+
+def put_job_event(stack: RunningStack, detail: dict[str, Any], events: Any = None) -> None:
+    """PutEvents of one `JobProgress` event on the stack's job bus, as a transcode worker does."""
+    events = events or stack.boto3_client("events")
+    entry = {
+        "Source": "tidings.transcode",
+        "DetailType": "JobProgress",
+        "Detail": json.dumps(detail),
+        "EventBusName": job_bus_name(events),
+    }
+    result = events.put_events(Entries=[entry])
+    assert result["FailedEntryCount"] == 0, result

@@ -14,7 +14,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 from playwright.sync_api import Page, expect
-from stack_harness import ROOT, RunningStack, local_token, start_stack, stop_stack
+from stack_harness import ROOT, RunningStack, local_token, put_job_event, start_stack, stop_stack
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -67,8 +67,6 @@ def subscription_topics(stack: RunningStack, connection_id: str) -> list[str]:
 
 
 def publish_progress(stack: RunningStack, job_id: str, user: str) -> None:
-    events = stack.boto3_client("events")
-    [bus] = [b["Name"] for b in events.list_event_buses()["EventBuses"] if b["Name"] != "default"]
     detail = {
         "version": 1,
         "jobId": job_id,
@@ -78,17 +76,7 @@ def publish_progress(stack: RunningStack, job_id: str, user: str) -> None:
         "percent": 12.5,
         "emittedAt": int(time.time() * 1000),
     }
-    result = events.put_events(
-        Entries=[
-            {
-                "Source": "tidings.transcode",
-                "DetailType": "JobProgress",
-                "Detail": json.dumps(detail),
-                "EventBusName": bus,
-            }
-        ]
-    )
-    assert result["FailedEntryCount"] == 0
+    put_job_event(stack, detail)
 
 
 def test_tidings_dev_prints_the_console_address(stack: RunningStack) -> None:

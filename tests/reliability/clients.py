@@ -20,7 +20,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 import websockets
-from stack_harness import RunningStack
+from stack_harness import RunningStack, put_job_event
 
 from tidings_core.tokens import issue_token
 
@@ -136,20 +136,6 @@ class Fleet:
         await asyncio.gather(*(self.close(c) for c in self.clients if not c.closed))
 
 
-def create_job(stack: RunningStack, token: str) -> str:
-    """A job through the jobs HTTP API (`POST /jobs`), as a publisher's user would create it."""
-    body = json.dumps({"filename": "clip.mp4", "contentType": "video/mp4", "size": 1000}).encode()
-    request = Request(  # noqa: S310 - the local stack on 127.0.0.1
-        f"{stack.http_url}/jobs",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urlopen(request, timeout=60) as response:  # noqa: S310
-        assert response.status == 201
-        return str(json.loads(response.read())["jobId"])
-
-
 def job_event(job_id: str, user: str, seq: int, last: int) -> dict[str, Any]:
     stage = "completed" if seq == last else "transcoding"
     return {
@@ -167,20 +153,11 @@ class Publisher:
     """PutEvents on the stack's job bus (a boto3 client per publisher: they are not shared)."""
 
     def __init__(self, stack: RunningStack) -> None:
+        self.stack = stack
         self.events = stack.boto3_client("events")
-        [self.bus] = [
-            b["Name"] for b in self.events.list_event_buses()["EventBuses"] if b["Name"] != "default"
-        ]
 
     def put(self, detail: dict[str, Any]) -> None:
-        entry = {
-            "Source": "tidings.transcode",
-            "DetailType": "JobProgress",
-            "Detail": json.dumps(detail),
-            "EventBusName": self.bus,
-        }
-        result = self.events.put_events(Entries=[entry])
-        assert result["FailedEntryCount"] == 0, result
+        put_job_event(self.stack, detail, self.events)
 
 
 async def publish_paced(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import websockets
-from stack_harness import RunningStack, local_token, stop_stack
+from stack_harness import RunningStack, create_job, local_token, stop_stack
 from testkit import require_tool
 from websockets.exceptions import InvalidStatus
 
-from .clients import Client, Fleet, Publisher, count_rows, create_job, fault_control, job_event, publish_paced
+from .clients import Client, Fleet, Publisher, count_rows, fault_control, job_event, publish_paced
 from .conftest import start_fault_stack
 
 

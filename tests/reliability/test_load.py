@@ -15,9 +15,9 @@ import random
 from dataclasses import dataclass
 
 import pytest
-from stack_harness import RunningStack, local_token
+from stack_harness import RunningStack, create_job, local_token
 
-from .clients import Client, Fleet, Publisher, create_job, publish_paced, wait_disconnected
+from .clients import Client, Fleet, Publisher, publish_paced, wait_disconnected
 
 EVENTS_PER_JOB = 5
 

@@ -12,10 +12,10 @@ from typing import Any
 import jwt
 import pytest
 import websockets
-from stack_harness import ROOT, RunningStack, local_token, start_stack, stop_stack
+from stack_harness import ROOT, RunningStack, create_job, local_token, start_stack, stop_stack
 from websockets.exceptions import InvalidStatus
 
-from .clients import Client, Fleet, create_job, stack_secret
+from .clients import Client, Fleet, stack_secret
 
 USED_TOKENS: list[str] = []  # every token this module sent; none may show up anywhere
 

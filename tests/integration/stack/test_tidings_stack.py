@@ -7,43 +7,18 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from urllib.request import Request, urlopen
 
 import pytest
 import websockets
+from stack_harness import create_job, put_job_event
 from testkit import require_tool  # tests/testkit.py
 
 from .conftest import ROOT, RunningStack, local_token, start_stack, stop_stack
 from .test_echo_app import WSCAT, run_wscat
 
 
-def create_job(stack: RunningStack, token: str) -> str:
-    body = json.dumps({"filename": "clip.mp4", "contentType": "video/mp4", "size": 1000}).encode()
-    request = Request(  # noqa: S310 - the local stack on 127.0.0.1
-        f"{stack.http_url}/jobs",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urlopen(request, timeout=30) as response:  # noqa: S310
-        assert response.status == 201
-        return str(json.loads(response.read())["jobId"])
-
-
 def publish(stack: RunningStack, detail: dict[str, Any]) -> None:
-    events = stack.boto3_client("events")
-    [bus] = [b["Name"] for b in events.list_event_buses()["EventBuses"] if b["Name"] != "default"]
-    result = events.put_events(
-        Entries=[
-            {
-                "Source": "tidings.transcode",
-                "DetailType": "JobProgress",
-                "Detail": json.dumps(detail),
-                "EventBusName": bus,
-            }
-        ]
-    )
-    assert result["FailedEntryCount"] == 0
+    put_job_event(stack, detail)
 
 
 def progress(job_id: str, user: str, seq: int, stage: str, percent: float) -> dict[str, Any]:
