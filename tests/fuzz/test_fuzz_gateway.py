@@ -16,8 +16,8 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability.clients import Publisher, create_job, job_event
-from stack_harness import ROOT, RunningStack, local_token, start_stack, stop_stack
+from reliability.clients import Publisher, job_event
+from stack_harness import ROOT, RunningStack, create_job, local_token, start_stack, stop_stack
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
