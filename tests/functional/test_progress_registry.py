@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from pynamodb.exceptions import PutError
@@ -35,7 +37,22 @@ def test_each_tick_takes_the_next_seq_and_segment_percents_only_rise(aws: Settin
     assert plain.seq == 4 and plain.percent == 35.0
 
 
-def test_concurrent_workers_get_distinct_increasing_seqs(aws: Settings) -> None:
+def test_concurrent_workers_get_distinct_increasing_seqs(
+    aws: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DynamoDB applies each UpdateItem on an item atomically; moto's in-memory backend does not
+    # serialize concurrent calls, so it gets the lock DynamoDB has (without it, a busy machine
+    # interleaves moto's read-modify-write and two ticks can read the same counter).
+    from moto.dynamodb.models import DynamoDBBackend
+
+    atomic = threading.Lock()
+    unlocked_update = DynamoDBBackend.update_item
+
+    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with atomic:
+            return unlocked_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
     registry.create_job("job-1", "alice")
 
     def tick(n: int) -> int:
