@@ -308,6 +308,10 @@ class FunctionRunner:
                     f"Task timed out after {function.timeout_s:.2f} seconds",
                 )
             except WorkerExited:
+                # the pipe closes a moment before the process is reaped: wait for its own exit status
+                # rather than kill it and report the kill
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.process.wait(), timeout=2.0)
                 await worker.stop()
                 code = worker.process.returncode
                 reason = f"signal: {-code}" if code is not None and code < 0 else f"exit status {code}"
