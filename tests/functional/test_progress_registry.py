@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from pynamodb.exceptions import PutError
 
+from tidings.local.aws import make_dynamodb_atomic
 from tidings_core import registry
 from tidings_core.config import Settings
 from tidings_core.models import JobState
@@ -40,19 +39,13 @@ def test_each_tick_takes_the_next_seq_and_segment_percents_only_rise(aws: Settin
 def test_concurrent_workers_get_distinct_increasing_seqs(
     aws: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # DynamoDB applies each UpdateItem on an item atomically; moto's in-memory backend does not
-    # serialize concurrent calls, so it gets the lock DynamoDB has (without it, a busy machine
-    # interleaves moto's read-modify-write and two ticks can read the same counter).
-    from moto.dynamodb.models import DynamoDBBackend
+    # DynamoDB applies each UpdateItem on an item atomically; moto's handler does not serialize
+    # concurrent calls (a busy machine interleaves its copy-check-write-serialize and a tick reads
+    # another's counter or fails and is retried). The local stack gives it that atomicity; so here.
+    from moto.dynamodb.responses import DynamoHandler
 
-    atomic = threading.Lock()
-    unlocked_update = DynamoDBBackend.update_item
-
-    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-        with atomic:
-            return unlocked_update(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+    monkeypatch.setattr(DynamoHandler, "call_action", DynamoHandler.call_action)  # undone after
+    make_dynamodb_atomic()
     registry.create_job("job-1", "alice")
 
     def tick(n: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import boto3
@@ -23,6 +24,30 @@ LOCAL_CREDENTIALS: dict[str, Any] = {
     "aws_secret_access_key": "local",
     "aws_session_token": "local",
 }
+
+_DYNAMODB_CALLS = threading.RLock()
+
+
+def make_dynamodb_atomic() -> None:
+    """Give the embedded DynamoDB the per-request atomicity DynamoDB has (idempotent, process-wide).
+
+    moto's handler copies an item, checks the condition, writes, then serializes the live item,
+    with no lock: concurrent UpdateItems on one item (parallel segment workers taking progress
+    seqs) can interleave and lose or repeat an ADD. One lock around every DynamoDB call costs
+    little, since moto's pure-Python work holds the GIL for nearly all of each call anyway.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "tidings_atomic", False):
+        return
+
+    def call_action(handler: DynamoHandler) -> Any:
+        with _DYNAMODB_CALLS:
+            return original(handler)
+
+    call_action.tidings_atomic = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 class AwsServices:
@@ -68,6 +93,7 @@ class AwsServices:
 
         if self._server is None:
             moto_api_backend.reset()  # backends are process-wide: start from an empty account
+            make_dynamodb_atomic()
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
             self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             self._server.start()

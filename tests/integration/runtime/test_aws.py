@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -57,3 +58,29 @@ async def test_object_created_in_bucket_reaches_rule_target(runtime: Runtime) ->
     assert (event["source"], event["detail-type"]) == ("aws.s3", "Object Created")
     assert event["detail"]["bucket"]["name"] == bucket
     assert event["detail"]["object"]["key"] == "videos/in.mp4"
+
+
+async def test_concurrent_updates_of_one_item_are_atomic_as_in_dynamodb(runtime: Runtime) -> None:
+    # Parallel workers ADD to one counter over the server's threads; DynamoDB never loses or
+    # repeats an ADD, so neither may the embedded DynamoDB (moto alone can, under load).
+    dynamodb = runtime.aws.client("dynamodb")
+    dynamodb.put_item(TableName="rt-Records", Item={"pk": {"S": "counter"}, "n": {"N": "0"}})
+
+    def add_one(_: int) -> int:
+        answer = dynamodb.update_item(
+            TableName="rt-Records",
+            Key={"pk": {"S": "counter"}},
+            UpdateExpression="ADD n :one SET touched = :now",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": "x" * 2000}},
+            ReturnValues="ALL_NEW",
+        )
+        return int(answer["Attributes"]["n"]["N"])
+
+    def run_all() -> list[int]:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(add_one, range(200)))
+
+    seen = await asyncio.to_thread(run_all)
+    assert sorted(seen) == list(range(1, 201))
+    final = dynamodb.get_item(TableName="rt-Records", Key={"pk": {"S": "counter"}})["Item"]["n"]["N"]
+    assert final == "200"
