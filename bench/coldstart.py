@@ -1,8 +1,10 @@
 """Cold start: `python -X importtime` of each function's handler module, in fresh processes.
 
-Each run imports the handler the way the Lambda runtime does (its folder and the layer on
-sys.path, the function's environment), and the module's cumulative import time is read from
-the `-X importtime` report on stderr.
+Each run imports the handler the way the Lambda runtime does with `Tracing: Active` (its folder
+and the layer on sys.path, a task root, tracing on), and the module's cumulative import time is
+read from the `-X importtime` report on stderr. Side by side, in alternating processes, the same
+import with Powertools' tracing module replaced by a no-op stub gives the Tracer's share: the
+X-Ray SDK's import and the patching each handler asks for.
 """
 
 from __future__ import annotations
@@ -49,17 +51,31 @@ def _environment(function: str) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "POWERTOOLS_SERVICE_NAME": "tidings",
-            "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_LAMBDA_FUNCTION_NAME": function,
+            "LAMBDA_TASK_ROOT": str(ROOT / "src" / function),  # tracing on, as on Lambda
         }
     )
     return env
 
 
-def import_ms(function: str, python: str = sys.executable) -> float:
+# Imported before the handler when measuring without the Tracer: a Tracer that does nothing.
+_WITHOUT_TRACER = """
+import sys, types
+class Tracer:
+    def __init__(self, *args, **kwargs): pass
+    def capture_lambda_handler(self, handler=None, **kwargs):
+        return handler if handler is not None else (lambda later: later)
+stub = types.ModuleType("aws_lambda_powertools.tracing")
+stub.Tracer = Tracer
+sys.modules["aws_lambda_powertools.tracing"] = stub
+import app
+"""
+
+
+def import_ms(function: str, python: str = sys.executable, *, tracer: bool = True) -> float:
     """One fresh process: milliseconds to import `src/<function>/app.py` (with its imports)."""
     completed = subprocess.run(
-        [python, "-X", "importtime", "-c", "import app"],
+        [python, "-X", "importtime", "-c", "import app" if tracer else _WITHOUT_TRACER],
         cwd=ROOT / "src" / function,
         env=_environment(function),
         capture_output=True,
@@ -76,17 +92,20 @@ def import_ms(function: str, python: str = sys.executable) -> float:
 def run(repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for function in HANDLERS:
-        samples = [import_ms(function) for _ in range(repeats)]
+        pairs = [(import_ms(function), import_ms(function, tracer=False)) for _ in range(repeats)]
+        samples = [deployed for deployed, _ in pairs]
         value = median(samples)
         results[function] = {
             "import_ms": round(value, 1),
             "samples_ms": [round(s, 1) for s in samples],
+            "without_tracer_ms": round(median([bare for _, bare in pairs]), 1),
+            "tracer_ms": round(median([deployed - bare for deployed, bare in pairs]), 1),
             "goal_ms": GOAL_MS if function in GOAL_FUNCTIONS else None,
             "meets_goal": value < GOAL_MS if function in GOAL_FUNCTIONS else None,
         }
     return {
         "python": sys.version.split()[0],
         "repeats": repeats,
-        "note": "Python on this machine, .pyc caches warm; Lambda runs 3.12 on arm64",
+        "note": "Python on this machine, .pyc caches warm, tracing on; Lambda runs 3.12 on arm64",
         "handlers": results,
     }

@@ -77,13 +77,20 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             "### Cold start: handler import time",
             "",
-            "| function | import ms | goal |",
-            "|---|---:|---|",
+            "| function | import ms, as deployed | of which Tracer | goal |",
+            "|---|---:|---:|---|",
         ]
         for name, row in cold["handlers"].items():
             goal = "< 300 ms: " + _goal(row["meets_goal"]) if row["goal_ms"] else "—"
-            lines.append(f"| {name} | {_fmt(row['import_ms'])} | {goal} |")
-        lines += ["", f"Python {cold['python']}, median of {cold['repeats']} fresh processes.", ""]
+            tracer = _fmt(row["tracer_ms"]) if "tracer_ms" in row else "—"
+            lines.append(f"| {name} | {_fmt(row['import_ms'])} | {tracer} | {goal} |")
+        lines += [
+            "",
+            f"Python {cold['python']}, tracing on as with `Tracing: Active`; medians of {cold['repeats']}"
+            " fresh processes. The Tracer's share is the median difference of pairs run side by side,"
+            " with and without it (X-Ray SDK import and patching).",
+            "",
+        ]
     sizes = results.get("sizes")
     if sizes:
         lines += [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -18,10 +18,12 @@ from tidings_core.config import settings
 
 logger = Logger()
 metrics = Metrics()
+tracer = Tracer(patch_modules=["botocore"])  # the Secrets Manager read; see docs/observability.md
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # policies name the user: keep them out of traces
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     """`$connect` REQUEST authorizer: check the Origin, verify the token, allow exactly this route's ARN."""
@@ -52,6 +54,7 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # policies name the user: keep them out of traces
 @event_source(data_class=APIGatewayAuthorizerEventV2)
 def http_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
     """HTTP API Lambda authorizer (payload 2.0, simple responses): `Authorization: Bearer <jwt>`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,18 +13,19 @@ from tidings_core import protocol, registry
 
 logger = Logger()
 metrics = Metrics()
-# No Powertools Tracer here: importing the X-Ray SDK costs ~150-250 ms of cold start on every new
-# connection; the function's active tracing still records its segment.
+tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments; see docs/observability.md
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 @event_source(data_class=APIGatewayWebSocketEvent)
 def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
     request = event.request_context
     authorizer = request.get("authorizer") or {}
     user_id = authorizer.get("userId")
     logger.append_keys(connection_id=request.connection_id, user_id=user_id)
+    tracer.put_annotation(key="connection_id", value=request.connection_id)
     if not user_id:  # only reachable if the route lost its authorizer: refuse rather than guess
         logger.error("no authorizer context on $connect")
         metrics.add_metric(name="ConnectRefused", unit=MetricUnit.Count, value=1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,19 +14,24 @@ from tidings_core import fanout
 
 logger = Logger()
 metrics = Metrics()
-# No Powertools Tracer here: importing the X-Ray SDK costs ~150-250 ms of cold start on every new
-# connection; the function's active tracing still records its segment.
+tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments; see docs/observability.md
 
 _COUNTS = {"Delivered": "delivered", "Gone": "gone", "Throttled": "throttled", "Failed": "failed"}
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(event_id=event.get_id)
     report = fanout.deliver_job_event(event.detail, event_id=event.get_id)
     logger.append_keys(job_id=report.job_id, seq=report.seq)
+    # searchable in X-Ray: `annotation.job_id = "..."` finds every notify of one job
+    tracer.put_annotation(key="outcome", value=report.outcome)
+    if report.job_id is not None:
+        tracer.put_annotation(key="job_id", value=report.job_id)
+    tracer.put_metadata(key="fan_out", value=asdict(report))
     if report.outcome in ("duplicate", "stale"):
         metrics.add_metric(name="DuplicateDropped", unit=MetricUnit.Count, value=1)
     elif report.outcome == "wrong_owner":

@@ -13,7 +13,7 @@ from tidings_core import actions, push
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments; see docs/observability.md
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -25,6 +25,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     authorizer = request.get("authorizer") or {}
     caller = actions.Caller(request.connection_id, str(authorizer.get("userId", "")), request.connected_at)
     logger.append_keys(connection_id=caller.connection_id, user_id=caller.user_id, route=request.route_key)
+    tracer.put_annotation(key="connection_id", value=caller.connection_id)
     replies = actions.handle_frame(event.decoded_body, caller)
     actions.send_replies(replies, caller, push.pusher())  # in order: `subscribed` before `snapshot`
     metrics.add_metric(name="Frames", unit=MetricUnit.Count, value=1)

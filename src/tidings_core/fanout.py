@@ -8,6 +8,7 @@ move the checkpoint cursor past it. A retry after a crash resumes after the last
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -15,11 +16,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import protocol, push, registry
 from .events import InvalidJobEvent, parse_job_event
 from .push import Outcome, Pusher
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,15 @@ class FanOutReport:
     @property
     def dropped(self) -> bool:
         return self.outcome in ("duplicate", "stale", "wrong_owner", "invalid", "too_large")
+
+
+@functools.cache
+def _tracer() -> Tracer:
+    """Created on first use, after the handler's own Tracer: Powertools shares one configuration
+    between instances, and this one (which patches nothing) must not change what the handler patches."""
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(auto_patch=False)
 
 
 def _pages(ids: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -110,7 +123,9 @@ def deliver_job_event(
         page = next(pages, None)
         while page is not None:
             upcoming = fetcher.submit(next, pages, None)
-            results = poster.post_many(page, data)
+            with _tracer().provider.in_subsegment("## post page") as subsegment:
+                subsegment.put_metadata("recipients", len(page), namespace="tidings")
+                results = poster.post_many(page, data)
             wait([upcoming])  # a Query failure is raised below, after this page's checkpoint
             for result in results:
                 report.throttled += result.throttled

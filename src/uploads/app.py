@@ -11,7 +11,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -31,6 +31,7 @@ else:
     from upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key, with_output_links
 
 logger = Logger()
+tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments
 api = APIGatewayHttpResolver()
 
 
@@ -94,5 +95,6 @@ def read_job(job_id: str) -> Response[str]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)  # it holds a presigned upload URL
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return api.resolve(event, context)

@@ -1,0 +1,114 @@
+"""Run handlers as Lambda runs them with active tracing, under moto; print what X-Ray would receive.
+
+    python tests/functional/xray_probe.py OUT.json   (test_tracing.py runs it in its own process)
+
+Its own process because the X-Ray SDK picks its Lambda context when first imported and patches
+botocore for the whole process; neither may leak into the other tests. The X-Ray daemon is
+replaced by an emitter that keeps each entity's JSON. Writes one JSON document to OUT.json
+(stdout carries the handlers' own logs and metrics):
+`{"token": ..., "stdout_marker": ..., "invocations": {function: {"result", "entities"}}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "CONNECTIONS_TABLE": "tidings-connections",
+        "SUBSCRIPTIONS_TABLE": "tidings-subscriptions",
+        "JOBS_TABLE": "tidings-jobs",
+        "TOKEN_AUDIENCE": "tidings",
+        "EVENT_BUS_NAME": "tidings-jobs",
+        "POWERTOOLS_SERVICE_NAME": "tidings",
+        "POWERTOOLS_METRICS_NAMESPACE": "Tidings",
+        # as in Lambda: a task root, and the trace header the runtime sets for each invocation
+        "LAMBDA_TASK_ROOT": str(TESTS.parent / "src"),
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_CONTEXT_MISSING": "RUNTIME_ERROR",  # a call outside any segment fails loudly
+    }
+)
+os.environ.pop("POWERTOOLS_TRACE_DISABLED", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+SIGNING_KEY = "xray-probe-signing-key-0123456789abcdef"
+
+
+class MemoryEmitter:
+    """Stands in for the UDP emitter: keeps what would have been sent to the X-Ray daemon."""
+
+    def __init__(self) -> None:
+        self.entities: list[dict[str, Any]] = []
+
+    def send_entity(self, entity: Any) -> None:
+        self.entities.append(json.loads(entity.serialize()))
+
+    def set_daemon_address(self, address: str | None) -> None:
+        pass
+
+    @property
+    def ip(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return 2000
+
+
+def main(out: str) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        secret = boto3.client("secretsmanager").create_secret(Name="signing-key", SecretString=SIGNING_KEY)
+        os.environ["TOKEN_SECRET_ARN"] = secret["ARN"]
+        from testkit import load_handler
+
+        from functional.conftest import FakeContext, FakeManagement, bus_event, sample, ws_event
+        from tidings_core import config, models, push, registry, tokens
+
+        settings = config.settings()
+        models.create_tables(settings)
+        registry.configure(settings)
+        pusher = push.Pusher(FakeManagement(), sleep=lambda _: None)  # type: ignore[arg-type]
+        push.pusher = lambda: pusher
+
+        handlers = {
+            name: load_handler(name) for name in ("authorize", "connect", "subscribe", "notify", "disconnect")
+        }
+        from aws_xray_sdk.core import xray_recorder
+
+        emitter = MemoryEmitter()
+        xray_recorder.configure(emitter=emitter)
+
+        token = tokens.issue_token(SIGNING_KEY, "alice", 600)
+        authorizer_event = sample("authorizer_request")
+        authorizer_event["headers"]["Sec-WebSocket-Protocol"] = f"tidings.v1, {token}"
+        authorizer_event["multiValueHeaders"]["Sec-WebSocket-Protocol"] = [f"tidings.v1, {token}"]
+        registry.create_job("job-1", "alice")
+        calls = {
+            "authorize": authorizer_event,
+            "connect": ws_event("connect", "conn-1"),
+            "subscribe": ws_event("message", "conn-1", body={"action": "subscribe", "topic": "job:job-1"}),
+            "notify": bus_event(seq=1),
+            "disconnect": ws_event("disconnect", "conn-1"),
+        }
+        invocations: dict[str, Any] = {}
+        for name, event in calls.items():
+            emitter.entities.clear()
+            result = handlers[name].handler(event, FakeContext())
+            invocations[name] = {"result": result, "entities": list(emitter.entities)}
+    Path(out).write_text(json.dumps({"token": token, "invocations": invocations}, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
