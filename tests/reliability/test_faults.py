@@ -111,8 +111,8 @@ async def outage_then_recovery(fault_stack: RunningStack, fleet: Fleet, job_id: 
             pass
     assert refused.value.response.status_code == 502
     fault_control(fault_stack, {"reset": True})
-    # an event during a 1 s outage: notify fails and the bus retries (8 retries, which the local
-    # stack spreads over at least 1.3 s) until DynamoDB answers again; then it is delivered
+    # an event during a 1 s outage: notify fails and Lambda retries it (EventInvokeConfig: 2
+    # retries, 6 s and 18 s after the first try locally) until DynamoDB answers again
     fault_control(fault_stack, {"dynamodbOutage": {"seconds": 1}})
     await asyncio.to_thread(publisher.put, job_event(job_id, "outage-user", 1, 2))
     await fleet.wait_for(lambda: watcher.highest(job_id) == 1)

@@ -4,9 +4,11 @@ moto stores buses, rules and targets and matches events with its own EventPatter
 suffix, anything-but, numeric, exists, wildcard, $or, equals-ignore-case, cidr), but does not
 deliver to Lambda or Step Functions. `EventDelivery.install()` wraps moto's
 `Rule.send_to_targets` so that, in this process, a matched rule's Lambda target becomes an
-asynchronous invocation through the `FunctionInvoker` (EventBridge's event shape), and a
-`states` target starts an execution. Failed deliveries are retried with exponential backoff and
-jitter under the target's RetryPolicy, then sent to its DeadLetterConfig queue.
+asynchronous invocation (EventBridge's event shape; `lambda_async.py` runs Lambda's own retries
+and destinations), and a `states` target starts an execution. Failed deliveries (no such
+function or state machine, bad input) are retried with exponential backoff and jitter under
+the target's RetryPolicy, then sent to its DeadLetterConfig queue. A function's own errors are
+not failed deliveries: as in AWS, Lambda has accepted the event.
 
 moto's server calls the wrapper on its own threads; deliveries run on the asyncio loop given
 to `install()` (handed over with `run_coroutine_threadsafe`).
@@ -25,9 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import boto3
-
-from tidings.local.aws import LOCAL_CREDENTIALS
+from tidings.local.lambda_async import LambdaAsync
 from tidings.local.model import FunctionInvoker, LocalApp
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ DEFAULT_RETRY_ATTEMPTS = 185
 DEFAULT_MAX_EVENT_AGE_S = 86400
 FIRST_RETRY_DELAY_S = 1.0
 MAX_RETRY_DELAY_S = 300.0
+# Lambda's own retries (1 and 2 minutes) shrink less than EventBridge's: with 6 s and 12 s a retry
+# of a notify that crashed mid-fan-out still comes after its 20 s lease has run out, as on AWS.
+LAMBDA_RETRY_DELAY_SCALE = 0.1
 EVENT_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
 
 _lock = threading.Lock()
@@ -116,6 +119,7 @@ class EventDelivery:
         *,
         start_execution: StartExecution | None = None,
         retry_delay_scale: float = 0.01,
+        lambda_retry_delay_scale: float = LAMBDA_RETRY_DELAY_SCALE,
     ) -> None:
         self.app = app
         self.invoker = invoker
@@ -126,9 +130,9 @@ class EventDelivery:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._pending_lock = threading.Lock()
+        self.lambda_async = LambdaAsync(app, invoker, aws_endpoint, delay_scale=lambda_retry_delay_scale)
         self.delivered = 0
         self.dead_lettered = 0
-        self._sqs: Any = None
 
     def install(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Route moto's rule deliveries through this object (one per process at a time)."""
@@ -214,12 +218,9 @@ class EventDelivery:
                 function_id = self._function_id(arn)
                 if function_id is None:
                     return ("ResourceNotFoundException", f"Function not found: {arn}")
-                invocation = await self.invoker.invoke(
-                    function_id, payload, source=f"EventBridge rule {rule_name}"
-                )
-                if invocation.ok:
-                    return None
-                return (str(invocation.error_type or "Error"), str(invocation.error_message or ""))
+                # accepted: from here on the retries are Lambda's (the function's EventInvokeConfig)
+                await self.lambda_async.invoke(function_id, payload, source=f"EventBridge rule {rule_name}")
+                return None
             if service == "states":
                 if self.start_execution is None:
                     return ("ServiceUnavailable", "Step Functions is not running in this local stack")
@@ -270,22 +271,7 @@ class EventDelivery:
             "ERROR_MESSAGE": failure[1][:1024] or failure[0],
         }
         try:
-            await asyncio.to_thread(self._send_dead_letter, str(queue_arn), json.dumps(event), attributes)
+            await self.lambda_async.destinations.send(str(queue_arn), event, attributes, success=False)
             self.dead_lettered += 1
         except Exception:
             log.exception("event %s could not be sent to dead-letter queue %s", event.get("id"), queue_arn)
-
-    def _send_dead_letter(self, queue_arn: str, body: str, attributes: dict[str, str]) -> None:
-        if self._sqs is None:
-            self._sqs = boto3.client(
-                "sqs", endpoint_url=self.aws_endpoint, region_name=self.app.region, **LOCAL_CREDENTIALS
-            )
-        *_, account, name = queue_arn.split(":", 5)
-        queue_url = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        self._sqs.send_message(
-            QueueUrl=queue_url,
-            MessageBody=body,
-            MessageAttributes={
-                key: {"DataType": "String", "StringValue": value} for key, value in attributes.items()
-            },
-        )

@@ -59,6 +59,18 @@ class HttpRoute:
 
 
 @dataclass(frozen=True)
+class AsyncInvokeConfig:
+    """What Lambda does with the function's asynchronous invocations (an EventBridge target's):
+    its `AWS::Lambda::EventInvokeConfig` and `DeadLetterConfig`, with Lambda's defaults."""
+
+    max_retry_attempts: int = 2
+    max_event_age_s: int = 21600
+    on_success_arn: str | None = None
+    on_failure_arn: str | None = None
+    dead_letter_arn: str | None = None
+
+
+@dataclass(frozen=True)
 class Function:
     logical_id: str
     name: str  # the FunctionName the function would get in AWS
@@ -71,6 +83,7 @@ class Function:
     environment: dict[str, str]
     layer_dirs: tuple[Path, ...] = ()
     architectures: tuple[str, ...] = ("x86_64",)
+    async_config: AsyncInvokeConfig = AsyncInvokeConfig()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import yaml
 from tidings.local.model import (
     ACCOUNT_ID,
     DEFAULT_REGION,
+    AsyncInvokeConfig,
     Authorizer,
     Function,
     HttpRoute,
@@ -618,6 +619,7 @@ class _AppReader:
         functions: dict[str, Function] = {}
         for logical_id, _ in self.of_type("AWS::Lambda::Function"):
             self.function_by_arn[self.resolver.arn_of(logical_id)] = logical_id
+        async_configs = self.async_invoke_configs()
         for logical_id, props in self.of_type("AWS::Lambda::Function"):
             where = f"{logical_id}.Properties"
             code = props.get("Code", {})
@@ -650,8 +652,46 @@ class _AppReader:
                 environment=environment,  # type: ignore[arg-type]
                 layer_dirs=layers,
                 architectures=tuple(props.get("Architectures", ["x86_64"])),
+                async_config=replace(
+                    async_configs.get(logical_id, AsyncInvokeConfig()),
+                    dead_letter_arn=self._optional_text(
+                        props.get("DeadLetterConfig", {}).get("TargetArn"), f"{where}.DeadLetterConfig"
+                    ),
+                ),
             )
         return functions
+
+    def async_invoke_configs(self) -> dict[str, AsyncInvokeConfig]:
+        """`AWS::Lambda::EventInvokeConfig` by function (SAM's `EventInvokeConfig` becomes one)."""
+        configs: dict[str, AsyncInvokeConfig] = {}
+        for logical_id, props in self.of_type("AWS::Lambda::EventInvokeConfig"):
+            where = f"{logical_id}.Properties"
+            function_id = self.function_id_of(props.get("FunctionName"), f"{where}.FunctionName")
+            destinations = props.get("DestinationConfig", {})
+            configs[function_id] = AsyncInvokeConfig(
+                max_retry_attempts=int(
+                    self.resolver.resolve_at(
+                        props.get("MaximumRetryAttempts", 2), f"{where}.MaximumRetryAttempts"
+                    )
+                ),
+                max_event_age_s=int(
+                    self.resolver.resolve_at(
+                        props.get("MaximumEventAgeInSeconds", 21600), f"{where}.MaximumEventAgeInSeconds"
+                    )
+                ),
+                on_success_arn=self._optional_text(
+                    destinations.get("OnSuccess", {}).get("Destination"),
+                    f"{where}.DestinationConfig.OnSuccess",
+                ),
+                on_failure_arn=self._optional_text(
+                    destinations.get("OnFailure", {}).get("Destination"),
+                    f"{where}.DestinationConfig.OnFailure",
+                ),
+            )
+        return configs
+
+    def _optional_text(self, value: Any, where: str) -> str | None:
+        return None if value is None else str(self.resolver.resolve_at(value, where))
 
     def websocket_apis(self) -> list[WebSocketApi]:
         apis: list[WebSocketApi] = []

@@ -45,7 +45,7 @@ async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runt
             runner,
             endpoint,
             start_execution=machines.start_execution,
-            **{"retry_delay_scale": 0.001, **delivery_options},
+            **{"retry_delay_scale": 0.001, "lambda_retry_delay_scale": 0.001, **delivery_options},
         )
         delivery.install()
         try:

@@ -82,17 +82,61 @@ async def test_function_receives_the_eventbridge_event_shape(runtime: Runtime) -
     assert event["time"].endswith("Z") and "T" in event["time"]
 
 
-async def test_failing_target_is_retried_then_dead_lettered(runtime: Runtime) -> None:
+def queue_messages(runtime: Runtime, name: str) -> list[dict[str, Any]]:
+    sqs = runtime.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    answer = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], MaxNumberOfMessages=10)
+    messages: list[dict[str, Any]] = answer.get("Messages", [])
+    return messages
+
+
+def string_attributes(message: dict[str, Any]) -> dict[str, str]:
+    return {key: value["StringValue"] for key, value in message.get("MessageAttributes", {}).items()}
+
+
+async def test_a_function_error_is_retried_by_lambda_then_sent_to_its_on_failure_destination(
+    runtime: Runtime,
+) -> None:
     event_id = await put_event(runtime, "breaking", "Boom", {"n": 1})
     await runtime.delivery.drain()
     attempts = records(runtime)[f"attempts#{event_id}"]["attempts"]["N"]
-    assert attempts == "3"  # the first try and MaximumRetryAttempts=2 retries
-    sqs = runtime.aws.client("sqs")
-    queue_url = sqs.get_queue_url(QueueName="rt-DeadLetters")["QueueUrl"]
-    messages = sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10)
-    (message,) = messages["Messages"]
+    assert attempts == "2"  # the first try and the function's MaximumRetryAttempts=1, not the rule's 2
+    (message,) = queue_messages(runtime, "rt-FailureRecords")
+    record = json.loads(message["Body"])
+    assert record["version"] == "1.0" and record["timestamp"].endswith("Z")
+    context = record["requestContext"]
+    assert context["functionArn"] == runtime.app.functions["Failing"].arn + ":$LATEST"
+    assert (context["condition"], context["approximateInvokeCount"]) == ("RetriesExhausted", 2)
+    assert record["requestPayload"]["id"] == event_id and record["requestPayload"]["detail"] == {"n": 1}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorType"] == "DownstreamUnavailable"
+    assert record["responsePayload"]["errorMessage"] == "always down"
+    # EventBridge delivered it (Lambda accepted the event): nothing in the rule's dead-letter queue
+    assert queue_messages(runtime, "rt-DeadLetters") == []
+    assert (runtime.delivery.dead_lettered, runtime.delivery.lambda_async.parked) == (0, 1)
+
+
+async def test_a_function_error_goes_to_the_functions_dead_letter_queue_after_lambdas_default_retries(
+    runtime: Runtime,
+) -> None:
+    event_id = await put_event(runtime, "breaking-with-dlq", "Boom", {"n": 2})
+    await runtime.delivery.drain()
+    assert records(runtime)[f"attempts#{event_id}"]["attempts"]["N"] == "3"  # Lambda's default: 2 retries
+    (message,) = queue_messages(runtime, "rt-FunctionDeadLetters")
+    assert json.loads(message["Body"])["id"] == event_id  # the event itself, not a record
+    attributes = string_attributes(message)
+    assert (attributes["ErrorCode"], attributes["ErrorMessage"]) == ("200", "always down")
+    assert attributes["RequestID"]
+
+
+async def test_a_target_eventbridge_cannot_invoke_is_retried_then_sent_to_the_rules_dead_letter_queue(
+    runtime: Runtime,
+) -> None:
+    event_id = await put_event(runtime, "orphaned", "Lost", {"n": 3})
+    await runtime.delivery.drain()
+    (message,) = queue_messages(runtime, "rt-DeadLetters")
     assert json.loads(message["Body"])["id"] == event_id
-    attributes = {key: value["StringValue"] for key, value in message["MessageAttributes"].items()}
-    assert attributes["ERROR_CODE"] == "DownstreamUnavailable"
-    assert attributes["TARGET_ARN"] == runtime.app.functions["Failing"].arn
+    attributes = string_attributes(message)
+    assert attributes["ERROR_CODE"] == "ResourceNotFoundException"
+    assert attributes["TARGET_ARN"].endswith(":function:not-deployed")
     assert runtime.delivery.dead_lettered == 1

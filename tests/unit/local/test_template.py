@@ -108,6 +108,18 @@ def test_state_machine_definition_substitutions() -> None:
     assert machine.definition["States"]["Work"]["Resource"] == app.functions["Worker"].arn
 
 
+def test_asynchronous_invocation_settings_of_functions() -> None:
+    app = load_app(TEMPLATES / "data.yaml", ENDPOINTS, stack_name="st")
+    worker = app.functions["Worker"].async_config
+    queue = f"arn:aws:sqs:us-east-1:{ACCOUNT_ID}:st-DeadLetters"
+    memory = app.functions["Worker"].memory_mb  # the same FindInMap, resolved
+    assert (worker.max_retry_attempts, worker.max_event_age_s) == (1, memory)
+    assert worker.on_success_arn == f"arn:aws:events:us-east-1:{ACCOUNT_ID}:event-bus/st-bus"
+    assert (worker.on_failure_arn, worker.dead_letter_arn) == (queue, queue)
+    other = load_app(TEMPLATES / "sam_websocket.yaml", ENDPOINTS).functions["EchoFunction"].async_config
+    assert (other.max_retry_attempts, other.max_event_age_s, other.on_failure_arn) == (2, 21600, None)
+
+
 def test_simple_resources() -> None:
     app = load_app(TEMPLATES / "data.yaml", ENDPOINTS, stack_name="st")
     resources = {resource.logical_id: resource for resource in app.resources}
