@@ -66,14 +66,14 @@ def subscription_topics(stack: RunningStack, connection_id: str) -> list[str]:
     return [item["topic"]["S"] for item in items]
 
 
-def publish_progress(stack: RunningStack, job_id: str, user: str) -> None:
+def publish_progress(stack: RunningStack, job_id: str, user: str, seq: int = 1) -> None:
     detail = {
         "version": 1,
         "jobId": job_id,
         "userId": user,
-        "seq": 1,
+        "seq": seq,
         "stage": "transcoding",
-        "percent": 12.5,
+        "percent": 12.5 * seq,
         "emittedAt": int(time.time() * 1000),
     }
     put_job_event(stack, detail)
@@ -191,3 +191,21 @@ def disconnect_and_publish(stack: RunningStack, page: Page, ws: ClientConnection
     notify.click()
     expect(page.locator("tr.detail pre.result")).to_contain_text('"gone": 1')
     assert subscription_topics(stack, connection_id) == []
+
+
+def test_a_followed_job_gains_each_new_event_live_while_it_runs(stack: RunningStack, page: Page) -> None:
+    page.goto(console_url(stack))
+    job_id = f"job-live-{int(time.time() * 1000)}"
+    with subscribed_client(stack, "erin") as ws:
+        page.locator("#follow-job").fill(job_id)  # followed before the job has any event
+        page.locator("#follow-form button[type=submit]").click()
+        hops = page.locator("#follow-result .hop-event")
+        for seq in (1, 2, 3):
+            publish_progress(stack, job_id, "erin", seq)
+            assert json.loads(ws.recv(timeout=WAIT_MS / 1000))["seq"] == seq
+            # no click: the console's live stream re-reads the followed job after each invocation
+            expect(hops).to_have_count(seq, timeout=WAIT_MS)
+        expect(hops.first).to_contain_text("seq 3")  # newest first
+        for hop in hops.all():
+            expect(hop.locator(".hop-notify")).to_contain_text("delivered 1, gone 0")
+            expect(hop).to_contain_text("publish→receive")
