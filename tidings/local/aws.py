@@ -54,8 +54,8 @@ class AwsServices:
     """moto on `host:port` (0: a free port) with the app's tables, buckets, queues, buses, rules,
     parameters, secrets and state machines."""
 
-    def __init__(self, app: LocalApp | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
-        self._app = app
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self._app: LocalApp | None = None  # set by create_resources
         self.host = host
         self.port = port
         self._server: ThreadedMotoServer | None = None
@@ -63,12 +63,8 @@ class AwsServices:
     @property
     def app(self) -> LocalApp:
         if self._app is None:
-            raise RuntimeError("AwsServices has no app yet: set `app` before creating resources")
+            raise RuntimeError("AwsServices has no app yet: call create_resources(app) first")
         return self._app
-
-    @app.setter
-    def app(self, app: LocalApp) -> None:
-        self._app = app
 
     @property
     def endpoint(self) -> str:
@@ -87,7 +83,7 @@ class AwsServices:
         """Listen without creating resources; returns the endpoint.
 
         With port 0 the endpoint is known only now, and the template's queue URLs contain it:
-        start the server, load the app with this endpoint, set `app`, then `create_resources()`.
+        start the server, load the app with this endpoint, then `create_resources(app)`.
         """
         from moto.moto_api._internal.models import moto_api_backend
 
@@ -99,28 +95,15 @@ class AwsServices:
             self._server.start()
         return self.endpoint
 
-    def start(self) -> None:
-        self.start_server()
-        try:
-            self.create_resources()
-        except Exception:
-            self.stop()
-            raise
-
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> AwsServices:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
     # ---------------------------------------------------------------- resources
-    def create_resources(self) -> None:
+    def create_resources(self, app: LocalApp) -> None:
+        """Create what the app's template declares; the app is kept for `client()`'s region."""
+        self._app = app
         by_kind: dict[str, list[SimpleResource]] = {}
         for resource in self.app.resources:
             by_kind.setdefault(resource.kind, []).append(resource)

@@ -168,7 +168,7 @@ class LocalStack:
         ws_port = opts.ws_port or free_port(host)
         http_port = opts.http_port or free_port(host)
 
-        self.aws = AwsServices(app=None, port=opts.aws_port, host=host)
+        self.aws = AwsServices(port=opts.aws_port, host=host)
         aws_endpoint = self.aws.start_server()
         endpoints = LocalEndpoints(
             ws_url_base=f"ws://{host}:{ws_port}",
@@ -176,8 +176,7 @@ class LocalStack:
             aws_endpoint=aws_endpoint,
         )
         self.app = app = load_app(opts.template, endpoints, parameter_overrides=opts.parameter_overrides)
-        self.aws.app = app
-        self.aws.create_resources()
+        self.aws.create_resources(app)
         self.token_secret_id = _token_secret_id(app)
 
         self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out))

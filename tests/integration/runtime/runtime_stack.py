@@ -35,8 +35,7 @@ async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runt
         app = load_app(
             template, LocalEndpoints("ws://127.0.0.1:1", "http://127.0.0.1:1", endpoint), stack_name="rt"
         )
-        aws.app = app
-        aws.create_resources()
+        aws.create_resources(app)
         runner = FunctionRunner(app, endpoint, watch=False)
         await runner.start()
         machines = StepFunctions(app, runner, retry_delay_scale=0.01)
