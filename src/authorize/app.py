@@ -18,7 +18,7 @@ from tidings_core.config import settings
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer(patch_modules=["botocore"])  # the Secrets Manager read; see docs/observability.md
+tracer = Tracer(patch_modules=["botocore"])  # its Secrets Manager read (docs/observability.md)
 
 
 @logger.inject_lambda_context(clear_state=True)

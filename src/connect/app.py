@@ -13,7 +13,7 @@ from tidings_core import protocol, registry
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments; see docs/observability.md
+tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments (docs/observability.md)
 
 
 @logger.inject_lambda_context(clear_state=True)

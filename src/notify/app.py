@@ -14,7 +14,7 @@ from tidings_core import fanout
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments; see docs/observability.md
+tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments (docs/observability.md)
 
 _COUNTS = {"Delivered": "delivered", "Gone": "gone", "Throttled": "throttled", "Failed": "failed"}
 

@@ -22,7 +22,7 @@ else:
     from transcoder.sinks import BusSink
 
 logger = Logger()
-tracer = Tracer(patch_modules=["botocore", "pynamodb"])  # S3, EventBridge and DynamoDB calls as subsegments
+tracer = Tracer(patch_modules=["botocore"])  # S3, EventBridge and DynamoDB calls as subsegments
 settings = storage.WorkerSettings.from_env()
 sink = BusSink()
 MAX_CONCURRENCY = int(os.environ.get("MAX_CONCURRENCY", "10"))

@@ -31,7 +31,7 @@ else:
     from upload_rules import InvalidUpload, parse_upload_request, presigned_put, upload_key, with_output_links
 
 logger = Logger()
-tracer = Tracer(patch_modules=["pynamodb"])  # DynamoDB calls as subsegments
+tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments
 api = APIGatewayHttpResolver()
 
 
