@@ -36,16 +36,11 @@ def test_each_tick_takes_the_next_seq_and_segment_percents_only_rise(aws: Settin
     assert plain.seq == 4 and plain.percent == 35.0
 
 
-def test_concurrent_workers_get_distinct_increasing_seqs(
-    aws: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_workers_get_distinct_increasing_seqs(aws: Settings) -> None:
     # DynamoDB applies each UpdateItem on an item atomically; moto's handler does not serialize
     # concurrent calls (a busy machine interleaves its copy-check-write-serialize and a tick reads
     # another's counter or fails and is retried). The local stack gives it that atomicity; so here.
-    from moto.dynamodb.responses import DynamoHandler
-
-    monkeypatch.setattr(DynamoHandler, "call_action", DynamoHandler.call_action)  # undone after
-    make_dynamodb_atomic()
+    make_dynamodb_atomic()  # for the rest of this process too, which is only closer to DynamoDB
     registry.create_job("job-1", "alice")
 
     def tick(n: int) -> int:

@@ -66,8 +66,9 @@ async def test_notify_killed_mid_fan_out_resumes_and_clients_apply_each_message_
     fault_stack: RunningStack,
 ) -> None:
     """120 subscribers = two pages of 100 + 20. The notify worker is SIGKILLed right after the
-    110th delivered post (inside page 2); EventBridge-style retry resumes after the checkpointed
-    page 1, so page 2 may be posted twice (at-least-once) and the seq rule hides the repeats."""
+    110th delivered post (inside page 2); Lambda's retry, after the fan-out lease has run out,
+    resumes after the checkpointed page 1, so page 2 may be posted twice (at-least-once) and the
+    seq rule hides the repeats."""
     fleet, job_id, clients = await job_fleet(fault_stack, "killed-user", clients=120)
     fault_control(
         fault_stack, {"killAfterPosts": {"function": "NotifyFunction", "posts": 110, "jobId": job_id}}
@@ -112,7 +113,7 @@ async def outage_then_recovery(fault_stack: RunningStack, fleet: Fleet, job_id: 
     assert refused.value.response.status_code == 502
     fault_control(fault_stack, {"reset": True})
     # an event during a 1 s outage: notify fails and Lambda retries it (EventInvokeConfig: 2
-    # retries, 6 s and 18 s after the first try locally) until DynamoDB answers again
+    # retries, 24 s and 72 s after the first try locally) until DynamoDB answers again
     fault_control(fault_stack, {"dynamodbOutage": {"seconds": 1}})
     await asyncio.to_thread(publisher.put, job_event(job_id, "outage-user", 1, 2))
     await fleet.wait_for(lambda: watcher.highest(job_id) == 1)

@@ -26,6 +26,7 @@ LOCAL_CREDENTIALS: dict[str, Any] = {
 }
 
 _DYNAMODB_CALLS = threading.RLock()
+_dynamodb_atomic: type | None = None  # the handler class made atomic, once per process
 
 
 def make_dynamodb_atomic() -> None:
@@ -36,18 +37,21 @@ def make_dynamodb_atomic() -> None:
     seqs) can interleave and lose or repeat an ADD. One lock around every DynamoDB call costs
     little, since moto's pure-Python work holds the GIL for nearly all of each call anyway.
     """
+    global _dynamodb_atomic
     from moto.dynamodb.responses import DynamoHandler
 
-    original = DynamoHandler.call_action
-    if getattr(original, "tidings_atomic", False):
-        return
+    with _DYNAMODB_CALLS:
+        # once per process: another wrapper (faults.py) may sit on top of this one by now
+        if _dynamodb_atomic is DynamoHandler:
+            return
+        original = DynamoHandler.call_action
 
-    def call_action(handler: DynamoHandler) -> Any:
-        with _DYNAMODB_CALLS:
-            return original(handler)
+        def call_action(handler: DynamoHandler) -> Any:
+            with _DYNAMODB_CALLS:
+                return original(handler)
 
-    call_action.tidings_atomic = True  # type: ignore[attr-defined]
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        _dynamodb_atomic = DynamoHandler
 
 
 class AwsServices:

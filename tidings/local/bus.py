@@ -39,9 +39,9 @@ DEFAULT_RETRY_ATTEMPTS = 185
 DEFAULT_MAX_EVENT_AGE_S = 86400
 FIRST_RETRY_DELAY_S = 1.0
 MAX_RETRY_DELAY_S = 300.0
-# Lambda's own retries (1 and 2 minutes) shrink less than EventBridge's: with 6 s and 12 s a retry
-# of a notify that crashed mid-fan-out still comes after its 20 s lease has run out, as on AWS.
-LAMBDA_RETRY_DELAY_SCALE = 0.1
+# Lambda's own retries (1 and 2 minutes) shrink less than EventBridge's: at 24 s and 48 s the first
+# retry of a notify that crashed mid-fan-out still comes after its 20 s lease has run out, as on AWS.
+LAMBDA_RETRY_DELAY_SCALE = 0.4
 EVENT_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
 
 _lock = threading.Lock()

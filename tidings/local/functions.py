@@ -203,8 +203,10 @@ class FunctionRunner:
         return None
 
     # ---------------------------------------------------------------- invoking
-    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
-        request_id = str(uuid.uuid4())
+    async def invoke(
+        self, function_id: str, event: dict[str, Any], *, source: str = "", request_id: str | None = None
+    ) -> Invocation:
+        request_id = request_id or str(uuid.uuid4())
         function = self.app.functions.get(function_id)
         if function is None:
             invocation = Invocation(

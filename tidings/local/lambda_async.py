@@ -3,10 +3,10 @@
 Lambda accepts the event at once, so a function error is never the caller's to retry: Lambda
 itself tries again up to `MaximumRetryAttempts` times (default 2), one minute after the first
 failure and two minutes after the second, while the event is younger than
-`MaximumEventAgeInSeconds` (default 6 hours). Then the invocation record goes to the OnFailure
-destination, or else the event to the function's dead-letter queue, or it is dropped with a log
-line. A success goes to the OnSuccess destination, if there is one. Locally the waits are
-scaled down by `delay_scale`, as the bus scales EventBridge's.
+`MaximumEventAgeInSeconds` (default 6 hours), all under one request id. Then the invocation
+record goes to the OnFailure destination and the event itself to the function's dead-letter
+queue (either, both, or neither: then it is dropped with a log line). A success goes to the
+OnSuccess destination, if there is one. Locally the waits are scaled down by `delay_scale`.
 
 `destination_record` and `dead_letter_attributes` are pure; `LambdaAsync` runs the attempts on
 the event loop and `Destinations` sends to SQS, SNS, EventBridge or another function.
@@ -18,6 +18,9 @@ import asyncio
 import datetime
 import json
 import logging
+import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -86,21 +89,31 @@ class Destinations:
         self.aws_endpoint = aws_endpoint
         self.invoke_async = invoke_async
         self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()  # sends run on worker threads; boto3 setup is not thread-safe
 
     def _client(self, service: str) -> Any:
-        if service not in self._clients:
-            factory: Any = boto3.client
-            self._clients[service] = factory(
-                service, endpoint_url=self.aws_endpoint, region_name=self.app.region, **LOCAL_CREDENTIALS
-            )
-        return self._clients[service]
+        with self._clients_lock:
+            if service not in self._clients:
+                session = boto3.session.Session()
+                factory: Any = session.client
+                self._clients[service] = factory(
+                    service, endpoint_url=self.aws_endpoint, region_name=self.app.region, **LOCAL_CREDENTIALS
+                )
+            return self._clients[service]
 
     async def send(
         self, arn: str, body: Any, attributes: dict[str, str] | None = None, *, success: bool
     ) -> None:
         service = arn.split(":")[2] if arn.count(":") >= 5 else ""
         if service == "lambda":
-            function_id = next((f.logical_id for f in self.app.functions.values() if f.arn == arn), None)
+            function_id = next(
+                (
+                    f.logical_id
+                    for f in self.app.functions.values()
+                    if arn == f.arn or arn.startswith(f.arn + ":")
+                ),
+                None,
+            )
             if function_id is None:
                 raise LookupError(f"destination function not found: {arn}")
             await self.invoke_async(function_id, body)
@@ -153,7 +166,7 @@ class LambdaAsync:
         self.clock = clock
         self.destinations = Destinations(app, aws_endpoint, self._chained)
         self.failed = 0  # invocations that ended in failure after Lambda's retries
-        self.parked = 0  # of those, sent to a destination or dead-letter queue
+        self.parked = 0  # failure records and events sent to a destination or dead-letter queue
 
     async def _chained(self, function_id: str, record: Any) -> None:
         await self.invoke(function_id, record, source="Lambda destination")
@@ -162,12 +175,14 @@ class LambdaAsync:
         """One asynchronous invocation, through all of Lambda's attempts; never raises."""
         function = self.app.functions[function_id]
         config = function.async_config
+        request_id = str(uuid.uuid4())  # Lambda keeps one request id across the retries
+        started = time.monotonic()
+        waited_s = 0.0  # the scaled-down waits, which count at full length in the event's age
         attempts = 0
-        age_s = 0.0  # in Lambda's time: the scaled-down waits count at full length
         while True:
             attempts += 1
             label = source if attempts == 1 else f"{source} (retry {attempts - 1})"
-            invocation = await self.invoker.invoke(function_id, payload, source=label)
+            invocation = await self._attempt(function_id, payload, label, request_id)
             if invocation.ok:
                 await self._succeeded(function, payload, invocation, attempts)
                 return
@@ -175,12 +190,22 @@ class LambdaAsync:
                 condition = RETRIES_EXHAUSTED
                 break
             delay_s = RETRY_DELAYS_S[min(attempts - 1, len(RETRY_DELAYS_S) - 1)]
-            if age_s + delay_s > config.max_event_age_s:
+            ran_s = time.monotonic() - started - waited_s * self.delay_scale
+            if ran_s + waited_s + delay_s >= config.max_event_age_s:
                 condition = EVENT_AGE_EXCEEDED
                 break
             await asyncio.sleep(delay_s * self.delay_scale)
-            age_s += delay_s
+            waited_s += delay_s
         await self._failed(function, payload, invocation, attempts, condition)
+
+    async def _attempt(self, function_id: str, payload: Any, source: str, request_id: str) -> Invocation:
+        try:
+            return await self.invoker.invoke(function_id, payload, source=source, request_id=request_id)
+        except Exception as error:  # the runner itself failed (e.g. no worker could start): a failed try
+            log.exception("%s: invocation %s could not run", function_id, request_id)
+            return Invocation(
+                request_id, function_id, ok=False, error_type=type(error).__name__, error_message=str(error)
+            )
 
     async def _succeeded(
         self, function: Function, payload: Any, invocation: Invocation, attempts: int
@@ -197,15 +222,15 @@ class LambdaAsync:
     ) -> None:
         self.failed += 1
         config = function.async_config
-        if config.on_failure_arn:
+        if config.on_failure_arn:  # destinations work in addition to, or instead of, a dead-letter queue
             record = destination_record(
                 function, payload, invocation, attempts=attempts, condition=condition, now=self.clock()
             )
             await self._park(config.on_failure_arn, record, None, function, invocation, success=False)
-        elif config.dead_letter_arn:
+        if config.dead_letter_arn:
             attributes = dead_letter_attributes(invocation)
             await self._park(config.dead_letter_arn, payload, attributes, function, invocation, success=False)
-        else:
+        if not (config.on_failure_arn or config.dead_letter_arn):
             log.warning(
                 "%s: asynchronous invocation %s dropped after %d attempts (%s): %s",
                 function.logical_id,

@@ -171,6 +171,9 @@ class Invocation:
 class FunctionInvoker(Protocol):
     """Runs a function of the app with an event, the way Lambda's synchronous Invoke does."""
 
-    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
-        """`source` names the trigger (route key, event source) for the invocation log."""
+    async def invoke(
+        self, function_id: str, event: dict[str, Any], *, source: str = "", request_id: str | None = None
+    ) -> Invocation:
+        """`source` names the trigger (route key, event source) for the invocation log; `request_id`
+        is given only when the invocation is a retry that keeps its first attempt's id."""
         ...

@@ -35,15 +35,23 @@ def failure(request_id: str = "req-1") -> Invocation:
 
 
 class ScriptedInvoker:
-    """Answers each invoke with the next scripted invocation; records the sources it was given."""
+    """Answers each invoke with the next scripted invocation (or raises it, if it is an exception);
+    records the sources and request ids it was given."""
 
-    def __init__(self, *answers: Invocation) -> None:
+    def __init__(self, *answers: Invocation | Exception) -> None:
         self.answers = list(answers)
         self.sources: list[str] = []
+        self.request_ids: list[str | None] = []
 
-    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
+    async def invoke(
+        self, function_id: str, event: dict[str, Any], *, source: str = "", request_id: str | None = None
+    ) -> Invocation:
         self.sources.append(source)
-        return self.answers.pop(0)
+        self.request_ids.append(request_id)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return replace(answer, request_id=request_id or answer.request_id)
 
 
 class RecordingDestinations:
@@ -76,6 +84,7 @@ async def test_retries_twice_by_default_then_drops_with_no_destination(
         "EventBridge rule R (retry 1)",
         "EventBridge rule R (retry 2)",
     ]
+    assert len(set(invoker.request_ids)) == 1 and invoker.request_ids[0]  # one request id for all tries
     assert destinations.sent == [] and (lambda_async.failed, lambda_async.parked) == (1, 0)
     assert "dropped after 3 attempts (RetriesExhausted)" in caplog.text
 
@@ -97,7 +106,7 @@ async def test_a_success_on_retry_goes_to_on_success_only() -> None:
     assert lambda_async.failed == 0
 
 
-async def test_on_failure_gets_the_record_and_wins_over_the_dead_letter_queue() -> None:
+async def test_a_failure_goes_to_the_on_failure_destination_and_the_dead_letter_queue_both() -> None:
     config = AsyncInvokeConfig(
         max_retry_attempts=0,
         on_failure_arn="arn:aws:sns:us-east-1:1:records",
@@ -105,19 +114,30 @@ async def test_on_failure_gets_the_record_and_wins_over_the_dead_letter_queue() 
     )
     lambda_async, destinations = runner(config, ScriptedInvoker(failure()))
     await lambda_async.invoke("Worker", {"id": "e3"}, source="s")
-    ((arn, record, _, success),) = destinations.sent
-    assert (arn, success) == ("arn:aws:sns:us-east-1:1:records", False)
+    [(record_arn, record, _, success), (dlq_arn, event, attributes, _)] = destinations.sent
+    assert (record_arn, success) == ("arn:aws:sns:us-east-1:1:records", False)
     assert record["requestContext"]["condition"] == "RetriesExhausted"
-    assert lambda_async.parked == 1
+    assert (dlq_arn, event) == ("arn:aws:sqs:us-east-1:1:dlq", {"id": "e3"})
+    assert attributes is not None and attributes["RequestID"] == record["requestContext"]["requestId"]
+    assert (lambda_async.failed, lambda_async.parked) == (1, 2)
+
+
+async def test_a_runner_that_cannot_run_the_function_counts_as_a_failed_try() -> None:
+    ok = Invocation("req-5", "Worker", ok=True, result=None)
+    invoker = ScriptedInvoker(OSError("no worker could start"), ok)
+    lambda_async, destinations = runner(AsyncInvokeConfig(), invoker)
+    await lambda_async.invoke("Worker", {"id": "e7"}, source="s")  # does not raise
+    assert len(invoker.sources) == 2 and lambda_async.failed == 0 and destinations.sent == []
 
 
 async def test_dead_letter_queue_gets_the_event_itself_with_lambdas_attributes() -> None:
     config = AsyncInvokeConfig(max_retry_attempts=1, dead_letter_arn="arn:aws:sqs:us-east-1:1:dlq")
-    lambda_async, destinations = runner(config, ScriptedInvoker(failure("x"), failure("y")))
+    invoker = ScriptedInvoker(failure("x"), failure("y"))
+    lambda_async, destinations = runner(config, invoker)
     await lambda_async.invoke("Worker", {"id": "e4"}, source="s")
     ((arn, body, attributes, _),) = destinations.sent
     assert (arn, body) == ("arn:aws:sqs:us-east-1:1:dlq", {"id": "e4"})
-    assert attributes == {"RequestID": "y", "ErrorCode": "200", "ErrorMessage": "down"}
+    assert attributes == {"RequestID": invoker.request_ids[0], "ErrorCode": "200", "ErrorMessage": "down"}
 
 
 async def test_an_event_too_old_for_the_next_wait_ends_as_event_age_exceeded() -> None:
