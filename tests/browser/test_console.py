@@ -195,6 +195,7 @@ def disconnect_and_publish(stack: RunningStack, page: Page, ws: ClientConnection
 
 def test_a_followed_job_gains_each_new_event_live_while_it_runs(stack: RunningStack, page: Page) -> None:
     page.goto(console_url(stack))
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
     job_id = f"job-live-{int(time.time() * 1000)}"
     with subscribed_client(stack, "erin") as ws:
         page.locator("#follow-job").fill(job_id)  # followed before the job has any event

@@ -5,7 +5,16 @@ const API = "/_tidings/console/api";
 const MAX_ROWS = 500;
 
 const $ = (id) => document.getElementById(id);
-const state = { lastSeq: 0, expanded: new Set(), following: "", loading: false, reloadAgain: false, generation: 0 };
+const state = {
+  lastSeq: 0,
+  expanded: new Set(),
+  following: "",
+  followRequest: 0,
+  listedQuery: null, // the filters of the list on screen (or being fetched)
+  loading: false,
+  reloadAgain: false,
+  generation: 0,
+};
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -137,9 +146,20 @@ function showFunctions(functions) {
 }
 
 async function reloadInvocations() {
+  const query = filterQuery();
+  // Typing fires `input`, and leaving the field `change` with the same filters: re-rendering then
+  // would replace the rows under a click that has started (mousedown) and lose it.
+  if (query === state.listedQuery) return;
+  state.listedQuery = query;
   state.generation += 1;
   const generation = state.generation;
-  const data = await api(`/invocations?${filterQuery()}`);
+  let data;
+  try {
+    data = await api(`/invocations?${query}`);
+  } catch (error) {
+    if (generation === state.generation) state.listedQuery = null; // let the next event retry
+    throw error;
+  }
   if (generation !== state.generation) return; // a newer filter has been asked for
   state.lastSeq = 0;
   showInvocations(data.invocations, { prepend: false, fresh: false });
@@ -342,12 +362,17 @@ async function disconnect(connectionId) {
 
 async function follow(jobId) {
   state.following = jobId;
+  // Every invocation re-reads the followed job; a slow, older answer must not replace a newer one
+  const request = ++state.followRequest;
+  const current = () => request === state.followRequest;
   const target = $("follow-result");
   try {
     const chain = await api(`/jobs/${encodeURIComponent(jobId)}`);
-    if (state.following === jobId) target.replaceChildren(...renderChain(chain));
+    if (current()) target.replaceChildren(...renderChain(chain));
   } catch (error) {
-    target.replaceChildren(el("p", { class: "message bad", text: `Could not follow ${jobId}: ${error.message}` }));
+    if (current()) {
+      target.replaceChildren(el("p", { class: "message bad", text: `Could not follow ${jobId}: ${error.message}` }));
+    }
   }
 }
 
