@@ -176,10 +176,16 @@ async function loadNewInvocations() {
   try {
     do {
       state.reloadAgain = false;
+      if (state.listedQuery !== filterQuery()) {
+        await reloadInvocations(); // the last reload failed: the rows are not for these filters
+        continue;
+      }
       const generation = state.generation;
       const data = await api(`/invocations?${filterQuery({ after: state.lastSeq })}`);
       if (generation !== state.generation) continue; // the list was reloaded meanwhile
-      if (data.invocations.length) showInvocations(data.invocations, { prepend: true, fresh: true });
+      // A reload that was in flight when this request left may have drawn some of these already
+      const unseen = data.invocations.filter((summary) => summary.seq > state.lastSeq);
+      if (unseen.length) showInvocations(unseen, { prepend: true, fresh: true });
       showFunctions(data.functions);
     } while (state.reloadAgain);
   } finally {
