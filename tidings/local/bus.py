@@ -215,7 +215,7 @@ class EventDelivery:
         service = _target_service(target)
         try:
             if service == "lambda":
-                function_id = self._function_id(arn)
+                function_id = self.app.function_id_by_arn(arn)
                 if function_id is None:
                     return ("ResourceNotFoundException", f"Function not found: {arn}")
                 # accepted: from here on the retries are Lambda's (the function's EventInvokeConfig)
@@ -233,12 +233,6 @@ class EventDelivery:
             log.exception("delivery to %s failed", arn)
             return (type(error).__name__, str(error))
         return ("UnsupportedTarget", f"{arn} is not a Lambda or Step Functions target")
-
-    def _function_id(self, arn: str) -> str | None:
-        for logical_id, function in self.app.functions.items():
-            if arn == function.arn or arn.startswith(function.arn + ":"):
-                return logical_id
-        return None
 
     def _state_machine_id(self, arn: str) -> str | None:
         for logical_id, machine in self.app.state_machines.items():

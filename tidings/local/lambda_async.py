@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 
 from tidings.local.aws import LOCAL_CREDENTIALS
-from tidings.local.model import Function, FunctionInvoker, Invocation, LocalApp
+from tidings.local.model import Function, FunctionInvoker, Invocation, LocalApp, arn_service
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +104,9 @@ class Destinations:
     async def send(
         self, arn: str, body: Any, attributes: dict[str, str] | None = None, *, success: bool
     ) -> None:
-        service = arn.split(":")[2] if arn.count(":") >= 5 else ""
+        service = arn_service(arn)
         if service == "lambda":
-            function_id = next(
-                (
-                    f.logical_id
-                    for f in self.app.functions.values()
-                    if arn == f.arn or arn.startswith(f.arn + ":")
-                ),
-                None,
-            )
+            function_id = self.app.function_id_by_arn(arn)
             if function_id is None:
                 raise LookupError(f"destination function not found: {arn}")
             await self.invoke_async(function_id, body)

@@ -151,6 +151,18 @@ class LocalApp:
     outputs: dict[str, str] = field(default_factory=dict)
     static_sites: list[Path] = field(default_factory=list)
 
+    def function_id_by_arn(self, arn: str) -> str | None:
+        """The function an ARN names, qualified (`:alias`, `:3`) or not."""
+        for logical_id, function in self.functions.items():
+            if arn == function.arn or arn.startswith(function.arn + ":"):
+                return logical_id
+        return None
+
+
+def arn_service(arn: str) -> str:
+    """The service part of an ARN (`lambda`, `sqs`, ...); empty when it is not an ARN."""
+    return arn.split(":")[2] if arn.count(":") >= 5 else ""
+
 
 @dataclass(frozen=True)
 class Invocation:

@@ -40,6 +40,7 @@ from tidings.local.model import (
     StateMachine,
     Table,
     WebSocketApi,
+    arn_service,
 )
 
 log = logging.getLogger(__name__)
@@ -895,7 +896,7 @@ class _AppReader:
         return machines
 
     def target_kind(self, arn: str) -> tuple[str, str]:
-        service = arn.split(":")[2] if arn.count(":") >= 5 else ""
+        service = arn_service(arn)
         resource_id = ""
         for logical_id in self.resources:
             known = self.resolver.included(logical_id) and self.resolver.type_of(logical_id) in _NAME_PROPERTY
