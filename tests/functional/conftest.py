@@ -102,23 +102,24 @@ class FakeManagement:
         return [message for cid, message in self.posted if cid == connection_id]
 
 
+# The functions' environment under moto (TOKEN_SECRET_ARN is added once the secret exists)
+FUNCTION_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "CONNECTIONS_TABLE": "tidings-connections",
+    "SUBSCRIPTIONS_TABLE": "tidings-subscriptions",
+    "JOBS_TABLE": "tidings-jobs",
+    "CALLBACK_URL": CALLBACK_URL,
+    "TOKEN_AUDIENCE": "tidings",
+    "EVENT_BUS_NAME": "tidings-jobs",
+    **POWERTOOLS_ENV,
+}
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    env = {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "CONNECTIONS_TABLE": "tidings-connections",
-        "SUBSCRIPTIONS_TABLE": "tidings-subscriptions",
-        "JOBS_TABLE": "tidings-jobs",
-        "CALLBACK_URL": CALLBACK_URL,
-        "TOKEN_AUDIENCE": "tidings",
-        "EVENT_BUS_NAME": "tidings-jobs",
-        "POWERTOOLS_SERVICE_NAME": "tidings",
-        "POWERTOOLS_METRICS_NAMESPACE": "Tidings",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-    for name, value in env.items():
+    for name, value in FUNCTION_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():

@@ -6,7 +6,7 @@ Its own process because the X-Ray SDK picks its Lambda context when first import
 botocore for the whole process; neither may leak into the other tests. The X-Ray daemon is
 replaced by an emitter that keeps each entity's JSON. Writes one JSON document to OUT.json
 (stdout carries the handlers' own logs and metrics):
-`{"token": ..., "stdout_marker": ..., "invocations": {function: {"result", "entities"}}}`.
+`{"token": ..., "invocations": {function: {"result", "entities"}}}`.
 """
 
 from __future__ import annotations
@@ -20,18 +20,11 @@ from typing import Any
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 
+from functional.conftest import FUNCTION_ENV  # noqa: E402 - tests/ must be on sys.path first
+
 os.environ.update(
     {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "CONNECTIONS_TABLE": "tidings-connections",
-        "SUBSCRIPTIONS_TABLE": "tidings-subscriptions",
-        "JOBS_TABLE": "tidings-jobs",
-        "TOKEN_AUDIENCE": "tidings",
-        "EVENT_BUS_NAME": "tidings-jobs",
-        "POWERTOOLS_SERVICE_NAME": "tidings",
-        "POWERTOOLS_METRICS_NAMESPACE": "Tidings",
+        **{name: value for name, value in FUNCTION_ENV.items() if name != "POWERTOOLS_TRACE_DISABLED"},
         # as in Lambda: a task root, and the trace header the runtime sets for each invocation
         "LAMBDA_TASK_ROOT": str(TESTS.parent / "src"),
         "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
