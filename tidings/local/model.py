@@ -150,6 +150,8 @@ class LocalApp:
     resources: list[SimpleResource] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     static_sites: list[Path] = field(default_factory=list)
+    # functions the template declares that cannot run locally (a remote layer, ...): id → why
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def function_id_by_arn(self, arn: str) -> str | None:
         """The function an ARN names, qualified (`:alias`, `:3`) or not."""

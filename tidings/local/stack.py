@@ -27,6 +27,7 @@ from aiohttp import web
 
 from tidings.local.aws import AwsServices
 from tidings.local.bus import EventDelivery
+from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
 from tidings.local.http import build_http_app
@@ -175,7 +176,14 @@ class LocalStack:
             http_url_base=f"http://{host}:{http_port}",
             aws_endpoint=aws_endpoint,
         )
-        self.app = app = load_app(opts.template, endpoints, parameter_overrides=opts.parameter_overrides)
+        self.app = app = load_app(
+            opts.template,
+            endpoints,
+            parameter_overrides=opts.parameter_overrides,
+            embedded=EmbeddedValues(self.aws),
+        )
+        for function_id, reason in app.skipped.items():
+            self.out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
         self.aws.create_resources(app)
         self.token_secret_id = _token_secret_id(app)
 

@@ -13,11 +13,14 @@ resolved raises `TemplateError` naming the resource and the property.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +28,9 @@ from typing import Any
 
 import yaml
 
+from tidings.local.cfn_types import coerce_properties
+from tidings.local.dynamic_refs import DynamicReferenceError, DynamicValues
+from tidings.local.dynamic_refs import substitute as substitute_references
 from tidings.local.model import (
     ACCOUNT_ID,
     DEFAULT_REGION,
@@ -42,6 +48,7 @@ from tidings.local.model import (
     WebSocketApi,
     arn_service,
 )
+from tidings.local.parameters import ParameterError, parameter_value
 
 log = logging.getLogger(__name__)
 PLACEHOLDER_BUCKET = "local"
@@ -50,6 +57,10 @@ DEFAULT_STACK_NAME = "tidings-local"
 
 class TemplateError(ValueError):
     """The template cannot be run locally; the message names the resource and property."""
+
+
+class LocalLimit(TemplateError):
+    """A form AWS runs but the local stack does not (a remote layer, ...): its function is left out."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,17 @@ def parse_template(path: Path) -> dict[str, Any]:
     if template is None:
         detail = "; ".join(str(problem) for problem in problems or [])
         raise TemplateError(f"{path}: cannot parse template: {detail}")
-    # plain dicts/lists/strings: the decoder's node classes carry line marks we do not need
-    plain: dict[str, Any] = json.loads(json.dumps(template))
+    # plain dicts/lists/strings: the decoder's node classes carry line marks we do not need;
+    # CloudFormation reads an unquoted date (`AWSTemplateFormatVersion: 2010-09-09`) as text
+    plain: dict[str, Any] = json.loads(json.dumps(template, default=_yaml_scalar_text))
     return plain
+
+
+def _yaml_scalar_text(value: Any) -> str:
+    """YAML's timestamps (`2010-09-09`) as the text they were written as; anything else refused."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a template value")
 
 
 def _local_path(value: Any) -> bool:
@@ -195,12 +214,15 @@ class Resolver:
         endpoints: LocalEndpoints,
         region: str,
         stack_name: str,
+        embedded: DynamicValues | None = None,
     ) -> None:
         self.template = template
         self.resources: dict[str, dict[str, Any]] = template.get("Resources", {})
         self.endpoints = endpoints
         self.region = region
         self.stack_name = stack_name
+        # values already in the embedded services, for SSM parameter types and dynamic references
+        self.embedded = embedded
         self.parameters = self._parameter_values(parameters)
         self._names: dict[str, str] = {}
         self._naming: set[str] = set()
@@ -218,16 +240,42 @@ class Resolver:
                 raw = spec["Default"]
             else:
                 raise TemplateError(f"parameter {name} has no Default and no override was given")
-            text = str(raw) if not isinstance(raw, list) else ",".join(str(item) for item in raw)
-            allowed = spec.get("AllowedValues")
-            if allowed and text not in [str(item) for item in allowed]:
-                raise TemplateError(f"parameter {name}={text!r} is not one of {allowed}")
-            kind = str(spec.get("Type", "String"))
-            values[name] = text.split(",") if "List" in kind and text else text
+            try:
+                values[name] = parameter_value(name, spec, raw, self._embedded_ssm)
+            except ParameterError as error:
+                raise TemplateError(str(error)) from None
         for name in overrides:
             if name not in values:
                 raise TemplateError(f"parameter override {name} is not a template parameter")
         return values
+
+    def _embedded_ssm(self, name: str) -> str | None:
+        """An SSM parameter that exists before the stack (CloudFormation's SSM parameter types)."""
+        return self.embedded.ssm_parameter(name, None) if self.embedded is not None else None
+
+    # dynamic references: the template's own parameters and secrets, then the embedded services
+    def ssm_parameter(self, name: str, version: str | None) -> str | None:
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") != "AWS::SSM::Parameter" or not self.included(logical_id):
+                continue
+            if name in (self.name_of(logical_id), self.arn_of(logical_id)) and version in (None, "1"):
+                value = self.resolve_at(resource.get("Properties", {}).get("Value"), f"{logical_id}.Value")
+                return ",".join(value) if isinstance(value, list) else str(value)
+        return self.embedded.ssm_parameter(name, version) if self.embedded is not None else None
+
+    def secret_string(self, secret_id: str, version_stage: str | None, version_id: str | None) -> str | None:
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") != "AWS::SecretsManager::Secret" or not self.included(logical_id):
+                continue
+            if secret_id not in (self.name_of(logical_id), self.arn_of(logical_id)):
+                continue
+            props = resource.get("Properties", {})
+            if "SecretString" not in props or version_stage not in (None, "AWSCURRENT") or version_id:
+                return None  # generated at start, or a version the template cannot hold
+            return str(self.resolve_at(props["SecretString"], f"{logical_id}.SecretString"))
+        if self.embedded is None:
+            return None
+        return self.embedded.secret_string(secret_id, version_stage, version_id)
 
     def condition(self, name: str) -> bool:
         if name not in self._conditions:
@@ -449,7 +497,7 @@ class Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.localise(value)
+            return self.localise(self._dynamic(value))
         if isinstance(value, list):
             items = [self.resolve(item) for item in value]
             return [item for item in items if item is not _NO_VALUE]
@@ -471,10 +519,20 @@ class Resolver:
             logical_id, attribute = args.split(".", 1) if isinstance(args, str) else self.resolve(args)
             return self.get_att(str(logical_id), str(attribute))
         if function == "Fn::Sub":
-            return self.localise(self._sub(args))
+            return self.localise(self._dynamic(self._sub(args)))
         if function == "Fn::Join":
             separator, items = args
-            return str(separator).join(self._text(item) for item in self.resolve(items))
+            return self._dynamic(str(separator).join(self._text(item) for item in self.resolve(items)))
+        if function == "Fn::Cidr":
+            block, count, bits = self.resolve(args)
+            network = ipaddress.ip_network(str(block), strict=False)
+            subnets = network.subnets(new_prefix=network.max_prefixlen - int(bits))
+            return [str(subnet) for _, subnet in zip(range(int(count)), subnets, strict=False)]
+        if function == "Fn::Length":
+            items = self.resolve(args)
+            if not isinstance(items, list):
+                raise TemplateError(f"{self._where}: Fn::Length needs a list, got {items!r}")
+            return len(items)
         if function == "Fn::If":
             condition, when_true, when_false = args
             return self.resolve(when_true if self.condition(condition) else when_false)
@@ -508,6 +566,12 @@ class Resolver:
                 f"{self._where}: Fn::ImportValue needs another stack, which does not run locally"
             )
         raise TemplateError(f"{self._where}: {function} is not supported locally")
+
+    def _dynamic(self, text: str) -> str:
+        try:
+            return substitute_references(text, self)
+        except DynamicReferenceError as error:
+            raise TemplateError(f"{self._where}: {error}") from None
 
     def _text(self, value: Any) -> str:
         if isinstance(value, (dict, list)):
@@ -544,6 +608,13 @@ _NO_VALUE: Any = _NoValue()
 
 
 # ---------------------------------------------------------------------------- reading the app
+_FUNCTION_ARN = re.compile(
+    r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9$_-]+)?"
+)
+# the file Lambda writes `Code.ZipFile` (`InlineCode`) to, by runtime family
+_INLINE_FILE = {"python": "index.py", "nodejs": "index.js"}
+
+
 def _ref_target(value: Any) -> str | None:
     """The logical id a `Ref` / `GetAtt` / integration-URI `Sub` points at, without resolving it."""
     if isinstance(value, dict):
@@ -586,6 +657,7 @@ class _AppReader:
         self.resolver = resolver
         self.resources = resolver.resources
         self.function_by_arn: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # functions that cannot run locally, with the reason
 
     def of_type(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         return [
@@ -598,22 +670,43 @@ class _AppReader:
         """The function a Lambda ARN / integration URI refers to, by logical id."""
         target = _ref_target(value)
         if target in self.resources and self.resolver.type_of(str(target)) == "AWS::Lambda::Function":
-            return str(target)
+            return self._runnable(str(target), where)
         resolved = self.resolver.resolve_at(value, where)
-        for arn, logical_id in self.function_by_arn.items():
-            if arn in str(resolved):
-                return logical_id
+        for match in _FUNCTION_ARN.finditer(str(resolved)):
+            for arn, logical_id in self.function_by_arn.items():
+                if match.group(0) == arn or match.group(0).startswith(arn + ":"):
+                    return self._runnable(logical_id, where)
         raise TemplateError(f"{where}: does not refer to a function of this template ({resolved!r})")
+
+    def _runnable(self, function_id: str, where: str) -> str:
+        if function_id in self.skipped:
+            reason = self.skipped[function_id]
+            raise TemplateError(f"{where}: needs function {function_id}, which cannot run locally: {reason}")
+        return function_id
+
+    def integration_of(self, target: Any, integrations: Mapping[str, Any], where: str) -> str | None:
+        """The integration a route's `Target` names, in any intrinsic form that resolves."""
+        if target is None:
+            return None
+        found = _ref_target(target)
+        if found in integrations:
+            return found
+        resolved = str(self.resolver.resolve_at(target, where))
+        integration_id = resolved.rsplit("/", 1)[-1]
+        for logical_id in integrations:
+            if integration_id in (local_id(logical_id), logical_id):
+                return logical_id
+        return found or resolved
 
     def layer_dir(self, value: Any, where: str) -> Path:
         target = _ref_target(value)
         if not target or target not in self.resources:
-            raise TemplateError(f"{where}: only layers of this template can be used locally ({value!r})")
+            raise LocalLimit(f"{where}: only layers of this template can be used locally ({value!r})")
         content = self.resources[target].get("Properties", {}).get("Content", {})
         key = content.get("S3Key") if isinstance(content, dict) else None
         path = self.code_paths.get(str(key)) or self.code_paths.get(target)
         if path is None:
-            raise TemplateError(f"{where}: layer {target} has no local ContentUri")
+            raise LocalLimit(f"{where}: layer {target} has no local ContentUri")
         return path / "python" if (path / "python").is_dir() else path
 
     def functions(self) -> dict[str, Function]:
@@ -622,45 +715,72 @@ class _AppReader:
             self.function_by_arn[self.resolver.arn_of(logical_id)] = logical_id
         async_configs = self.async_invoke_configs()
         for logical_id, props in self.of_type("AWS::Lambda::Function"):
-            where = f"{logical_id}.Properties"
-            code = props.get("Code", {})
-            key = code.get("S3Key") if isinstance(code, dict) else None
-            code_dir = self.code_paths.get(str(key)) or self.code_paths.get(logical_id)
-            if code_dir is None:
-                raise TemplateError(f"{where}.Code: only local code (CodeUri: a folder) runs locally")
-            runtime = str(self.resolver.resolve_at(props.get("Runtime", ""), f"{where}.Runtime"))
-            if not runtime.startswith("python"):
-                raise TemplateError(f"{where}.Runtime: {runtime!r} is not a Python runtime")
-            variables = props.get("Environment", {}).get("Variables", {})
-            environment = {
-                name: _env_text(self.resolver.resolve_at(value, f"{where}.Environment.Variables.{name}"))
-                for name, value in variables.items()
-            }
-            environment = {name: value for name, value in environment.items() if value is not None}
-            layers = tuple(
-                self.layer_dir(layer, f"{where}.Layers[{index}]")
-                for index, layer in enumerate(props.get("Layers", []))
-            )
-            functions[logical_id] = Function(
-                logical_id=logical_id,
-                name=self.resolver.name_of(logical_id),
-                arn=self.resolver.arn_of(logical_id),
-                code_dir=code_dir,
-                handler=str(self.resolver.resolve_at(props.get("Handler", ""), f"{where}.Handler")),
-                runtime=runtime,
-                timeout_s=float(self.resolver.resolve_at(props.get("Timeout", 3), f"{where}.Timeout")),
-                memory_mb=int(self.resolver.resolve_at(props.get("MemorySize", 128), f"{where}.MemorySize")),
-                environment=environment,  # type: ignore[arg-type]
-                layer_dirs=layers,
-                architectures=tuple(props.get("Architectures", ["x86_64"])),
-                async_config=replace(
-                    async_configs.get(logical_id, AsyncInvokeConfig()),
-                    dead_letter_arn=self._optional_text(
-                        props.get("DeadLetterConfig", {}).get("TargetArn"), f"{where}.DeadLetterConfig"
-                    ),
-                ),
-            )
+            try:
+                functions[logical_id] = self.function(logical_id, props, async_configs)
+            except LocalLimit as error:  # the stack starts without it; what needs it stops the start
+                self.skipped[logical_id] = str(error)
+                log.warning("function %s cannot run locally: %s", logical_id, error)
         return functions
+
+    def inline_code_dir(self, logical_id: str, runtime: str, source: str) -> Path:
+        """`InlineCode` / `Code.ZipFile` written where Lambda puts it (`index.py`), in a run folder."""
+        family = next((name for name in _INLINE_FILE if runtime.startswith(name)), None)
+        if family is None:
+            raise LocalLimit(
+                f"{logical_id}.Properties.Code.ZipFile: inline code for {runtime!r} is not supported"
+            )
+        run = local_id(f"{self.template_path}:{self.resolver.stack_name}", 12)
+        folder = Path(tempfile.gettempdir()) / "tidings-inline" / run / logical_id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / _INLINE_FILE[family]
+        if not path.exists() or path.read_text() != source:  # unchanged code keeps its workers warm
+            path.write_text(source)
+        return folder
+
+    def function(
+        self, logical_id: str, props: dict[str, Any], async_configs: dict[str, AsyncInvokeConfig]
+    ) -> Function:
+        where = f"{logical_id}.Properties"
+        code = props.get("Code", {})
+        key = code.get("S3Key") if isinstance(code, dict) else None
+        code_dir = self.code_paths.get(str(key)) or self.code_paths.get(logical_id)
+        runtime = str(self.resolver.resolve_at(props.get("Runtime", ""), f"{where}.Runtime"))
+        if code_dir is None and isinstance(code, dict) and "ZipFile" in code:
+            source = self.resolver.resolve_at(code["ZipFile"], f"{where}.Code.ZipFile")
+            code_dir = self.inline_code_dir(logical_id, runtime, str(source))
+        if code_dir is None:
+            raise LocalLimit(f"{where}.Code: only local code (CodeUri: a folder, or InlineCode) runs locally")
+        if not runtime.startswith("python"):
+            raise LocalLimit(f"{where}.Runtime: {runtime!r} is not a Python runtime")
+        variables = props.get("Environment", {}).get("Variables", {})
+        environment = {
+            name: _env_text(self.resolver.resolve_at(value, f"{where}.Environment.Variables.{name}"))
+            for name, value in variables.items()
+        }
+        environment = {name: value for name, value in environment.items() if value is not None}
+        layers = tuple(
+            self.layer_dir(layer, f"{where}.Layers[{index}]")
+            for index, layer in enumerate(props.get("Layers", []))
+        )
+        return Function(
+            logical_id=logical_id,
+            name=self.resolver.name_of(logical_id),
+            arn=self.resolver.arn_of(logical_id),
+            code_dir=code_dir,
+            handler=str(self.resolver.resolve_at(props.get("Handler", ""), f"{where}.Handler")),
+            runtime=runtime,
+            timeout_s=float(self.resolver.resolve_at(props.get("Timeout", 3), f"{where}.Timeout")),
+            memory_mb=int(self.resolver.resolve_at(props.get("MemorySize", 128), f"{where}.MemorySize")),
+            environment=environment,  # type: ignore[arg-type]
+            layer_dirs=layers,
+            architectures=tuple(props.get("Architectures", ["x86_64"])),
+            async_config=replace(
+                async_configs.get(logical_id, AsyncInvokeConfig()),
+                dead_letter_arn=self._optional_text(
+                    props.get("DeadLetterConfig", {}).get("TargetArn"), f"{where}.DeadLetterConfig"
+                ),
+            ),
+        )
 
     def async_invoke_configs(self) -> dict[str, AsyncInvokeConfig]:
         """`AWS::Lambda::EventInvokeConfig` by function (SAM's `EventInvokeConfig` becomes one)."""
@@ -741,7 +861,9 @@ class _AppReader:
                 route_key = str(self.resolver.resolve_at(route.get("RouteKey"), f"{route_where}.RouteKey"))
                 function_id: str | None = None
                 if route.get("Target") is not None:
-                    integration_id = _ref_target(route["Target"])
+                    integration_id = self.integration_of(
+                        route["Target"], integrations, f"{route_where}.Target"
+                    )
                     if integration_id not in integrations:
                         raise TemplateError(
                             f"{route_where}.Target: no integration {integration_id} on this API"
@@ -798,7 +920,7 @@ class _AppReader:
             if not api or self.resources.get(api, {}).get("Properties", {}).get("ProtocolType") != "HTTP":
                 continue
             route_key = str(self.resolver.resolve_at(route.get("RouteKey"), f"{route_id}.RouteKey"))
-            integration_id = _ref_target(route.get("Target"))
+            integration_id = self.integration_of(route.get("Target"), integrations, f"{route_id}.Target")
             if integration_id not in integrations:
                 continue
             method, _, path = route_key.partition(" ")
@@ -865,7 +987,9 @@ class _AppReader:
                 logical_id=logical_id,
                 name=self.resolver.name_of(logical_id),
                 arn=self.resolver.arn_of(logical_id),
-                properties=self.resolver.resolve_at(props, f"{logical_id}.Properties"),
+                properties=coerce_properties(
+                    "AWS::DynamoDB::Table", self.resolver.resolve_at(props, f"{logical_id}.Properties")
+                ),
             )
             for logical_id, props in self.of_type("AWS::DynamoDB::Table")
         ]
@@ -975,8 +1099,9 @@ class _AppReader:
                     kind=kind,
                     name=self.resolver.name_of(logical_id),
                     arn=self.resolver.arn_of(logical_id),
-                    properties=self.resolver.resolve_at(
-                        resource.get("Properties", {}), f"{logical_id}.Properties"
+                    properties=coerce_properties(
+                        str(resource.get("Type")),
+                        self.resolver.resolve_at(resource.get("Properties", {}), f"{logical_id}.Properties"),
                     ),
                 )
             )
@@ -1026,8 +1151,12 @@ def load_app(
     parameter_overrides: Mapping[str, str] | None = None,
     region: str = DEFAULT_REGION,
     stack_name: str = DEFAULT_STACK_NAME,
+    embedded: DynamicValues | None = None,
 ) -> LocalApp:
-    """Read `template_path` and resolve everything the local stack serves."""
+    """Read `template_path` and resolve everything the local stack serves.
+
+    `embedded` answers for SSM parameters and secrets that exist before the stack (SSM parameter
+    types, dynamic references to what the template does not declare itself)."""
     path = Path(template_path).resolve()
     raw = parse_template(path)
     overrides = dict(parameter_overrides or {})
@@ -1038,13 +1167,16 @@ def load_app(
         if name in overrides or "Default" in spec
     }
     transformed, code_paths = transform_template(raw, path.parent, sam_parameters, region)
-    resolver = Resolver(transformed, overrides, endpoints, region, stack_name)
+    resolver = Resolver(transformed, overrides, endpoints, region, stack_name, embedded)
     reader = _AppReader(path, transformed, code_paths, resolver)
     functions = reader.functions()
     app = LocalApp(
         template_path=path,
         region=region,
-        parameters={name: _env_text(value) or "" for name, value in resolver.parameters.items()},
+        parameters={
+            name: ",".join(value) if isinstance(value, list) else _env_text(value) or ""
+            for name, value in resolver.parameters.items()
+        },
         websocket_apis=reader.websocket_apis(),
         http_routes=reader.http_routes(),
         functions=functions,
@@ -1053,5 +1185,6 @@ def load_app(
         state_machines=reader.state_machines(),
         resources=reader.simple_resources(),
         outputs=reader.outputs(),
+        skipped=dict(reader.skipped),
     )
     return app
