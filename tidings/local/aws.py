@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
@@ -18,6 +19,10 @@ from moto.server import ThreadedMotoServer
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, LocalApp, SimpleResource, Table
 
 log = logging.getLogger(__name__)
+
+# A WSGI environ in, a WSGI application out when this interceptor answers the request itself
+# (lambda_invoke.py runs Invoke of the template's own functions); None passes it on to moto.
+Interceptor = Callable[[dict[str, Any]], Callable[..., Iterable[bytes]] | None]
 
 LOCAL_CREDENTIALS: dict[str, Any] = {
     "aws_access_key_id": "local",
@@ -63,6 +68,21 @@ class AwsServices:
         self.host = host
         self.port = port
         self._server: ThreadedMotoServer | None = None
+        self._interceptors: list[Interceptor] = []
+
+    def add_interceptor(self, interceptor: Interceptor) -> None:
+        """Answer some requests before moto does (the first interceptor that answers wins)."""
+        self._interceptors.append(interceptor)
+
+    def _intercepting(self, moto_app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            for interceptor in list(self._interceptors):
+                answer = interceptor(environ)
+                if answer is not None:
+                    return answer(environ, start_response)
+            return moto_app(environ, start_response)
+
+        return application
 
     @property
     def app(self) -> LocalApp:
@@ -97,6 +117,13 @@ class AwsServices:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
             self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             self._server.start()
+            # pinned: moto 5's ThreadedMotoServer keeps its werkzeug server in `_server`, whose
+            # `app` each request handler reads; tests/integration/runtime/test_lambda_invoke.py
+            # fails loudly if that moves
+            wsgi_server = getattr(self._server, "_server", None)
+            if wsgi_server is None or not hasattr(wsgi_server, "app"):
+                raise RuntimeError("moto's ThreadedMotoServer no longer exposes its WSGI server")
+            wsgi_server.app = self._intercepting(wsgi_server.app)
         return self.endpoint
 
     def stop(self) -> None:

@@ -31,6 +31,9 @@ from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
 from tidings.local.http import build_http_app
+from tidings.local.invocation_line import outcome as invocation_outcome
+from tidings.local.invocation_line import text_line
+from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.model import Invocation, LocalApp
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
@@ -117,27 +120,25 @@ class InvocationLog:
 
     def __call__(self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
         started = time.strftime("%H:%M:%S", time.localtime())
-        outcome = "ok" if invocation.ok else f"error {invocation.error_type}: {invocation.error_message}"
         if self.log_format == "json":
+            result = invocation_outcome(invocation)
             record = {
                 "time": time.time(),
                 "function": function_id,
                 "source": source,
                 "durationMs": round(invocation.duration_ms, 1),
                 "cold": invocation.cold,
-                "ok": invocation.ok,
+                "ok": not result.failed,
+                "statusCode": result.status_code,
                 "requestId": invocation.request_id,
                 "errorType": invocation.error_type,
                 "errorMessage": invocation.error_message,
                 "traceback": invocation.traceback,
+                "output": invocation.logs,
             }
             self.out.write(json.dumps(record) + "\n")
         else:
-            temperature = "cold" if invocation.cold else "warm"
-            self.out.write(
-                f"{started}  {function_id:<28} {source or '-':<24} {invocation.duration_ms:8.1f} ms  "
-                f"{temperature}  {outcome}\n"
-            )
+            self.out.write(text_line(invocation, function_id, source, started) + "\n")
             if not invocation.ok and invocation.traceback:
                 for line in invocation.traceback.rstrip().splitlines():
                     self.out.write(f"    {line}\n")
@@ -195,6 +196,10 @@ class LocalStack:
             app, self.runner, aws_endpoint, start_execution=self.machines.start_execution
         )
         self.delivery.install()
+        # Invoke of the template's functions on the embedded endpoint runs them here
+        self.aws.add_interceptor(
+            LambdaInvoke(app, self.runner, self.delivery.lambda_async.invoke, asyncio.get_running_loop())
+        )
 
         api = _choose_api(app, opts.api)
         if api is not None:
