@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tidings.local.invocation_line import outcome
 from tidings.local.model import Invocation
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ class InvocationRecord:
             started_at=ended_at - invocation.duration_ms / 1000,
             duration_ms=invocation.duration_ms,
             cold=invocation.cold,
-            ok=invocation.ok,
+            ok=not outcome(invocation).failed,  # a caught error answering 500 is an error too
             event=event,
             result=result,
             error_type=invocation.error_type,

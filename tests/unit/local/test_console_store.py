@@ -329,3 +329,12 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_not_blocking_others(
     store.record_invocation(invocation(), "F", "src", {})
     assert slow.empty()  # no longer subscribed
     await asyncio.sleep(0)
+
+
+def test_a_handler_that_answers_500_is_an_error_in_the_console_too() -> None:
+    store = ConsoleStore()
+    caught = invocation(result={"statusCode": 500, "body": "internal"}, logs="caught: refused\n")
+    record = store.record_invocation(caught, "F", "send", {})
+    assert record.ok is False
+    assert [r.seq for r in store.invocations(InvocationFilter(outcome="error"))] == [record.seq]
+    assert [line.message for line in record.logs] == ["caught: refused"]
