@@ -391,3 +391,29 @@ def test_a_route_that_needs_a_left_out_function_stops_the_start_in_one_line(tmp_
     message = str(raised.value)
     assert "needs function Fn, which cannot run locally" in message
     assert "\n" not in message
+
+
+def test_a_function_on_a_runtime_the_stack_does_not_run_is_left_out(tmp_path: Path) -> None:
+    template = write(
+        tmp_path,
+        FUNCTION.join(["Resources:", ""])
+        + """
+  Java:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: example.Handler::handleRequest
+      Runtime: java21
+""",
+    )
+    app = load_app(template, ENDPOINTS)
+    assert set(app.functions) == {"Fn"}
+    assert app.skipped["Java"] == "Java.Properties.Runtime: 'java21' is not a Python runtime"
+
+
+def test_import_value_is_refused_in_one_line(tmp_path: Path) -> None:
+    body = (
+        "Resources:" + FUNCTION + "      Environment:\n        Variables:\n          X: !ImportValue shared\n"
+    )
+    with pytest.raises(TemplateError, match=r"Fn\.Properties\.Environment\.Variables\.X: Fn::ImportValue"):
+        load_app(write(tmp_path, body), ENDPOINTS)
