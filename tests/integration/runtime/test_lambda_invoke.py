@@ -18,6 +18,10 @@ from stack_harness import RunningStack, start_stack, stop_stack  # tests/stack_h
 
 TEMPLATE = """AWSTemplateFormatVersion: 2010-09-09
 Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Capacity:
+    Type: Number
+    Default: 2
 Globals:
   Function:
     CodeUri: src/
@@ -26,6 +30,17 @@ Globals:
 Resources:
   Records:
     Type: AWS::SQS::Queue
+  Counters:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      ProvisionedThroughput: {ReadCapacityUnits: !Ref Capacity, WriteCapacityUnits: !Ref Capacity}
+  Remote:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: targets.double
+      Layers: [arn:aws:lambda:us-east-1:123456789012:layer:elsewhere:4]
   Caller:
     Type: AWS::Serverless::Function
     Properties:
@@ -203,3 +218,18 @@ def test_terminal_marks_a_caught_error_that_answers_500(stack: RunningStack) -> 
     assert "caught: downstream refused (+2 lines)" in line
     failer = stack.wait_for_log(r"^\S+\s+Failer\s")
     assert "error ValueError: no good" in failer
+
+
+def test_the_stack_starts_without_a_function_on_a_remote_layer_and_says_so(stack: RunningStack) -> None:
+    line = stack.wait_for_log(r"starting without function Remote")
+    assert "layer:elsewhere:4" in line
+    with pytest.raises(ClientError) as raised:
+        stack.boto3_client("lambda").invoke(FunctionName="rt-Remote")
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_a_number_parameter_reaches_dynamodb_as_a_number(stack: RunningStack) -> None:
+    dynamodb = stack.boto3_client("dynamodb")
+    (name,) = [name for name in dynamodb.list_tables()["TableNames"] if "Counters" in name]
+    throughput = dynamodb.describe_table(TableName=name)["Table"]["ProvisionedThroughput"]
+    assert (throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]) == (2, 2)
