@@ -160,7 +160,10 @@ class LambdaInvoke:
         request = parse_request(environ)
         if request is None:
             return None
-        return self.answer(request, _body(environ)).wsgi()
+        try:
+            return self.answer(request, _body(environ)).wsgi()
+        except RuntimeError as error:  # the stack's loop has stopped (Ctrl-C while a call arrives)
+            return error_answer(503, "ServiceException", f"the local stack is stopping: {error}").wsgi()
 
     def answer(self, request: InvokeRequest, body: bytes) -> Answer:
         arn, qualifier = target_arn(

@@ -719,7 +719,6 @@ class _AppReader:
                 functions[logical_id] = self.function(logical_id, props, async_configs)
             except LocalLimit as error:  # the stack starts without it; what needs it stops the start
                 self.skipped[logical_id] = str(error)
-                log.warning("function %s cannot run locally: %s", logical_id, error)
         return functions
 
     def inline_code_dir(self, logical_id: str, runtime: str, source: str) -> Path:
