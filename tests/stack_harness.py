@@ -66,17 +66,21 @@ class RunningStack:
             time.sleep(0.05)
         raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log_text()[-4000:]}")
 
+    def admin_credentials(self) -> dict[str, str]:
+        """The run's admin key for the embedded AWS endpoint, from the stack's state file."""
+        state = json.loads(self.state_file.read_text())
+        return {
+            "aws_access_key_id": state["awsAccessKeyId"],
+            "aws_secret_access_key": state["awsSecretAccessKey"],
+        }
+
     def boto3_client(self, service: str) -> Any:
         import boto3
 
         # boto3's stubs overload client() per literal service name; this helper takes any name
         make_client: Any = boto3.client
         return make_client(
-            service,
-            endpoint_url=self.aws_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
+            service, endpoint_url=self.aws_endpoint, region_name="us-east-1", **self.admin_credentials()
         )
 
 

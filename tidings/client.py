@@ -35,7 +35,6 @@ MAX_RECONNECT_ATTEMPTS = 10
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 HTTP_TIMEOUT_SECONDS = 30.0
-_LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 class CliError(Exception):
@@ -57,6 +56,8 @@ class Target:
     region: str | None
     aws_endpoint: str | None  # the local stack's embedded AWS; None means real AWS
     description: str
+    # the local stack's admin key for its embedded AWS (from the state file); None: real AWS
+    aws_credentials: tuple[str, str] | None = None
 
 
 def local_target(state: LocalStackState) -> Target:
@@ -69,6 +70,9 @@ def local_target(state: LocalStackState) -> Target:
         region=state.region,
         aws_endpoint=state.aws_endpoint,
         description=f"the local stack (pid {state.pid})",
+        aws_credentials=(state.aws_access_key_id, state.aws_secret_access_key)
+        if state.aws_access_key_id and state.aws_secret_access_key
+        else None,
     )
 
 
@@ -107,13 +111,22 @@ def resolve_target(stack: str | None, region: str | None, template: str | None =
         raise CliError(f"{exc}, or pass --stack NAME for a deployed stack") from None
 
 
-def _boto_client(service: str, region: str | None, endpoint: str | None = None) -> Any:
+def _boto_client(
+    service: str, region: str | None, endpoint: str | None = None, credentials: tuple[str, str] | None = None
+) -> Any:
     import boto3
 
     if endpoint is None:
         return boto3.client(service, region_name=region)  # type: ignore[call-overload]
+    if credentials is None:
+        raise CliError("the local stack's state file has no AWS key: restart `tidings dev`")
+    key_id, secret = credentials
     return boto3.client(  # type: ignore[call-overload]
-        service, region_name=region or "us-east-1", endpoint_url=endpoint, **_LOCAL_CREDENTIALS
+        service,
+        region_name=region or "us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
     )
 
 
@@ -123,7 +136,9 @@ def signing_secret(target: Target, client: Any = None) -> str:
 
     where = target.aws_endpoint or "AWS"
     try:
-        secrets = client or _boto_client("secretsmanager", target.region, target.aws_endpoint)
+        secrets = client or _boto_client(
+            "secretsmanager", target.region, target.aws_endpoint, target.aws_credentials
+        )
         value = secrets.get_secret_value(SecretId=target.secret_id).get("SecretString")
     except EndpointConnectionError:
         raise CliError(f"cannot reach {where} for the signing secret: is {target.description} up?") from None

@@ -1,8 +1,10 @@
 """`.tidings/state.json`: where a running `tidings dev` listens, for `token`, `submit` and `watch`.
 
-`tidings dev` writes it once its servers are up and removes it on exit; the file holds URLs
-and names only, never a secret or a token. Its location is `<project root>/.tidings/state.json`,
-the project root being the folder of the template; `TIDINGS_STATE` overrides the path.
+`tidings dev` writes it once its servers are up and removes it on exit; the file holds URLs,
+names and the run's admin key for the embedded AWS endpoint (generated per run, useless once the
+stack stops), never a token; it is created readable by its owner only (0600). Its location is
+`<project root>/.tidings/state.json`, the project root being the folder of the template;
+`TIDINGS_STATE` overrides the path.
 """
 
 from __future__ import annotations
@@ -32,11 +34,22 @@ _JSON_KEYS = {
     "region": "region",
     "stage": "stage",
     "token_secret_id": "tokenSecretId",
+    "aws_access_key_id": "awsAccessKeyId",
+    "aws_secret_access_key": "awsSecretAccessKey",
     "pid": "pid",
     "started_at": "startedAt",
 }
 # null when the template has no such piece (no WebSocket stage, no secret, no HTTP API, no site)
-_NULLABLE = frozenset({"progress_view_url", "jobs_api_url", "stage", "token_secret_id"})
+_NULLABLE = frozenset(
+    {
+        "progress_view_url",
+        "jobs_api_url",
+        "stage",
+        "token_secret_id",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+    }
+)
 
 
 class StackNotRunning(RuntimeError):
@@ -58,6 +71,9 @@ class LocalStackState:
     region: str
     stage: str | None
     token_secret_id: str | None
+    # this run's admin key for the embedded AWS endpoint (the file is 0600; never a well-known key)
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
     pid: int = field(default_factory=os.getpid)
     started_at: str | float = field(default_factory=_utc_now)  # ISO 8601 UTC, or epoch seconds
 
@@ -73,6 +89,8 @@ class LocalStackState:
         for item in fields(cls):
             key = _JSON_KEYS[item.name]
             value = data.get(key)
+            if item.name in ("aws_access_key_id", "aws_secret_access_key") and key not in data:
+                value = None
             if item.name == "pid":
                 if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                     raise ValueError(f"{key} must be a positive integer")
@@ -118,6 +136,7 @@ def write_state(state: LocalStackState, path: Path | None = None) -> Path:
     fd, temp_name = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # mkstemp's mode, said explicitly: the file holds a key
             json.dump(state.to_json(), handle, indent=2)
             handle.write("\n")
         os.replace(temp_name, target)

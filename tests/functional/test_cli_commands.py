@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,9 @@ def write_local_state(
             region=REGION,
             stage="dev",
             token_secret_id=SECRET_NAME,
+            # a run's admin key, as `tidings dev` writes it (plain moto here accepts any key)
+            aws_access_key_id="AKIA" + uuid.uuid4().hex[:16].upper(),
+            aws_secret_access_key=uuid.uuid4().hex,
             pid=os.getpid(),  # this test process stands in for `tidings dev`
         ),
         path,

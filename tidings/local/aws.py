@@ -16,19 +16,58 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from tidings.local.aws_guard import AwsGuard, Denial, RunCredentials
+from tidings.local.iam_requests import Names
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, LocalApp, SimpleResource, Table
 
 log = logging.getLogger(__name__)
 
 # A WSGI environ in, a WSGI application out when this interceptor answers the request itself
 # (lambda_invoke.py runs Invoke of the template's own functions); None passes it on to moto.
+# Interceptors sit behind the guard: their requests are signed and authorized like moto's.
 Interceptor = Callable[[dict[str, Any]], Callable[..., Iterable[bytes]] | None]
 
+# For moto in tests without the guard only: the guarded endpoint refuses these.
 LOCAL_CREDENTIALS: dict[str, Any] = {
     "aws_access_key_id": "local",
     "aws_secret_access_key": "local",
     "aws_session_token": "local",
 }
+
+
+def disable_moto_global_cors() -> None:
+    """moto's server answers every origin with Access-Control-Allow-Origin (flask-cors on every
+    backend) unless told not to; S3 buckets still apply their own CORS rules."""
+    import moto.moto_server.werkzeug_app as werkzeug_app
+
+    if not hasattr(werkzeug_app, "DISABLE_GLOBAL_CORS"):
+        raise RuntimeError("moto moved DISABLE_GLOBAL_CORS: the AWS endpoint would answer any origin")
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
+
+
+class GuardedMotoServer(ThreadedMotoServer):
+    """moto's threaded server with its WSGI app behind `AwsGuard` (pins moto 5's `_server_entry`)."""
+
+    def __init__(self, guard: Any, ip_address: str, port: int) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self._guard = guard  # callable: moto's app -> the guarded app
+
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        disable_moto_global_cors()
+        app = self._guard(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
 
 _DYNAMODB_CALLS = threading.RLock()
 _dynamodb_atomic: type | None = None  # the handler class made atomic, once per process
@@ -63,12 +102,23 @@ class AwsServices:
     """moto on `host:port` (0: a free port) with the app's tables, buckets, queues, buses, rules,
     parameters, secrets and state machines."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        enforce_iam: bool = True,
+        on_denied: Any = None,
+    ) -> None:
         self._app: LocalApp | None = None  # set by create_resources
         self.host = host
         self.port = port
         self._server: ThreadedMotoServer | None = None
         self._interceptors: list[Interceptor] = []
+        # this run's keys: admin (the stack, CLI, tests), then one per function / rule
+        self.credentials = RunCredentials()
+        self.enforce_iam = enforce_iam
+        self._on_denied = on_denied
 
     def add_interceptor(self, interceptor: Interceptor) -> None:
         """Answer some requests before moto does (the first interceptor that answers wins)."""
@@ -83,6 +133,25 @@ class AwsServices:
             return moto_app(environ, start_response)
 
         return application
+
+    def _names(self) -> Names:
+        if self._app is None:
+            return Names()
+        return Names(secret_arns={r.name: r.arn for r in self._app.resources if r.kind == "secret"})
+
+    def _guard(self, moto_app: Any) -> AwsGuard:
+        return AwsGuard(
+            self._intercepting(moto_app),
+            self.credentials,
+            account=ACCOUNT_ID,
+            enforce_iam=self.enforce_iam,
+            names=self._names,
+            on_denied=self._denied,
+        )
+
+    def _denied(self, denial: Denial) -> None:
+        if self._on_denied is not None:
+            self._on_denied(denial)
 
     @property
     def app(self) -> LocalApp:
@@ -101,7 +170,9 @@ class AwsServices:
         """A boto3 client for the embedded services (never the developer's real account)."""
         factory: Any = boto3.client  # its overloads want a literal service name
         region = self._app.region if self._app is not None else DEFAULT_REGION
-        return factory(service, endpoint_url=self.endpoint, region_name=region, **LOCAL_CREDENTIALS)
+        return factory(
+            service, endpoint_url=self.endpoint, region_name=region, **self.credentials.admin.boto()
+        )
 
     def start_server(self) -> str:
         """Listen without creating resources; returns the endpoint.
@@ -115,15 +186,8 @@ class AwsServices:
             moto_api_backend.reset()  # backends are process-wide: start from an empty account
             make_dynamodb_atomic()
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-            self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+            self._server = GuardedMotoServer(self._guard, self.host, self.port)
             self._server.start()
-            # pinned: moto 5's ThreadedMotoServer keeps its werkzeug server in `_server`, whose
-            # `app` each request handler reads; tests/integration/runtime/test_lambda_invoke.py
-            # fails loudly if that moves
-            wsgi_server = getattr(self._server, "_server", None)
-            if wsgi_server is None or not hasattr(wsgi_server, "app"):
-                raise RuntimeError("moto's ThreadedMotoServer no longer exposes its WSGI server")
-            wsgi_server.app = self._intercepting(wsgi_server.app)
         return self.endpoint
 
     def stop(self) -> None:

@@ -120,6 +120,8 @@ class EventDelivery:
         start_execution: StartExecution | None = None,
         retry_delay_scale: float = 0.01,
         lambda_retry_delay_scale: float = LAMBDA_RETRY_DELAY_SCALE,
+        credentials: Callable[[str | None], dict[str, str]] | None = None,
+        may_invoke: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.app = app
         self.invoker = invoker
@@ -130,7 +132,14 @@ class EventDelivery:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._pending_lock = threading.Lock()
-        self.lambda_async = LambdaAsync(app, invoker, aws_endpoint, delay_scale=lambda_retry_delay_scale)
+        self.lambda_async = LambdaAsync(
+            app,
+            invoker,
+            aws_endpoint,
+            delay_scale=lambda_retry_delay_scale,
+            credentials=credentials,
+            may_invoke=may_invoke,
+        )
         self.delivered = 0
         self.dead_lettered = 0
 
@@ -265,7 +274,10 @@ class EventDelivery:
             "ERROR_MESSAGE": failure[1][:1024] or failure[0],
         }
         try:
-            await self.lambda_async.destinations.send(str(queue_arn), event, attributes, success=False)
+            # EventBridge sends as events.amazonaws.com for this rule: the queue's policy must allow it
+            await self.lambda_async.destinations.send(
+                str(queue_arn), event, attributes, success=False, caller=f"events.amazonaws.com {rule_arn}"
+            )
             self.dead_lettered += 1
         except Exception:
             log.exception("event %s could not be sent to dead-letter queue %s", event.get("id"), queue_arn)

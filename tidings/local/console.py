@@ -693,15 +693,8 @@ class ConsoleApi:
         app = self.stack.app
         if table is None or urls is None or app is None or not connection_ids:
             return {}
-        import boto3
-
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=urls.aws_endpoint,
-            region_name=app.region,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - the embedded AWS services accept any key
-        )
+        assert self.stack.aws is not None
+        client = self.stack.aws.client("dynamodb")  # the run's admin key
         found: dict[str, list[str]] = {}
         try:
             for connection_id in connection_ids:

@@ -42,7 +42,11 @@ _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
 
 
 def function_environment(
-    function: Function, region: str, aws_endpoint: str, extra: Mapping[str, str] | None = None
+    function: Function,
+    region: str,
+    aws_endpoint: str,
+    extra: Mapping[str, str] | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment Lambda would give this function, pointed at the embedded AWS services."""
     environment = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
@@ -77,7 +81,8 @@ def function_environment(
             "PYTHONUNBUFFERED": "1",
             # a cached .pyc of an edit made within the same second (same size) would hide the edit
             "PYTHONDONTWRITEBYTECODE": "1",
-            **FAKE_CREDENTIALS,
+            # its role's session (aws_guard.py issues one per function and run)
+            **(credentials if credentials is not None else FAKE_CREDENTIALS),
         }
     )
     return environment
@@ -155,6 +160,7 @@ class FunctionRunner:
         on_invocation: InvocationListener | None = None,
         extra_environment: Mapping[str, str] | None = None,
         watch: bool = True,
+        credentials: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.app = app
         self.aws_endpoint = aws_endpoint
@@ -162,6 +168,8 @@ class FunctionRunner:
         self.on_invocation = on_invocation
         self.extra_environment = dict(extra_environment or {})
         self.watch = watch
+        # function logical id -> AWS_ACCESS_KEY_ID / SECRET / SESSION_TOKEN of its role's session
+        self.credentials = dict(credentials or {})
         self._pools: dict[str, _Pool] = {}
         self._shims = Path(tempfile.mkdtemp(prefix="tidings-layers-"))
         self._watcher: asyncio.Task[None] | None = None
@@ -267,7 +275,11 @@ class FunctionRunner:
 
     async def _spawn(self, function: Function, generation: int) -> _WorkerProcess:
         environment = function_environment(
-            function, self.app.region, self.aws_endpoint, self.extra_environment
+            function,
+            self.app.region,
+            self.aws_endpoint,
+            self.extra_environment,
+            self.credentials.get(function.logical_id),
         )
         sys_path = [
             str(function.code_dir),

@@ -8,6 +8,8 @@ many more there are (the console shows all of it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +61,22 @@ def output_summary(logs: str, width: int = SUMMARY_WIDTH) -> str:
 
 
 def text_line(
-    invocation: Invocation, function_id: str, source: str, started: str, *, width: int = SUMMARY_WIDTH
+    invocation: Invocation,
+    function_id: str,
+    source: str,
+    started: str,
+    *,
+    width: int = SUMMARY_WIDTH,
+    denied: Sequence[str] = (),
 ) -> str:
-    """One terminal line (no newline): time, function, trigger, duration, cold/warm, outcome, output."""
+    """One terminal line (no newline): time, function, trigger, duration, cold/warm, outcome, the
+    calls IAM refused during it, output."""
     temperature = "cold" if invocation.cold else "warm"
     line = (
         f"{started}  {function_id:<28} {source or '-':<24} {invocation.duration_ms:8.1f} ms  "
         f"{temperature}  {outcome(invocation).text}"
     )
+    if denied:
+        line += " — " + "; ".join(denied)
     summary = output_summary(invocation.logs, width)
     return f"{line}  | {summary}" if summary else line

@@ -84,50 +84,76 @@ def dead_letter_attributes(invocation: Invocation) -> dict[str, str]:
 class Destinations:
     """Sends a record or an event to an ARN of the embedded services, or to a function."""
 
-    def __init__(self, app: LocalApp, aws_endpoint: str, invoke_async: Callable[[str, Any], Awaitable[None]]):
+    def __init__(
+        self,
+        app: LocalApp,
+        aws_endpoint: str,
+        invoke_async: Callable[[str, Any], Awaitable[None]],
+        credentials: Callable[[str | None], dict[str, str]] | None = None,
+        may_invoke: Callable[[str, str], str | None] | None = None,
+    ):
         self.app = app
         self.aws_endpoint = aws_endpoint
         self.invoke_async = invoke_async
-        self._clients: dict[str, Any] = {}
+        # boto3 credentials for a caller (a function's logical id, a rule's service principal);
+        # None: the caller's own key is not known (moto without the guard)
+        self.credentials = credentials
+        # (function logical id, target function ARN) -> AWS's AccessDenied message, or None
+        self.may_invoke = may_invoke
+        self._clients: dict[tuple[str, str | None], Any] = {}
         self._clients_lock = threading.Lock()  # sends run on worker threads; boto3 setup is not thread-safe
 
-    def _client(self, service: str) -> Any:
+    def _client(self, service: str, caller: str | None = None) -> Any:
         with self._clients_lock:
-            if service not in self._clients:
+            if (service, caller) not in self._clients:
                 session = boto3.session.Session()
                 factory: Any = session.client
-                self._clients[service] = factory(
-                    service, endpoint_url=self.aws_endpoint, region_name=self.app.region, **LOCAL_CREDENTIALS
+                keys = self.credentials(caller) if self.credentials is not None else LOCAL_CREDENTIALS
+                self._clients[(service, caller)] = factory(
+                    service, endpoint_url=self.aws_endpoint, region_name=self.app.region, **keys
                 )
-            return self._clients[service]
+            return self._clients[(service, caller)]
 
     async def send(
-        self, arn: str, body: Any, attributes: dict[str, str] | None = None, *, success: bool
+        self,
+        arn: str,
+        body: Any,
+        attributes: dict[str, str] | None = None,
+        *,
+        success: bool,
+        caller: str | None = None,
     ) -> None:
+        """Send as `caller`, whose permissions AWS checks: the function's role for a destination,
+        `events.amazonaws.com <rule ARN>` for a rule's dead-letter queue (the queue's policy)."""
         service = arn_service(arn)
         if service == "lambda":
             function_id = self.app.function_id_by_arn(arn)
             if function_id is None:
                 raise LookupError(f"destination function not found: {arn}")
+            refused = self.may_invoke(caller, arn) if self.may_invoke is not None and caller else None
+            if refused:
+                raise PermissionError(refused)
             await self.invoke_async(function_id, body)
             return
-        await asyncio.to_thread(self._send_blocking, service, arn, body, attributes or {}, success)
+        await asyncio.to_thread(self._send_blocking, service, arn, body, attributes or {}, success, caller)
 
     def _send_blocking(
-        self, service: str, arn: str, body: Any, attributes: dict[str, str], success: bool
+        self, service: str, arn: str, body: Any, attributes: dict[str, str], success: bool, caller: str | None
     ) -> None:
         text = body if isinstance(body, str) else json.dumps(body)
         typed = {key: {"DataType": "String", "StringValue": value} for key, value in attributes.items()}
         if service == "sqs":
-            sqs = self._client("sqs")
             *_, account, name = arn.split(":", 5)
-            url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=text, MessageAttributes=typed)
+            # the queue's URL is the service's own lookup, not the caller's (no sqs:GetQueueUrl needed)
+            url = self._client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                "QueueUrl"
+            ]
+            self._client("sqs", caller).send_message(QueueUrl=url, MessageBody=text, MessageAttributes=typed)
         elif service == "sns":
-            self._client("sns").publish(TopicArn=arn, Message=text, MessageAttributes=typed)
+            self._client("sns", caller).publish(TopicArn=arn, Message=text, MessageAttributes=typed)
         elif service == "events":
             outcome = "Success" if success else "Failure"
-            self._client("events").put_events(
+            self._client("events", caller).put_events(
                 Entries=[
                     {
                         "EventBusName": arn,
@@ -152,12 +178,14 @@ class LambdaAsync:
         *,
         delay_scale: float = 1.0,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        credentials: Callable[[str | None], dict[str, str]] | None = None,
+        may_invoke: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.app = app
         self.invoker = invoker
         self.delay_scale = delay_scale
         self.clock = clock
-        self.destinations = Destinations(app, aws_endpoint, self._chained)
+        self.destinations = Destinations(app, aws_endpoint, self._chained, credentials, may_invoke)
         self.failed = 0  # invocations that ended in failure after Lambda's retries
         self.parked = 0  # failure records and events sent to a destination or dead-letter queue
 
@@ -244,7 +272,7 @@ class LambdaAsync:
         success: bool,
     ) -> None:
         try:
-            await self.destinations.send(arn, body, attributes, success=success)
+            await self.destinations.send(arn, body, attributes, success=success, caller=function.logical_id)
         except Exception:
             log.exception(
                 "%s: invocation %s could not be sent to %s", function.logical_id, invocation.request_id, arn

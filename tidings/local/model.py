@@ -84,6 +84,7 @@ class Function:
     layer_dirs: tuple[Path, ...] = ()
     architectures: tuple[str, ...] = ("x86_64",)
     async_config: AsyncInvokeConfig = AsyncInvokeConfig()
+    role_arn: str = ""  # its execution role (`Role`), a key of LocalApp.roles
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,17 @@ class StateMachine:
     name: str
     arn: str
     definition: dict[str, Any]  # ASL, with substitutions applied
+    role_arn: str = ""  # `RoleArn`, a key of LocalApp.roles
+
+
+@dataclass(frozen=True)
+class Role:
+    """An IAM role of the template with its policies, resolved: what iam.py evaluates."""
+
+    logical_id: str
+    arn: str
+    documents: tuple[tuple[str, dict[str, Any]], ...]  # (policy name, policy document)
+    managed_policy_arns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,9 @@ class LocalApp:
     static_sites: list[Path] = field(default_factory=list)
     # functions the template declares that cannot run locally (a remote layer, ...): id → why
     skipped: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)  # by role ARN
+    # resource-based policies (AWS::SQS::QueuePolicy, AWS::SNS::TopicPolicy) by resource ARN
+    resource_policies: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     def function_id_by_arn(self, arn: str) -> str | None:
         """The function an ARN names, qualified (`:alias`, `:3`) or not."""

@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -26,11 +27,13 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from tidings.local.aws import AwsServices
+from tidings.local.aws_guard import AppCredentials, Denial, issue_app_credentials, may_invoke
 from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
 from tidings.local.http import build_http_app
+from tidings.local.iam import UnsupportedPolicy
 from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
@@ -65,6 +68,7 @@ class DevOptions:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     state_file: Path | None = None
     api: str | None = None  # logical id of the WebSocket API when the template has several
+    iam: bool = True  # check each function's calls against its execution role (--no-iam: off)
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,21 @@ def local_site_dirs(template_path: Path) -> list[Path]:
 class InvocationLog:
     """One line per invocation on the terminal (or JSON lines), the traceback on errors."""
 
-    def __init__(self, app: LocalApp, log_format: str = "text", out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        app: LocalApp,
+        log_format: str = "text",
+        out: TextIO = sys.stdout,
+        denials: DenialLog | None = None,
+    ) -> None:
         self.app = app
         self.log_format = log_format
         self.out = out
+        self.denials = denials
 
     def __call__(self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
         started = time.strftime("%H:%M:%S", time.localtime())
+        denied = [denial.line() for denial in self.denials.take(function_id)] if self.denials else []
         if self.log_format == "json":
             result = invocation_outcome(invocation)
             record = {
@@ -135,14 +147,43 @@ class InvocationLog:
                 "errorMessage": invocation.error_message,
                 "traceback": invocation.traceback,
                 "output": invocation.logs,
+                "denied": denied,
             }
             self.out.write(json.dumps(record) + "\n")
         else:
-            self.out.write(text_line(invocation, function_id, source, started) + "\n")
+            self.out.write(text_line(invocation, function_id, source, started, denied=denied) + "\n")
             if not invocation.ok and invocation.traceback:
                 for line in invocation.traceback.rstrip().splitlines():
                     self.out.write(f"    {line}\n")
         self.out.flush()
+
+
+class DenialLog:
+    """Calls the AWS endpoint refused, by function, until its invocation line takes them.
+
+    The guard reports on moto's threads; the invocation log reads on the event loop.
+    """
+
+    def __init__(self, limit: int = 20) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[Denial]] = {}
+        self.limit = limit
+        self.listeners: list[Callable[[Denial], Any]] = []
+
+    def __call__(self, denial: Denial) -> None:
+        with self._lock:
+            pending = self._pending.setdefault(denial.caller, [])
+            if len(pending) < self.limit and denial not in pending:
+                pending.append(denial)
+        for listener in list(self.listeners):
+            try:
+                listener(denial)
+            except Exception:
+                traceback.print_exc()
+
+    def take(self, function_id: str) -> list[Denial]:
+        with self._lock:
+            return self._pending.pop(function_id, [])
 
 
 class LocalStack:
@@ -163,6 +204,7 @@ class LocalStack:
         self.invocation_listeners: list[InvocationListener] = []
         self.extensions: list[str] = []
         self.gateway_listeners: list[GatewayListener] = []
+        self.denials = DenialLog()
 
     async def start(self) -> StackUrls:
         opts = self.options
@@ -170,7 +212,7 @@ class LocalStack:
         ws_port = opts.ws_port or free_port(host)
         http_port = opts.http_port or free_port(host)
 
-        self.aws = AwsServices(port=opts.aws_port, host=host)
+        self.aws = AwsServices(port=opts.aws_port, host=host, enforce_iam=opts.iam, on_denied=self.denials)
         aws_endpoint = self.aws.start_server()
         endpoints = LocalEndpoints(
             ws_url_base=f"ws://{host}:{ws_port}",
@@ -185,15 +227,31 @@ class LocalStack:
         )
         for function_id, reason in app.skipped.items():
             self.out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
+        try:
+            issued = issue_app_credentials(self.aws.credentials, app, strict=opts.iam)
+        except UnsupportedPolicy as error:
+            raise TemplateError(f"IAM: {error}") from None
         self.aws.create_resources(app)
         self.token_secret_id = _token_secret_id(app)
 
-        self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out))
-        self.runner = FunctionRunner(app, aws_endpoint, on_invocation=self._on_invocation)
+        self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out, self.denials))
+        self.runner = FunctionRunner(
+            app,
+            aws_endpoint,
+            on_invocation=self._on_invocation,
+            credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
+        )
         await self.runner.start()
-        self.machines = StepFunctions(app, self.runner)
+        self.machines = StepFunctions(
+            app, self.runner, may_invoke=self._machine_may_invoke(issued) if opts.iam else None
+        )
         self.delivery = EventDelivery(
-            app, self.runner, aws_endpoint, start_execution=self.machines.start_execution
+            app,
+            self.runner,
+            aws_endpoint,
+            start_execution=self.machines.start_execution,
+            credentials=self.aws.credentials.boto_credentials,
+            may_invoke=self._function_may_invoke(issued) if opts.iam else None,
         )
         self.delivery.install()
         # Invoke of the template's functions on the embedded endpoint runs them here
@@ -250,6 +308,25 @@ class LocalStack:
             else None,
         )
         return self.urls
+
+    def _machine_may_invoke(self, issued: AppCredentials) -> Callable[[str, str], str | None]:
+        def check(machine_id: str, function_arn: str) -> str | None:
+            return may_invoke(issued.machines[machine_id], function_arn)
+
+        return check
+
+    def _function_may_invoke(self, issued: AppCredentials) -> Callable[[str, str], str | None]:
+        """Lambda destinations of type Lambda: the sending function's role must allow the invoke."""
+
+        def check(function_id: str, function_arn: str) -> str | None:
+            found = (
+                self.aws.credentials.lookup(issued.functions[function_id].access_key_id) if self.aws else None
+            )
+            if found is None or found[1].principal is None:
+                return None
+            return may_invoke(found[1].principal, function_arn)
+
+        return check
 
     def _on_invocation(
         self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
@@ -330,6 +407,8 @@ class LocalStack:
             region=self.app.region,
             stage=self.gateway.stage if self.gateway else None,
             token_secret_id=self.token_secret_id,
+            aws_access_key_id=self.aws.credentials.admin.access_key_id if self.aws else None,
+            aws_secret_access_key=self.aws.credentials.admin.secret_access_key if self.aws else None,
         )
 
 
@@ -375,6 +454,12 @@ def parse_args(argv: list[str]) -> DevOptions:
     parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--state-file", type=Path, default=None)
     parser.add_argument("--api", default=None, help="logical id of the WebSocket API to serve")
+    parser.add_argument(
+        "--no-iam",
+        dest="iam",
+        action="store_false",
+        help="do not check the functions' AWS calls against their execution roles",
+    )
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.parameter_overrides:
@@ -396,6 +481,7 @@ def parse_args(argv: list[str]) -> DevOptions:
         parameter_overrides=overrides,
         state_file=args.state_file,
         api=args.api,
+        iam=args.iam,
     )
 
 
@@ -417,6 +503,10 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
         write_state(stack.state(), state_file)
         for line in urls.lines():
             print(line, flush=True)
+        if options.iam:
+            print("IAM: each function's AWS calls are checked against its role (--no-iam turns this off)")
+        else:
+            print("IAM: NOT enforced (--no-iam): functions may call any embedded AWS service", flush=True)
         print("Ready. Ctrl-C stops everything.", flush=True)
         demo_task = asyncio.create_task(demo(stack)) if demo is not None and options.demo else None
         await stop.wait()

@@ -21,6 +21,7 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,9 +393,13 @@ class StepFunctions:
         *,
         retry_delay_scale: float = 0.1,
         wait_scale: float = 1.0,
+        may_invoke: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.app = app
         self.invoker = invoker
+        # (state machine logical id, function ARN) -> AWS's AccessDenied message when its role
+        # may not lambda:InvokeFunction it; None: allowed
+        self.may_invoke = may_invoke
         # local runs shorten Retry intervals and Wait states by these factors
         self.retry_delay_scale = retry_delay_scale
         self.wait_scale = wait_scale
@@ -658,6 +663,16 @@ class _Run:
                 break
         if function_id is None:
             raise StatesError("Lambda.ResourceNotFoundException", f"Function not found: {function}")
+        if self.service.may_invoke is not None:
+            target = self.service.app.functions[function_id].arn
+            qualified = function if function.startswith(target + ":") else target
+            refused = self.service.may_invoke(self.execution.state_machine_id, qualified)
+            if refused:
+                # what Step Functions reports when its role may not invoke the function
+                raise StatesError(
+                    "Lambda.AWSLambdaException",
+                    f"{refused} (Service: AWSLambda; Status Code: 403; Error Code: AccessDeniedException)",
+                )
         source = f"Step Functions {self.execution.name} {context.get('State', {}).get('Name', '')}".strip()
         invocation = await self.service.invoker.invoke(function_id, payload, source=source)
         if invocation.ok:

@@ -39,6 +39,7 @@ from tidings.local.model import (
     Function,
     HttpRoute,
     LocalApp,
+    Role,
     Route,
     Rule,
     RuleTarget,
@@ -779,6 +780,7 @@ class _AppReader:
                     props.get("DeadLetterConfig", {}).get("TargetArn"), f"{where}.DeadLetterConfig"
                 ),
             ),
+            role_arn=self._optional_text(props.get("Role"), f"{where}.Role") or "",
         )
 
     def async_invoke_configs(self) -> dict[str, AsyncInvokeConfig]:
@@ -1015,6 +1017,7 @@ class _AppReader:
                 name=self.resolver.name_of(logical_id),
                 arn=self.resolver.arn_of(logical_id),
                 definition=definition,
+                role_arn=self._optional_text(props.get("RoleArn"), f"{where}.RoleArn") or "",
             )
         return machines
 
@@ -1106,6 +1109,64 @@ class _AppReader:
             )
         return found
 
+    def roles(self) -> dict[str, Role]:
+        """Each AWS::IAM::Role with its inline policies, managed policy ARNs and the
+        AWS::IAM::Policy / AWS::IAM::ManagedPolicy resources attached to it."""
+        attached: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        attached_arns: dict[str, list[str]] = {}
+        for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for logical_id, props in self.of_type(kind):
+                where = f"{logical_id}.Properties"
+                document = self.resolver.resolve_at(props.get("PolicyDocument", {}), where)
+                for role in props.get("Roles", []):
+                    target = _ref_target(role)
+                    if target is None:
+                        continue
+                    attached.setdefault(target, []).append((logical_id, document))
+        for logical_id, props in self.of_type("AWS::IAM::Role"):
+            for arn in props.get("ManagedPolicyArns", []):
+                target = _ref_target(arn)
+                if target is not None and self.resolver.type_of(target) == "AWS::IAM::ManagedPolicy":
+                    managed = self.resources[target].get("Properties", {}).get("PolicyDocument", {})
+                    document = self.resolver.resolve_at(managed, f"{target}.Properties.PolicyDocument")
+                    attached.setdefault(logical_id, []).append((target, document))
+                else:
+                    attached_arns.setdefault(logical_id, []).append(
+                        str(self.resolver.resolve_at(arn, f"{logical_id}.Properties.ManagedPolicyArns"))
+                    )
+        roles: dict[str, Role] = {}
+        for logical_id, props in self.of_type("AWS::IAM::Role"):
+            where = f"{logical_id}.Properties"
+            documents = [
+                (
+                    str(self.resolver.resolve_at(policy.get("PolicyName", ""), f"{where}.Policies")),
+                    self.resolver.resolve_at(policy.get("PolicyDocument", {}), f"{where}.Policies"),
+                )
+                for policy in props.get("Policies", [])
+            ]
+            arn = self.resolver.arn_of(logical_id)
+            roles[arn] = Role(
+                logical_id=logical_id,
+                arn=arn,
+                documents=tuple(documents + attached.get(logical_id, [])),
+                managed_policy_arns=tuple(attached_arns.get(logical_id, [])),
+            )
+        return roles
+
+    def resource_policies(self) -> dict[str, tuple[dict[str, Any], ...]]:
+        """Queue and topic policies by the ARN of each queue / topic they apply to."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for kind, list_key in (("AWS::SQS::QueuePolicy", "Queues"), ("AWS::SNS::TopicPolicy", "Topics")):
+            for logical_id, props in self.of_type(kind):
+                where = f"{logical_id}.Properties"
+                document = self.resolver.resolve_at(props.get("PolicyDocument", {}), where)
+                for entry in props.get(list_key, []):
+                    target = _ref_target(entry)
+                    if target is None or target not in self.resources:
+                        continue
+                    found.setdefault(self.resolver.arn_of(target), []).append(document)
+        return {arn: tuple(documents) for arn, documents in found.items()}
+
     def outputs(self) -> dict[str, str]:
         outputs: dict[str, str] = {}
         for name, output in self.template.get("Outputs", {}).items():
@@ -1185,5 +1246,7 @@ def load_app(
         resources=reader.simple_resources(),
         outputs=reader.outputs(),
         skipped=dict(reader.skipped),
+        roles=reader.roles(),
+        resource_policies=reader.resource_policies(),
     )
     return app

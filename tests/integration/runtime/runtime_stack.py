@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings.local.aws import AwsServices
+from tidings.local.aws_guard import issue_app_credentials, may_invoke
 from tidings.local.bus import EventDelivery
 from tidings.local.functions import FunctionRunner
 from tidings.local.model import LocalApp
@@ -35,15 +36,27 @@ async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runt
         app = load_app(
             template, LocalEndpoints("ws://127.0.0.1:1", "http://127.0.0.1:1", endpoint), stack_name="rt"
         )
+        issued = issue_app_credentials(aws.credentials, app)  # IAM as `tidings dev` enforces it
         aws.create_resources(app)
-        runner = FunctionRunner(app, endpoint, watch=False)
+        runner = FunctionRunner(
+            app,
+            endpoint,
+            watch=False,
+            credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
+        )
         await runner.start()
-        machines = StepFunctions(app, runner, retry_delay_scale=0.01)
+        machines = StepFunctions(
+            app,
+            runner,
+            retry_delay_scale=0.01,
+            may_invoke=lambda machine, arn: may_invoke(issued.machines[machine], arn),
+        )
         delivery = EventDelivery(
             app,
             runner,
             endpoint,
             start_execution=machines.start_execution,
+            credentials=aws.credentials.boto_credentials,
             **{"retry_delay_scale": 0.001, "lambda_retry_delay_scale": 0.001, **delivery_options},
         )
         delivery.install()

@@ -66,7 +66,9 @@ def test_write_then_read_round_trips_with_camel_case_keys(tmp_path: Path) -> Non
     assert on_disk["websocketUrl"] == "ws://127.0.0.1:3001"
     assert on_disk["jobsApiUrl"] is None and on_disk["tokenSecretId"] == "tidings-token-secret"
     assert set(on_disk) == {"websocketUrl", "callbackUrl", "awsEndpoint", "httpUrl", "progressViewUrl",
-                            "jobsApiUrl", "region", "stage", "tokenSecretId", "pid", "startedAt"}  # fmt: skip
+                            "jobsApiUrl", "region", "stage", "tokenSecretId", "pid", "startedAt",
+                            "awsAccessKeyId", "awsSecretAccessKey"}  # fmt: skip
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds the run's admin key
     assert read_state(path) == state
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temp file left behind
 

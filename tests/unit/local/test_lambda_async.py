@@ -57,11 +57,19 @@ class ScriptedInvoker:
 class RecordingDestinations:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any, dict[str, str] | None, bool]] = []
+        self.callers: list[str | None] = []
 
     async def send(
-        self, arn: str, body: Any, attributes: dict[str, str] | None = None, *, success: bool
+        self,
+        arn: str,
+        body: Any,
+        attributes: dict[str, str] | None = None,
+        *,
+        success: bool,
+        caller: str | None = None,
     ) -> None:
         self.sent.append((arn, body, attributes, success))
+        self.callers.append(caller)
 
 
 def runner(config: AsyncInvokeConfig, invoker: ScriptedInvoker) -> tuple[LambdaAsync, RecordingDestinations]:
@@ -115,6 +123,8 @@ async def test_a_failure_goes_to_the_on_failure_destination_and_the_dead_letter_
     lambda_async, destinations = runner(config, ScriptedInvoker(failure()))
     await lambda_async.invoke("Worker", {"id": "e3"}, source="s")
     [(record_arn, record, _, success), (dlq_arn, event, attributes, _)] = destinations.sent
+    # AWS checks the function's execution role for both sends
+    assert destinations.callers == ["Worker", "Worker"]
     assert (record_arn, success) == ("arn:aws:sns:us-east-1:1:records", False)
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert (dlq_arn, event) == ("arn:aws:sqs:us-east-1:1:dlq", {"id": "e3"})

@@ -196,3 +196,69 @@ def test_no_scan_in_any_deployed_code() -> None:
         if re.search(r"\.scan\(|[\"']Scan[\"']", text):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def _authorizer_functions(cfn: dict[str, Any]) -> set[str]:
+    """Functions named by every Lambda authorizer: WebSocket ones are resources, HTTP API ones
+    live in the API's OpenAPI body (securitySchemes)."""
+    uris = [
+        res["Properties"]["AuthorizerUri"]
+        for res in cfn["Resources"].values()
+        if res["Type"] == "AWS::ApiGatewayV2::Authorizer"
+    ]
+    for res in cfn["Resources"].values():
+        if res["Type"] != "AWS::ApiGatewayV2::Api":
+            continue
+        schemes = res["Properties"].get("Body", {}).get("components", {}).get("securitySchemes", {})
+        for scheme in schemes.values():
+            authorizer = scheme.get("x-amazon-apigateway-authorizer", {})
+            if "authorizerUri" in authorizer:
+                uris.append(authorizer["authorizerUri"])
+    names = set()
+    for uri in uris:
+        found = re.search(r"\$\{(\w+)\.Arn\}|\"Fn::GetAtt\": \[\"(\w+)\", \"Arn\"\]", json.dumps(uri))
+        assert found, uri
+        names.add(found.group(1) or found.group(2))
+    return names
+
+
+def test_api_gateway_may_invoke_every_authorizer(cfn: dict[str, Any]) -> None:
+    """Without a permission for apigateway.amazonaws.com an HTTP API answers 500 to every call."""
+    functions = _authorizer_functions(cfn)
+    assert {"AuthorizerFunction", "HttpAuthorizerFunction"} <= functions
+    permitted = {
+        json.dumps(res["Properties"]["FunctionName"])
+        for res in cfn["Resources"].values()
+        if res["Type"] == "AWS::Lambda::Permission"
+        and res["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        and res["Properties"]["Action"] == "lambda:InvokeFunction"
+    }
+    for function in functions:
+        assert any(f'"{function}"' in name for name in permitted), f"{function}: no permission"
+
+
+def test_subscribe_may_batch_get_jobs_it_lists_by_user(cfn: dict[str, Any]) -> None:
+    """registry.recent_jobs reads the ByUser page with BatchGetItem on the jobs table."""
+    granted = [
+        statement
+        for statement in _policies(cfn)["SubscribeFunctionRole"]
+        if "dynamodb:BatchGetItem" in _as_list(statement["Action"]) and statement["Effect"] == "Allow"
+    ]
+    assert granted, "SubscribeFunction cannot BatchGetItem"
+    resources = [json.dumps(r) for statement in granted for r in _as_list(statement["Resource"])]
+    assert resources == [json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]})]
+
+
+def test_layers_claim_only_the_runtimes_their_makefile_builds(source: dict[str, Any]) -> None:
+    """A layer built with cp3.12 wheels (pydantic-core is compiled) fails to import on another runtime."""
+    layers = {k: r for k, r in source["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion"}
+    assert layers
+    for logical_id, layer in layers.items():
+        if layer.get("Metadata", {}).get("BuildMethod") != "makefile":
+            continue
+        makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+        built = set(re.findall(r"LAMBDA_PYTHON \?= (3\.\d+)", makefile))
+        built |= set(re.findall(r"--python-version (3\.\d+)", makefile))
+        assert built, f"{logical_id}: its Makefile names no Python version"
+        claimed = set(layer["Properties"]["CompatibleRuntimes"])
+        assert claimed == {f"python{version}" for version in built}, (logical_id, claimed, built)
