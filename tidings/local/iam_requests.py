@@ -258,9 +258,9 @@ def lambda_checks(request: AwsRequest) -> list[Check]:
     rest = match.group("rest") or ""
     if name.startswith("arn:"):
         function = name
-    elif ":" in name:  # name:qualifier
-        function = f"arn:aws:lambda:{request.region}:{request.account}:function:{name}"
-    else:
+    elif ":function:" in name:  # a partial ARN: ACCOUNT:function:NAME[:QUALIFIER]
+        function = f"arn:aws:lambda:{request.region}:{name}"
+    else:  # NAME or NAME:QUALIFIER
         function = f"arn:aws:lambda:{request.region}:{request.account}:function:{name}"
     qualifier = request.query.get("Qualifier", [""])[0]
     if qualifier and function.count(":") == 6:

@@ -9,7 +9,6 @@ many more there are (the console shows all of it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from dataclasses import dataclass
 from typing import Any
 

@@ -46,6 +46,11 @@ Resources:
     Properties:
       FunctionName: invoke-caller
       Handler: caller.handler
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: lambda:InvokeFunction
+              Resource: !Sub arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:invoke-*
   Doubler:
     Type: AWS::Serverless::Function
     Properties:
@@ -61,6 +66,8 @@ Resources:
     Properties:
       FunctionName: invoke-recorder
       Handler: targets.record
+      Policies:
+        - SQSSendMessagePolicy: {QueueName: !GetAtt Records.QueueName}
       Environment:
         Variables:
           QUEUE_URL: !Ref Records

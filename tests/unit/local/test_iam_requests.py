@@ -191,6 +191,12 @@ def test_put_events_names_each_bus_once() -> None:
             Check("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn:live"),
         ),
         (
+            "lambda",
+            "Invoke",
+            {"FunctionName": "210987654321:function:fn"},  # a partial ARN names its own account
+            Check("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:210987654321:function:fn"),
+        ),
+        (
             "ssm",
             "GetParameter",
             {"Name": "/app/flag"},
