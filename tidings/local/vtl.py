@@ -110,7 +110,14 @@ def _plain(value: Any) -> Any:
 class _Silent(dict[str, Any]):
     """`$context` and `$stageVariables`: a key that is not there renders as empty text."""
 
-    def __missing__(self, key: str) -> str:
+    def __missing__(self, key: str) -> _Nothing:
+        return _Nothing()
+
+
+class _Nothing(_Silent):
+    """A missing key: empty text, false in `#if`, and missing again one level down."""
+
+    def __str__(self) -> str:
         return ""
 
 
