@@ -148,6 +148,58 @@ Resources:
       RouteId: !Ref QueueRoute
       RouteResponseKey: $default
 
+  Machine:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      RoleArn: !GetAtt GatewayRole.Arn
+      Definition:
+        StartAt: Double
+        States:
+          Double:
+            Type: Pass
+            Parameters:
+              got.$: $.n
+              by: machine
+            End: true
+
+  RunIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationType: AWS
+      IntegrationMethod: POST
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:states:action/StartSyncExecution
+      CredentialsArn: !GetAtt GatewayRole.Arn
+      TemplateSelectionExpression: \$default
+      RequestTemplates:
+        $default: !Sub |
+          {"stateMachineArn": "${Machine}", "input": "$util.escapeJavaScript($input.json('$.payload'))"}
+
+  RunIntegrationResponse:
+    Type: AWS::ApiGatewayV2::IntegrationResponse
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationId: !Ref RunIntegration
+      IntegrationResponseKey: $default
+      TemplateSelectionExpression: \$default
+      ResponseTemplates:
+        $default: '{"status": "$input.path(''$.status'')", "output": $input.path(''$.output'')}'
+
+  RunRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: run
+      RouteResponseSelectionExpression: $default
+      Target: !Join ["/", [integrations, !Ref RunIntegration]]
+
+  RunRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Socket
+      RouteId: !Ref RunRoute
+      RouteResponseKey: $default
+
   ShapeIntegration:
     Type: AWS::ApiGatewayV2::Integration
     Properties:
@@ -295,6 +347,14 @@ async def test_lambda_sees_only_the_mapped_fields_and_the_response_template_shap
         # a Lambda error's errorMessage selects the /Bad.*/ integration response
         refused = await _reply(ws, {"action": "shape", "version": "v1", "text": ""})
         assert refused == {"refused": "Bad text: empty"}
+
+
+async def test_step_functions_sync_execution_answers_with_the_machine_output(
+    mapped_stack: RunningStack,
+) -> None:
+    async with websockets.connect(mapped_stack.websocket_url) as ws:
+        reply = await _reply(ws, {"action": "run", "payload": {"n": 21}})
+    assert reply == {"status": "SUCCEEDED", "output": {"got": 21, "by": "machine"}}
 
 
 UNSUPPORTED = [

@@ -96,6 +96,14 @@ def test_sqs_path_form_takes_the_action_from_the_body_and_the_queue_from_the_uri
     )
 
 
+def test_sns_publish_from_a_form_body() -> None:
+    uri = ServiceUri("us-east-1", "sns", "Publish")
+    topic = "arn:aws:sns:us-east-1:123456789012:news"
+    body = f"Action=Publish&TopicArn={topic}&Message=%7B%22a%22%3A1%7D"
+    call = build_call(uri, body, member_types=member_types("sns"), queue_url_base="http://x")
+    assert call == ServiceCall("sns", "Publish", {"TopicArn": topic, "Message": '{"a":1}'})
+
+
 @pytest.mark.parametrize(
     ("uri", "body", "message"),
     [
