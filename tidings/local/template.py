@@ -658,6 +658,15 @@ def _ref_target(value: Any) -> str | None:
     return None
 
 
+def _http_integration_refusal(integration: dict[str, Any]) -> str | None:
+    """What an HTTP API integration uses that the local stack does not run: HTTP_PROXY and
+    first-class service integrations (IntegrationSubtype); None for a Lambda proxy integration."""
+    if "IntegrationSubtype" in integration:
+        return f"IntegrationSubtype: {integration['IntegrationSubtype']}"
+    kind = integration.get("IntegrationType", "AWS_PROXY")
+    return None if kind == "AWS_PROXY" else f"IntegrationType: {kind}"
+
+
 class _AppReader:
     def __init__(
         self,
@@ -1023,6 +1032,11 @@ class _AppReader:
             integration_id = self.integration_of(route.get("Target"), integrations, f"{route_id}.Target")
             if integration_id not in integrations:
                 continue
+            refused = _http_integration_refusal(integrations[str(integration_id)])
+            if refused:
+                raise TemplateError(
+                    f"{integration_id}.Properties.{refused} is not supported locally (AWS_PROXY only)"
+                )
             method, _, path = route_key.partition(" ")
             authorizer = authorizers.get(str(_ref_target(route.get("AuthorizerId"))))
             routes.append(
