@@ -29,6 +29,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -122,12 +123,15 @@ class _Nothing(_Silent):
 
 
 def _silent(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return _Silent((str(key), _silent(item)) for key, item in value.items())
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
+    if isinstance(value, dict):
+        return _Silent({str(key): _silent(item) for key, item in value.items()})
+    if kind is bool:
         return JsonBool(value)
     if isinstance(value, list):
-        return JsonList(_silent(item) for item in value)
+        return JsonList([_silent(item) for item in value])
     return value
 
 
@@ -150,8 +154,10 @@ class _Input:
         document = self._document
         if document is _NOT_JSON:
             return (True, self.body) if path.strip() == "$" and self.body else (False, None)
+        if path.strip() == "$":
+            return True, document
         try:
-            expression = parse_jsonpath(path)
+            expression = _jsonpath(path)
         except (JsonPathParserError, Exception) as exc:  # the parser raises bare Exceptions too
             raise VtlError(f"invalid JSONPath {path!r}: {exc}") from exc
         matches = expression.find(document)
@@ -180,6 +186,12 @@ class _Input:
             if name.lower() in lowered:
                 return lowered[name.lower()]
         return ""
+
+
+@lru_cache(maxsize=512)
+def _jsonpath(path: str) -> Any:
+    """A parsed JSONPath; parsing (ply) costs ~1 ms, so each distinct path is parsed once."""
+    return parse_jsonpath(path)
 
 
 _MULTI_PATH = re.compile(r"\[\*\]|\.\*|\.\.|\[\?|\[[^\]]*[:,][^\]]*\]")
