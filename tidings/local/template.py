@@ -1201,6 +1201,7 @@ class _AppReader:
             "AWS::Events::EventBus": "bus",
             "AWS::SSM::Parameter": "ssm",
             "AWS::SecretsManager::Secret": "secret",
+            "AWS::SNS::Topic": "topic",
         }
         found: list[SimpleResource] = []
         for logical_id, resource in self.resources.items():

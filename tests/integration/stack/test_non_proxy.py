@@ -148,6 +148,45 @@ Resources:
       RouteId: !Ref QueueRoute
       RouteResponseKey: $default
 
+  News:
+    Type: AWS::SNS::Topic
+
+  NewsIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationType: AWS
+      IntegrationMethod: POST
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:sns:action/Publish
+      CredentialsArn: !GetAtt GatewayRole.Arn
+      TemplateSelectionExpression: \$default
+      RequestTemplates:
+        $default: !Sub "TopicArn=${News}&Message=$util.urlEncode($input.json('$.news'))"
+
+  NewsIntegrationResponse:
+    Type: AWS::ApiGatewayV2::IntegrationResponse
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationId: !Ref NewsIntegration
+      IntegrationResponseKey: $default
+      ResponseTemplates:
+        $default: '{"published": "$input.path(''$.MessageId'')"}'
+
+  NewsRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: publish
+      RouteResponseSelectionExpression: $default
+      Target: !Join ["/", [integrations, !Ref NewsIntegration]]
+
+  NewsRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Socket
+      RouteId: !Ref NewsRoute
+      RouteResponseKey: $default
+
   Machine:
     Type: AWS::StepFunctions::StateMachine
     Properties:
@@ -355,6 +394,12 @@ async def test_step_functions_sync_execution_answers_with_the_machine_output(
     async with websockets.connect(mapped_stack.websocket_url) as ws:
         reply = await _reply(ws, {"action": "run", "payload": {"n": 21}})
     assert reply == {"status": "SUCCEEDED", "output": {"got": 21, "by": "machine"}}
+
+
+async def test_sns_publish_to_the_template_topic(mapped_stack: RunningStack) -> None:
+    async with websockets.connect(mapped_stack.websocket_url) as ws:
+        reply = await _reply(ws, {"action": "publish", "news": {"headline": "x"}})
+    assert len(reply["published"]) >= 32  # a MessageId: the template's topic exists and took it
 
 
 UNSUPPORTED = [
