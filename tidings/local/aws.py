@@ -205,6 +205,8 @@ class AwsServices:
         # queues and buses first: bucket notifications and rule targets point at them
         for resource in by_kind.get("queue", []):
             self.create_queue(resource)
+        for resource in by_kind.get("topic", []):  # publishers (an SNS service integration) need it
+            self.client("sns").create_topic(Name=resource.name)
         for resource in by_kind.get("bus", []):
             self.client("events").create_event_bus(Name=resource.name)
         for table in self.app.tables:

@@ -42,8 +42,10 @@ from tidings.local.events import (
     route_response_body,
 )
 from tidings.local.ids import new_id, trace_id
+from tidings.local.integration_calls import NonProxyRunner
 from tidings.local.model import FunctionInvoker, Route, WebSocketApi
 from tidings.local.routing import CONNECT, DISCONNECT, parse_selection_expression, select_route
+from tidings.local.service_integrations import ServiceBackend
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class Gateway:
         outbound_queue_limit: int = limits.OUTBOUND_QUEUE_LIMIT,
         on_event: OnEvent | None = None,
         stop_timeout_s: float = 30.0,
+        services: ServiceBackend | None = None,
+        aws_endpoint: str = "",
     ) -> None:
         self.api = api
         self.invoker = invoker
@@ -101,6 +105,8 @@ class Gateway:
         self.outbound_queue_limit = outbound_queue_limit
         self.on_event = on_event
         self.stop_timeout_s = stop_timeout_s
+        # IntegrationType AWS routes: request/response templates, Lambda or AWS service calls
+        self.non_proxy = NonProxyRunner(invoker, services, aws_endpoint, self._emit)
         # Fails here, with the API named, rather than on the first message
         try:
             self.expression = parse_selection_expression(api.route_selection_expression)
@@ -234,6 +240,13 @@ class Gateway:
             return []
         if route.authorizer is not None and route.authorization_type == "CUSTOM":
             await self._authorize(route, record, headers, query)
+        if route.non_proxy is not None:
+            event = build_connect_event(self.context, self._facts(record), self._request(), headers, query)
+            params = {"header": dict(headers), "querystring": dict(query), "path": {}}
+            mapped = await self.non_proxy.run(route, route.non_proxy, event, "", params)
+            if mapped.failed:
+                raise HandshakeRejected(mapped.status, _reason(mapped.status))
+            return []
         if route.function_id is None:
             return []  # R5: no integration, the connection is accepted
         event = build_connect_event(self.context, self._facts(record), self._request(), headers, query)
@@ -332,9 +345,26 @@ class Gateway:
                 self._emit("message", {"connectionId": record.connection_id, "routeKey": None, "ok": False})
                 return
             route = self.api.routes[route_key]
+            request = RequestFacts(request_id, self.clock())
+            if route.non_proxy is not None:
+                event = build_message_event(
+                    self.context, self._facts(record), request, route_key, new_id(), body
+                )
+                outcome = await self.non_proxy.run(route, route.non_proxy, event, body)
+                self._emit(
+                    "message",
+                    {"connectionId": record.connection_id, "routeKey": route_key, "ok": not outcome.failed},
+                )
+                error = outcome.gateway_error
+                if error is None and outcome.failed and not route.has_route_response:
+                    error = "Internal server error"  # R7; with a route response the mapped error goes
+                if error is not None:
+                    await live.outbound.put(gateway_error(error, record.connection_id, request_id))
+                elif route.has_route_response and outcome.reply is not None:
+                    await live.outbound.put(outcome.reply)
+                return
             if route.function_id is None:
                 return
-            request = RequestFacts(request_id, self.clock())
             event = build_message_event(self.context, self._facts(record), request, route_key, new_id(), body)
             invocation = await self.invoker.invoke(route.function_id, event, source=route_key)
             self._emit(
@@ -408,7 +438,7 @@ class Gateway:
 
     async def _run_disconnect(self, record: ConnectionRecord, code: int, reason: str) -> None:
         route = self.api.routes.get(DISCONNECT)
-        if route is None or route.function_id is None:
+        if route is None or (route.function_id is None and route.non_proxy is None):
             return
         if self.drop_disconnect:
             # Deliberately lost, as AWS may: later posts to this id must take the 410 path
@@ -416,6 +446,10 @@ class Gateway:
             return
         event = build_disconnect_event(self.context, self._facts(record), self._request(), code, reason)
         try:
+            if route.non_proxy is not None:
+                await self.non_proxy.run(route, route.non_proxy, event, "")
+                return
+            assert route.function_id is not None
             await self.invoker.invoke(route.function_id, event, source=DISCONNECT)
         except Exception:
             log.exception("$disconnect failed for %s", record.connection_id)

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tidings.local.service_integrations import ServiceUri
+from tidings.local.vtl import MappingTemplate, ResponseMapping
+
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 
@@ -25,13 +28,29 @@ class Authorizer:
 
 
 @dataclass(frozen=True)
+class NonProxyIntegration:
+    """An `IntegrationType: AWS` integration: a Lambda function (the route's `function_id`) or an
+    AWS service (`service`), with request templates and integration responses (vtl.py)."""
+
+    logical_id: str
+    service: ServiceUri | None  # None: the route's Lambda function
+    request_templates: dict[str, MappingTemplate]
+    template_selection_expression: str | None = None
+    passthrough_behavior: str = "WHEN_NO_MATCH"
+    credentials_arn: str | None = None  # the role API Gateway calls the service (or Lambda) with
+    responses: tuple[ResponseMapping, ...] = ()
+
+
+@dataclass(frozen=True)
 class Route:
     route_key: str
-    function_id: str | None  # None: no integration (allowed on $connect, R5)
+    function_id: str | None  # None: no integration (allowed on $connect, R5), or a service one
     authorization_type: str = "NONE"  # NONE | CUSTOM | AWS_IAM
     authorizer: Authorizer | None = None
     # True when the route returns the handler's result to the client (R6)
     has_route_response: bool = False
+    # None: Lambda proxy integration (AWS_PROXY), or no integration
+    non_proxy: NonProxyIntegration | None = None
 
 
 @dataclass(frozen=True)

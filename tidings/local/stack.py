@@ -34,6 +34,7 @@ from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
 from tidings.local.http import build_http_app
 from tidings.local.iam import UnsupportedPolicy
+from tidings.local.integration_calls import EmbeddedServiceBackend
 from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
@@ -270,6 +271,8 @@ class LocalStack:
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
                 on_event=self._on_gateway_event,
+                services=EmbeddedServiceBackend(self.aws, self.machines),
+                aws_endpoint=aws_endpoint,
             )
             await self.gateway.start()
 

@@ -39,6 +39,7 @@ from tidings.local.model import (
     Function,
     HttpRoute,
     LocalApp,
+    NonProxyIntegration,
     Role,
     Route,
     Rule,
@@ -50,6 +51,20 @@ from tidings.local.model import (
     arn_service,
 )
 from tidings.local.parameters import ParameterError, parameter_value
+from tidings.local.service_integrations import (
+    IntegrationUriError,
+    ServiceUri,
+    is_service_uri,
+    parse_service_uri,
+    service_operations,
+)
+from tidings.local.vtl import (
+    PASSTHROUGH_BEHAVIORS,
+    ResponseMapping,
+    VtlError,
+    check_selection_expression,
+    parse_templates,
+)
 
 log = logging.getLogger(__name__)
 PLACEHOLDER_BUCKET = "local"
@@ -644,6 +659,15 @@ def _ref_target(value: Any) -> str | None:
     return None
 
 
+def _http_integration_refusal(integration: dict[str, Any]) -> str | None:
+    """What an HTTP API integration uses that the local stack does not run: HTTP_PROXY and
+    first-class service integrations (IntegrationSubtype); None for a Lambda proxy integration."""
+    if "IntegrationSubtype" in integration:
+        return f"IntegrationSubtype: {integration['IntegrationSubtype']}"
+    kind = integration.get("IntegrationType", "AWS_PROXY")
+    return None if kind == "AWS_PROXY" else f"IntegrationType: {kind}"
+
+
 class _AppReader:
     def __init__(
         self,
@@ -861,6 +885,7 @@ class _AppReader:
                 route_where = f"{route_id}.Properties"
                 route_key = str(self.resolver.resolve_at(route.get("RouteKey"), f"{route_where}.RouteKey"))
                 function_id: str | None = None
+                non_proxy: NonProxyIntegration | None = None
                 if route.get("Target") is not None:
                     integration_id = self.integration_of(
                         route["Target"], integrations, f"{route_where}.Target"
@@ -870,9 +895,7 @@ class _AppReader:
                             f"{route_where}.Target: no integration {integration_id} on this API"
                         )
                     integration = integrations[str(integration_id)]
-                    function_id = self.function_id_of(
-                        integration.get("IntegrationUri"), f"{integration_id}.IntegrationUri"
-                    )
+                    function_id, non_proxy = self.websocket_integration(str(integration_id), integration)
                 route_authorizer = _ref_target(route.get("AuthorizerId"))
                 authorization = str(route.get("AuthorizationType", "NONE"))
                 routes[route_key] = Route(
@@ -881,6 +904,7 @@ class _AppReader:
                     authorization_type=authorization,
                     authorizer=authorizers.get(str(route_authorizer)) if route_authorizer else None,
                     has_route_response=route_id in route_responses,
+                    non_proxy=non_proxy,
                 )
             apis.append(
                 WebSocketApi(
@@ -899,6 +923,92 @@ class _AppReader:
                 )
             )
         return apis
+
+    def websocket_integration(
+        self, integration_id: str, integration: dict[str, Any]
+    ) -> tuple[str | None, NonProxyIntegration | None]:
+        """The function a WebSocket integration runs and, unless it is a Lambda proxy integration,
+        how it maps requests and responses. Forms the local stack does not run are refused by name."""
+        where = f"{integration_id}.Properties"
+        kind = str(
+            self.resolver.resolve_at(integration.get("IntegrationType", ""), f"{where}.IntegrationType")
+        )
+        uri_where = f"{where}.IntegrationUri"
+        if kind == "AWS_PROXY":
+            return self.function_id_of(integration.get("IntegrationUri"), uri_where), None
+        if kind != "AWS":
+            raise TemplateError(
+                f"{where}.IntegrationType: {kind or 'none'} is not supported locally (AWS_PROXY and AWS only)"
+            )
+        for name, refused in (
+            ("ConnectionType", "VPC_LINK"),
+            ("ContentHandlingStrategy", "CONVERT_TO_BINARY"),
+        ):
+            if str(integration.get(name, "")) == refused:
+                raise TemplateError(f"{where}.{name}: {refused} is not supported locally")
+        for name in self.resolver.resolve_at(
+            integration.get("RequestParameters", {}), f"{where}.RequestParameters"
+        ):
+            if name.lower() != "integration.request.header.content-type":
+                raise TemplateError(f"{where}.RequestParameters: {name} is not supported locally")
+        uri = str(self.resolver.resolve_at(integration.get("IntegrationUri", ""), uri_where))
+        function_id: str | None = None
+        service: ServiceUri | None = None
+        try:
+            if is_service_uri(uri):
+                service = parse_service_uri(uri, service_operations())
+            else:
+                function_id = self.function_id_of(integration.get("IntegrationUri"), uri_where)
+            passthrough = str(integration.get("PassthroughBehavior", "WHEN_NO_MATCH"))
+            if passthrough not in PASSTHROUGH_BEHAVIORS:
+                raise VtlError(
+                    f"{where}.PassthroughBehavior: {passthrough!r} is not one of {PASSTHROUGH_BEHAVIORS}"
+                )
+            selection = integration.get("TemplateSelectionExpression")
+            if selection is not None:
+                check_selection_expression(str(selection), f"{where}.TemplateSelectionExpression")
+            responses = []
+            for response_id, response in self.of_type("AWS::ApiGatewayV2::IntegrationResponse"):
+                if _ref_target(response.get("IntegrationId")) != integration_id:
+                    continue
+                response_where = f"{response_id}.Properties"
+                response_selection = response.get("TemplateSelectionExpression")
+                if response_selection is not None:
+                    check_selection_expression(
+                        str(response_selection),
+                        f"{response_where}.TemplateSelectionExpression",
+                        response=True,
+                    )
+                responses.append(
+                    ResponseMapping(
+                        key=str(response.get("IntegrationResponseKey", "$default")),
+                        template_selection_expression=None
+                        if response_selection is None
+                        else str(response_selection),
+                        templates=parse_templates(
+                            self.resolver.resolve_at(response.get("ResponseTemplates", {}), response_where),
+                            f"{response_where}.ResponseTemplates",
+                        ),
+                    )
+                )
+            return function_id, NonProxyIntegration(
+                logical_id=integration_id,
+                service=service,
+                request_templates=parse_templates(
+                    self.resolver.resolve_at(integration.get("RequestTemplates", {}), where),
+                    f"{where}.RequestTemplates",
+                ),
+                template_selection_expression=None if selection is None else str(selection),
+                passthrough_behavior=passthrough,
+                credentials_arn=self._optional_text(
+                    integration.get("CredentialsArn"), f"{where}.CredentialsArn"
+                ),
+                responses=tuple(responses),
+            )
+        except IntegrationUriError as exc:
+            raise TemplateError(f"{uri_where}: {exc}") from exc
+        except VtlError as exc:
+            raise TemplateError(str(exc)) from exc
 
     def http_routes(self) -> list[HttpRoute]:
         routes: list[HttpRoute] = []
@@ -924,6 +1034,11 @@ class _AppReader:
             integration_id = self.integration_of(route.get("Target"), integrations, f"{route_id}.Target")
             if integration_id not in integrations:
                 continue
+            refused = _http_integration_refusal(integrations[str(integration_id)])
+            if refused:
+                raise TemplateError(
+                    f"{integration_id}.Properties.{refused} is not supported locally (AWS_PROXY only)"
+                )
             method, _, path = route_key.partition(" ")
             authorizer = authorizers.get(str(_ref_target(route.get("AuthorizerId"))))
             routes.append(
@@ -1089,6 +1204,7 @@ class _AppReader:
             "AWS::Events::EventBus": "bus",
             "AWS::SSM::Parameter": "ssm",
             "AWS::SecretsManager::Secret": "secret",
+            "AWS::SNS::Topic": "topic",
         }
         found: list[SimpleResource] = []
         for logical_id, resource in self.resources.items():

@@ -1,0 +1,227 @@
+"""Non-proxy integrations (`IntegrationType: AWS`) at run time: a thin shell over vtl.py and
+service_integrations.py.
+
+`NonProxyRunner` is what the gateway calls for such a route: select and render the request
+template (or pass through, or refuse), call the Lambda function with the rendered JSON as its
+event or the AWS service with the rendered body, then select the integration response by the
+Lambda error message or the service's status and render its template into the reply.
+
+`EmbeddedServiceBackend` performs the service calls: Step Functions' StartExecution /
+StartSyncExecution on the local state machine interpreter (which runs the template's functions),
+everything else through a boto3 client of the embedded AWS services. The answer is the service's
+JSON body and HTTP status, errors included, for the integration response templates to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore import xform_name
+from botocore.exceptions import ClientError, ParamValidationError
+
+from tidings.local.aws import AwsServices
+from tidings.local.model import FunctionInvoker, NonProxyIntegration, Route
+from tidings.local.service_integrations import (
+    ServiceBackend,
+    ServiceCall,
+    ServiceRequestError,
+    ServiceResult,
+    build_call,
+    error_result,
+    member_types,
+)
+from tidings.local.stepfunctions import StatesError, StepFunctions
+from tidings.local.vtl import (
+    Passthrough,
+    RenderInput,
+    VtlError,
+    render_response,
+    select_integration_response,
+    select_request_template,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NonProxyOutcome:
+    failed: bool  # the backend failed (a $connect handshake is refused with `status`)
+    status: int
+    reply: str | None = None  # what a route response sends
+    gateway_error: str | None = None  # API Gateway's own error message instead of a reply
+
+
+class NonProxyRunner:
+    """Runs `IntegrationType: AWS` routes for one gateway."""
+
+    def __init__(
+        self,
+        invoker: FunctionInvoker,
+        services: ServiceBackend | None,
+        aws_endpoint: str,
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self.invoker = invoker
+        self.services = services
+        self.aws_endpoint = aws_endpoint  # SQS path-form URIs name a queue on it
+        self.emit = emit
+
+    async def run(
+        self,
+        route: Route,
+        integration: NonProxyIntegration,
+        event: dict[str, Any],
+        body: str,
+        params: dict[str, dict[str, str]] | None = None,
+    ) -> NonProxyOutcome:
+        """Map the request with the selected template, call the Lambda function or AWS service, and
+        map its answer with the integration response's template (vtl.py decides each step)."""
+        values = RenderInput(body, event["requestContext"], {}, params)
+        selection = select_request_template(
+            integration.request_templates,
+            integration.template_selection_expression,
+            body,
+            integration.passthrough_behavior,
+        )
+        if selection.outcome is Passthrough.REJECT:
+            return NonProxyOutcome(True, 415, gateway_error="Unsupported Media Type")
+        try:
+            request = body if selection.template is None else selection.template.render(values)
+        except VtlError as exc:
+            log.error("route %s: %s", route.route_key, exc)
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        if integration.service is not None:
+            answered = await self._call_service(route, integration, request)
+            if isinstance(answered, NonProxyOutcome):
+                return answered
+            status, answer, selector, failed = (
+                answered.status,
+                answered.body,
+                str(answered.status),
+                answered.status >= 400,
+            )
+        else:
+            assert route.function_id is not None
+            try:
+                payload = json.loads(request) if request.strip() else {}
+            except ValueError:
+                # Lambda refuses a payload that is not JSON (InvalidRequestContentException)
+                log.error("route %s: the mapped request is not JSON: %.200s", route.route_key, request)
+                return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+            invocation = await self.invoker.invoke(route.function_id, payload, source=route.route_key)
+            status, failed = 200, not invocation.ok
+            if invocation.ok:
+                answer, selector = json.dumps(invocation.result), None
+            else:
+                # Lambda's error object; its errorMessage selects the integration response
+                error: dict[str, Any] = {
+                    "errorMessage": invocation.error_message or "",
+                    "errorType": invocation.error_type or "",
+                    "stackTrace": (invocation.traceback or "").splitlines(),
+                }
+                answer, selector = json.dumps(error), error["errorMessage"]
+        response = select_integration_response(integration.responses, selector)
+        try:
+            reply = render_response(response, answer, status, body, values)
+        except VtlError as exc:
+            log.error("route %s: %s", route.route_key, exc)
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        return NonProxyOutcome(failed, 500 if failed else 200, reply=reply)
+
+    async def _call_service(
+        self, route: Route, integration: NonProxyIntegration, request: str
+    ) -> ServiceResult | NonProxyOutcome:
+        assert integration.service is not None
+        if self.services is None:
+            raise RuntimeError(f"route {route.route_key}: no AWS services for a service integration")
+        try:
+            call = build_call(
+                integration.service,
+                request,
+                member_types=member_types(integration.service.service),
+                queue_url_base=self.aws_endpoint,
+            )
+        except ServiceRequestError as exc:
+            log.error("route %s: integration %s: %s", route.route_key, integration.logical_id, exc)
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        result = await self.services.call(call, integration.credentials_arn)
+        self.emit(
+            "integration",
+            {
+                "routeKey": route.route_key,
+                "operation": f"{call.service}:{call.operation}",
+                "status": result.status,
+            },
+        )
+        if result.status >= 400:
+            log.warning(
+                "route %s: %s:%s answered %d: %.300s",
+                route.route_key,
+                call.service,
+                call.operation,
+                result.status,
+                result.body,
+            )
+        return result
+
+
+class EmbeddedServiceBackend:
+    """`ServiceBackend` for the local stack.
+
+    `role_arn` is the integration's `CredentialsArn`; the embedded services do not evaluate IAM yet,
+    so it is carried to this one place, where the call's credentials will come from that role.
+    """
+
+    def __init__(self, aws: AwsServices, machines: StepFunctions) -> None:
+        self.aws = aws
+        self.machines = machines
+
+    async def call(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
+        if call.service == "stepfunctions" and call.operation in ("StartExecution", "StartSyncExecution"):
+            return await self._start_execution(call)
+        return await asyncio.to_thread(self._call_client, call)
+
+    def _call_client(self, call: ServiceCall) -> ServiceResult:
+        client = self.aws.client(call.service)
+        try:
+            response = getattr(client, xform_name(call.operation))(**call.params)
+        except ParamValidationError as exc:
+            return error_result(400, "ValidationException", str(exc).replace("\n", " "))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+            return error_result(status, str(error.get("Code", "")), str(error.get("Message", "")))
+        response.pop("ResponseMetadata", None)
+        return ServiceResult(200, json.dumps(response, default=_json_default))
+
+    async def _start_execution(self, call: ServiceCall) -> ServiceResult:
+        params = call.params
+        arn = str(params.get("stateMachineArn", ""))
+        try:
+            document = json.loads(params["input"]) if "input" in params else {}
+        except (TypeError, ValueError):
+            return error_result(400, "InvalidExecutionInput", "input is not valid JSON")
+        try:
+            execution_arn = await self.machines.start_execution(arn, document, name=params.get("name"))
+        except StatesError as exc:
+            return error_result(400, exc.error, exc.cause)
+        execution = self.machines.describe_execution(execution_arn)
+        if call.operation == "StartExecution":
+            return ServiceResult(
+                200, json.dumps({"executionArn": execution_arn, "startDate": execution.start_date})
+            )
+        stopped = await self.machines.wait_for(execution_arn)
+        return ServiceResult(200, json.dumps(stopped.describe()))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
