@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
+from tidings.local.hosts import HostPolicy
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, LocalApp, SimpleResource, Table
+from tidings.local.moto_server import MotoServer
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,14 @@ class AwsServices:
     """moto on `host:port` (0: a free port) with the app's tables, buckets, queues, buses, rules,
     parameters, secrets and state machines."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int = 0, host: str = "127.0.0.1", hosts: Callable[[int], HostPolicy] | None = None
+    ) -> None:
         self._app: LocalApp | None = None  # set by create_resources
         self.host = host
         self.port = port
-        self._server: ThreadedMotoServer | None = None
+        self.hosts = hosts  # the Host policy for the bound port (hosts.py); None: any Host
+        self._server: MotoServer | None = None
         self._interceptors: list[Interceptor] = []
 
     def add_interceptor(self, interceptor: Interceptor) -> None:
@@ -115,15 +119,10 @@ class AwsServices:
             moto_api_backend.reset()  # backends are process-wide: start from an empty account
             make_dynamodb_atomic()
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-            self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+            # binds here: a taken port raises OSError instead of hanging (moto_server.py)
+            # the host check first, then the interceptors, then moto
+            self._server = MotoServer(self.host, self.port, hosts=self.hosts, wrap=self._intercepting)
             self._server.start()
-            # pinned: moto 5's ThreadedMotoServer keeps its werkzeug server in `_server`, whose
-            # `app` each request handler reads; tests/integration/runtime/test_lambda_invoke.py
-            # fails loudly if that moves
-            wsgi_server = getattr(self._server, "_server", None)
-            if wsgi_server is None or not hasattr(wsgi_server, "app"):
-                raise RuntimeError("moto's ThreadedMotoServer no longer exposes its WSGI server")
-            wsgi_server.app = self._intercepting(wsgi_server.app)
         return self.endpoint
 
     def stop(self) -> None:

@@ -41,6 +41,7 @@ from tidings.local.events import (
     missing_identity_source,
     route_response_body,
 )
+from tidings.local.hosts import HostPolicy, HostRequest
 from tidings.local.ids import new_id, trace_id
 from tidings.local.model import FunctionInvoker, Route, WebSocketApi
 from tidings.local.routing import CONNECT, DISCONNECT, parse_selection_expression, select_route
@@ -89,6 +90,7 @@ class Gateway:
         outbound_queue_limit: int = limits.OUTBOUND_QUEUE_LIMIT,
         on_event: OnEvent | None = None,
         stop_timeout_s: float = 30.0,
+        hosts: HostPolicy | None = None,
     ) -> None:
         self.api = api
         self.invoker = invoker
@@ -101,6 +103,7 @@ class Gateway:
         self.outbound_queue_limit = outbound_queue_limit
         self.on_event = on_event
         self.stop_timeout_s = stop_timeout_s
+        self.hosts = hosts  # None: every Host passes (tests that build a bare gateway)
         # Fails here, with the API named, rather than on the first message
         try:
             self.expression = parse_selection_expression(api.route_selection_expression)
@@ -203,6 +206,23 @@ class Gateway:
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
+        if self.hosts is not None:
+            # DNS rebinding: a foreign Host is refused before any authorizer or $connect runs
+            local = ws.local_address
+            verdict = self.hosts.check(
+                HostRequest(
+                    method="GET",
+                    path=parts.path,
+                    host=request.headers.get("Host"),
+                    origin=request.headers.get("Origin"),
+                    peer=str(ws.remote_address[0]) if ws.remote_address else None,
+                    local=str(local[0]) if local else None,
+                    headers=request.headers,
+                ),
+                scheme="ws",
+            )
+            if not verdict.allowed:
+                return _reject(ws, verdict.status, "Forbidden")
         if parts.path.rstrip("/") != f"/{self.stage}":
             return _reject(ws, 403, "Forbidden")
         query = parse_qsl(parts.query, keep_blank_values=True)

@@ -30,6 +30,7 @@ from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
+from tidings.local.hosts import LOOPBACK_NAMES, HostPolicy, browser_host, is_loopback, is_wildcard
 from tidings.local.http import build_http_app
 from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
@@ -37,13 +38,24 @@ from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.model import Invocation, LocalApp
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
-from tidings.state import LocalStackState, remove_state, state_path, write_state
+from tidings.state import (
+    LocalStackState,
+    StackAlreadyRunning,
+    StateLock,
+    remove_state,
+    state_path,
+    write_state,
+)
 
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 LOCAL_SITE_METADATA = "Tidings"
 # Optional parts of the local stack; each module has `install(http_app, stack)` and may register
 # invocation listeners, gateway event listeners and routes before the HTTP server starts.
 EXTENSIONS = ("tidings.local.console", "tidings.local.faults")
+# Whatever --host exposes, these answer only to this machine (token minting, console, faults)
+LOCAL_ONLY_PATHS = ("/_tidings", "/console")
+# The AWS endpoint never follows --host: it holds every secret and table of the stack
+AWS_HOST = "127.0.0.1"
 InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Any]
 GatewayListener = Callable[
     [str, dict[str, Any]], Any
@@ -169,12 +181,18 @@ class LocalStack:
         host = opts.host
         ws_port = opts.ws_port or free_port(host)
         http_port = opts.http_port or free_port(host)
+        shown = browser_host(host)  # never 0.0.0.0 in a URL: browsers cannot use it
+        extra_names = frozenset({socket.gethostname().lower()}) if is_wildcard(host) else frozenset()
 
-        self.aws = AwsServices(port=opts.aws_port, host=host)
+        def aws_hosts(port: int) -> HostPolicy:
+            # the stack's pages (the HTTP port) may upload to presigned URLs
+            return HostPolicy(port=port, bind_host=AWS_HOST, origin_ports=frozenset({http_port}))
+
+        self.aws = AwsServices(port=opts.aws_port, host=AWS_HOST, hosts=aws_hosts)
         aws_endpoint = self.aws.start_server()
         endpoints = LocalEndpoints(
-            ws_url_base=f"ws://{host}:{ws_port}",
-            http_url_base=f"http://{host}:{http_port}",
+            ws_url_base=f"ws://{shown}:{ws_port}",
+            http_url_base=f"http://{shown}:{http_port}",
             aws_endpoint=aws_endpoint,
         )
         self.app = app = load_app(
@@ -212,16 +230,26 @@ class LocalStack:
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
                 on_event=self._on_gateway_event,
+                hosts=HostPolicy(port=ws_port, bind_host=host, extra_names=extra_names),
             )
             await self.gateway.start()
 
         sites = local_site_dirs(app.template_path)
+        management = ("/@connections", f"/{api.stage}/@connections") if api is not None else ()
+        http_hosts = HostPolicy(
+            port=http_port,
+            bind_host=host,
+            extra_names=extra_names,
+            local_only=LOCAL_ONLY_PATHS,
+            origin_checked=(*LOCAL_ONLY_PATHS, *management),
+        )
         http_app = build_http_app(
             self.gateway,
             static_dirs=sites,
             http_routes=app.http_routes,
             invoker=self.runner,
             region=app.region,
+            hosts=http_hosts,
         )
         http_app.middlewares.append(self._local_routes)
         for name in EXTENSIONS:
@@ -239,17 +267,31 @@ class LocalStack:
 
         stage = api.stage if api is not None else ""
         self.urls = StackUrls(
-            websocket_url=f"ws://{host}:{ws_port}/{stage}",
-            callback_url=f"http://{host}:{http_port}/{stage}",
+            websocket_url=f"ws://{shown}:{ws_port}/{stage}",
+            callback_url=f"http://{shown}:{http_port}/{stage}",
             aws_endpoint=aws_endpoint,
-            http_url=f"http://{host}:{http_port}",
-            progress_view_url=f"http://{host}:{http_port}/" if sites else None,
-            jobs_api_url=f"http://{host}:{http_port}" if app.http_routes else None,
-            console_url=f"http://{host}:{http_port}/console"
+            http_url=f"http://{shown}:{http_port}",
+            progress_view_url=f"http://{shown}:{http_port}/" if sites else None,
+            jobs_api_url=f"http://{shown}:{http_port}" if app.http_routes else None,
+            console_url=f"http://{shown}:{http_port}/console"
             if "tidings.local.console" in self.extensions
             else None,
         )
         return self.urls
+
+    def exposure_warning(self) -> str | None:
+        """What `--host` exposes beyond this machine, or None when it binds a loopback address."""
+        host = self.options.host
+        if host.strip("[]").lower() in LOOPBACK_NAMES or is_loopback(host.strip("[]")):
+            return None
+        assert self.urls is not None
+        exposed = [f"the HTTP API, callback and static site (port {self.urls.http_url.rsplit(':', 1)[1]})"]
+        if self.gateway is not None:
+            exposed.insert(0, f"the WebSocket API (port {self.gateway.port})")
+        return (
+            f"warning: --host {host} exposes {' and '.join(exposed)} to the network; "
+            "token minting, the console and the AWS endpoint answer only on this machine"
+        )
 
     def _on_invocation(
         self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
@@ -343,7 +385,12 @@ def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
     if len(apis) > 1:
         names = ", ".join(api.logical_id for api in apis)
         raise TemplateError(f"the template has several WebSocket APIs ({names}): choose one with --api")
-    return apis[0] if apis else None
+    if not apis:
+        raise TemplateError(
+            f"{app.template_path}: no WebSocket API (AWS::Serverless::WebSocketApi or an "
+            "AWS::ApiGatewayV2::Api with ProtocolType WEBSOCKET): nothing for tidings dev to serve"
+        )
+    return apis[0]
 
 
 def _token_secret_id(app: LocalApp) -> str | None:
@@ -408,6 +455,24 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
             loop.add_signal_handler(sig, stop.set)
     state_file = options.state_file or state_path(options.template)
     try:
+        lock = StateLock(state_file)  # before any port: the other stack holds them
+    except (StackAlreadyRunning, OSError) as exc:
+        print(f"tidings dev: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await _serve(stack, options, state_file, stop, demo)
+    finally:
+        lock.release()
+
+
+async def _serve(
+    stack: LocalStack,
+    options: DevOptions,
+    state_file: Path,
+    stop: asyncio.Event,
+    demo: Callable[[LocalStack], Any] | None,
+) -> int:
+    try:
         urls = await stack.start()
     except (TemplateError, OSError) as exc:
         await stack.stop()
@@ -415,6 +480,9 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
         return 2
     try:
         write_state(stack.state(), state_file)
+        warning = stack.exposure_warning()
+        if warning is not None:
+            print(f"tidings dev: {warning}", file=sys.stderr, flush=True)
         for line in urls.lines():
             print(line, flush=True)
         print("Ready. Ctrl-C stops everything.", flush=True)
