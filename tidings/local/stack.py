@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tidings.local.aws import AwsServices
 from tidings.local.bus import EventDelivery
@@ -203,7 +204,10 @@ class LocalStack:
         )
         for function_id, reason in app.skipped.items():
             self.out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
-        self.aws.create_resources(app)
+        try:
+            self.aws.create_resources(app)
+        except (BotoCoreError, ClientError) as exc:  # the embedded service refused what it declares
+            raise TemplateError(f"{app.template_path}: cannot create its resources: {exc}") from None
         self.token_secret_id = _token_secret_id(app)
 
         self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out))
@@ -346,17 +350,19 @@ class LocalStack:
         return response
 
     async def stop(self) -> None:
+        """Stop what produces events (executions, workers) before event delivery goes: moto's own
+        delivery, back once ours is uninstalled, cannot reach Lambda or Step Functions targets."""
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await self.gateway.stop()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
-        if self.delivery is not None:
-            self.delivery.uninstall()
         if self.machines is not None:
             await self.machines.stop()
         if self.runner is not None:
             await self.runner.stop()
+        if self.delivery is not None:
+            self.delivery.uninstall()
         if self.aws is not None:
             self.aws.stop()
 
