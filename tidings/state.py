@@ -35,8 +35,10 @@ _JSON_KEYS = {
     "pid": "pid",
     "started_at": "startedAt",
 }
-# null when the template has no such piece (no WebSocket stage, no secret, no HTTP API, no site)
-_NULLABLE = frozenset({"progress_view_url", "jobs_api_url", "stage", "token_secret_id"})
+# null when the template has no such piece (no WebSocket API or stage, no secret, no HTTP API, no site)
+_NULLABLE = frozenset(
+    {"websocket_url", "callback_url", "progress_view_url", "jobs_api_url", "stage", "token_secret_id"}
+)
 
 
 class StackNotRunning(RuntimeError):
@@ -49,8 +51,8 @@ def _utc_now() -> str:
 
 @dataclass(frozen=True, slots=True)
 class LocalStackState:
-    websocket_url: str
-    callback_url: str
+    websocket_url: str | None
+    callback_url: str | None
     aws_endpoint: str
     http_url: str
     progress_view_url: str | None

@@ -82,8 +82,8 @@ class DevOptions:
 
 @dataclass(frozen=True)
 class StackUrls:
-    websocket_url: str
-    callback_url: str
+    websocket_url: str | None  # None: the template has no WebSocket API, so none is advertised
+    callback_url: str | None
     aws_endpoint: str
     http_url: str
     progress_view_url: str | None
@@ -91,11 +91,10 @@ class StackUrls:
     console_url: str | None = None
 
     def lines(self) -> list[str]:
-        lines = [
-            f"WebSocket URL: {self.websocket_url}",
-            f"Callback URL: {self.callback_url}",
-            f"AWS endpoint: {self.aws_endpoint}",
-        ]
+        lines = []
+        if self.websocket_url and self.callback_url:
+            lines += [f"WebSocket URL: {self.websocket_url}", f"Callback URL: {self.callback_url}"]
+        lines.append(f"AWS endpoint: {self.aws_endpoint}")
         if self.progress_view_url:
             lines.append(f"Progress view: {self.progress_view_url}")
         if self.console_url:
@@ -271,8 +270,8 @@ class LocalStack:
 
         stage = api.stage if api is not None else ""
         self.urls = StackUrls(
-            websocket_url=f"ws://{shown}:{ws_port}/{stage}",
-            callback_url=f"http://{shown}:{http_port}/{stage}",
+            websocket_url=f"ws://{shown}:{ws_port}/{stage}" if api is not None else None,
+            callback_url=f"http://{shown}:{http_port}/{stage}" if api is not None else None,
             aws_endpoint=aws_endpoint,
             http_url=f"http://{shown}:{http_port}",
             progress_view_url=f"http://{shown}:{http_port}/" if sites else None,
@@ -391,12 +390,7 @@ def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
     if len(apis) > 1:
         names = ", ".join(api.logical_id for api in apis)
         raise TemplateError(f"the template has several WebSocket APIs ({names}): choose one with --api")
-    if not apis:
-        raise TemplateError(
-            f"{app.template_path}: no WebSocket API (AWS::Serverless::WebSocketApi or an "
-            "AWS::ApiGatewayV2::Api with ProtocolType WEBSOCKET): nothing for tidings dev to serve"
-        )
-    return apis[0]
+    return apis[0] if apis else None
 
 
 def _token_secret_id(app: LocalApp) -> str | None:

@@ -173,7 +173,6 @@ def test_a_second_stack_on_the_same_state_refuses_naming_the_first(stack: Runnin
             "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: 'bad name!'\n",
             "CreateQueue",
         ),
-        ("Resources:\n  Q:\n    Type: AWS::SQS::Queue\n", "no WebSocket API"),
     ],
 )
 def test_hostile_templates_exit_2_with_one_line(tmp_path: Path, text: str, message: str) -> None:
@@ -183,6 +182,19 @@ def test_hostile_templates_exit_2_with_one_line(tmp_path: Path, text: str, messa
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert message in done.stderr and "Ready." not in done.stdout
+
+
+def test_a_template_without_a_websocket_api_advertises_none(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text("Resources:\n  Q:\n    Type: AWS::SQS::Queue\n")
+    running = start_stack(template, tmp_path)
+    try:
+        assert "WebSocket URL" not in running.log_text() and "Callback URL" not in running.log_text()
+        assert "AWS endpoint" in running.urls
+        state = json.loads(running.state_file.read_text())
+        assert state["websocketUrl"] is None and state["callbackUrl"] is None
+    finally:
+        assert stop_stack(running) == 0
 
 
 def lan_address() -> str | None:
