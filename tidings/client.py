@@ -63,6 +63,8 @@ class Target:
 def local_target(state: LocalStackState) -> Target:
     if not state.token_secret_id:
         raise CliError("the local stack has no token secret (TOKEN_SECRET_ARN) to sign tokens with")
+    if not state.websocket_url:
+        raise CliError("the local stack serves no WebSocket API (its template has none)")
     return Target(
         websocket_url=state.websocket_url,
         jobs_api_url=state.jobs_api_url,

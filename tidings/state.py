@@ -39,9 +39,12 @@ _JSON_KEYS = {
     "pid": "pid",
     "started_at": "startedAt",
 }
-# null when the template has no such piece (no WebSocket stage, no secret, no HTTP API, no site)
+# null when the template has no such piece (no WebSocket API or stage, no secret, no HTTP API, no
+# site) or the stack runs without credentials
 _NULLABLE = frozenset(
     {
+        "websocket_url",
+        "callback_url",
         "progress_view_url",
         "jobs_api_url",
         "stage",
@@ -62,8 +65,8 @@ def _utc_now() -> str:
 
 @dataclass(frozen=True, slots=True)
 class LocalStackState:
-    websocket_url: str
-    callback_url: str
+    websocket_url: str | None
+    callback_url: str | None
     aws_endpoint: str
     http_url: str
     progress_view_url: str | None
@@ -181,3 +184,46 @@ def remove_state(path: Path | None = None, *, pid: int | None = None) -> bool:
         return False
     target.unlink(missing_ok=True)
     return True
+
+
+class StackAlreadyRunning(RuntimeError):
+    """Another live `tidings dev` owns this state file."""
+
+
+class StateLock:
+    """Ownership of a state file for the life of this process: an exclusive `flock` on a lock file
+    beside it. The kernel drops the lock when its process dies, so a stale state file (its stack
+    was killed) is taken over, and a live stack (a reused PID cannot hold our lock) is never."""
+
+    def __init__(self, state_file: Path) -> None:
+        import fcntl
+
+        self.path = state_file.with_name(state_file.name + ".lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise StackAlreadyRunning(_owner_description(state_file, self.path)) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        """Unlock (closing the descriptor drops the flock); the lock file stays, harmlessly."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _owner_description(state_file: Path, lock_file: Path) -> str:
+    try:
+        state = read_state(state_file, check_pid=False)
+    except StackNotRunning:
+        try:
+            pid = lock_file.read_text(encoding="utf-8").strip() or "?"
+        except OSError:
+            pid = "?"
+        return f"another tidings dev (PID {pid}) is starting with {state_file}; stop it first"
+    urls = ", ".join(url for url in (state.websocket_url, state.http_url, state.aws_endpoint) if url)
+    return f"another tidings dev (PID {state.pid}) is running with {state_file} at {urls}; stop it first"

@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from tidings.local.aws_guard import AwsGuard, Denial, RunCredentials
+from tidings.local.hosts import HostPolicy
 from tidings.local.iam_requests import Names
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, LocalApp, SimpleResource, Table
+from tidings.local.moto_server import MotoServer
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +44,6 @@ def disable_moto_global_cors() -> None:
     if not hasattr(werkzeug_app, "DISABLE_GLOBAL_CORS"):
         raise RuntimeError("moto moved DISABLE_GLOBAL_CORS: the AWS endpoint would answer any origin")
     werkzeug_app.DISABLE_GLOBAL_CORS = True
-
-
-class GuardedMotoServer(ThreadedMotoServer):
-    """moto's threaded server with its WSGI app behind `AwsGuard` (pins moto 5's `_server_entry`)."""
-
-    def __init__(self, guard: Any, ip_address: str, port: int) -> None:
-        super().__init__(ip_address=ip_address, port=port, verbose=False)
-        self._guard = guard  # callable: moto's app -> the guarded app
-
-    def _server_entry(self) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
-
-        disable_moto_global_cors()
-        app = self._guard(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
 
 
 _DYNAMODB_CALLS = threading.RLock()
@@ -106,6 +83,7 @@ class AwsServices:
         self,
         port: int = 0,
         host: str = "127.0.0.1",
+        hosts: Callable[[int], HostPolicy] | None = None,
         *,
         enforce_iam: bool = True,
         on_denied: Any = None,
@@ -113,7 +91,8 @@ class AwsServices:
         self._app: LocalApp | None = None  # set by create_resources
         self.host = host
         self.port = port
-        self._server: ThreadedMotoServer | None = None
+        self.hosts = hosts  # the Host policy for the bound port (hosts.py); None: any Host
+        self._server: MotoServer | None = None
         self._interceptors: list[Interceptor] = []
         # this run's keys: admin (the stack, CLI, tests), then one per function / rule
         self.credentials = RunCredentials()
@@ -186,7 +165,10 @@ class AwsServices:
             moto_api_backend.reset()  # backends are process-wide: start from an empty account
             make_dynamodb_atomic()
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-            self._server = GuardedMotoServer(self._guard, self.host, self.port)
+            disable_moto_global_cors()
+            # binds here: a taken port raises OSError instead of hanging (moto_server.py)
+            # the host check first, then the guard (signature, IAM), then the interceptors, then moto
+            self._server = MotoServer(self.host, self.port, hosts=self.hosts, wrap=self._guard)
             self._server.start()
         return self.endpoint
 

@@ -29,7 +29,7 @@ def local_token(stack: LocalStack, user: str, ttl_s: int = 3600) -> str:
 
 async def run_demo(stack: LocalStack) -> None:
     assert stack.urls is not None and stack.app is not None
-    if not stack.urls.jobs_api_url or stack.token_secret_id is None:
+    if not stack.urls.jobs_api_url or not stack.urls.websocket_url or stack.token_secret_id is None:
         print("(no demo: this template has no jobs API)", flush=True)
         return
     sample = stack.app.template_path.parent / ".tidings" / "demo" / "sample-720p.mp4"
@@ -42,4 +42,5 @@ async def run_demo(stack: LocalStack) -> None:
         print(f"  in a browser: {stack.urls.progress_view_url}?user={DEMO_USER}", flush=True)
     print(f"  in a terminal: .venv/bin/tidings watch {job_id} --user {DEMO_USER}", flush=True)
     printer = WatchPrinter(sys.stdout, "plain")
-    await watch_job(stack.urls.websocket_url, lambda: local_token(stack, DEMO_USER), job_id, printer)
+    websocket_url = stack.urls.websocket_url
+    await watch_job(websocket_url, lambda: local_token(stack, DEMO_USER), job_id, printer)

@@ -31,6 +31,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -125,66 +126,127 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
     return float(value)
 
 
-def _function(stack: LocalStack, value: Any) -> str:
-    assert stack.app is not None
-    if not isinstance(value, str) or value not in stack.app.functions:
-        names = ", ".join(sorted(stack.app.functions))
-        raise FaultRequestError(f"function must be one of the template's functions: {names}")
+def _function(functions: Collection[str], value: Any, name: str) -> str:
+    if not isinstance(value, str) or value not in functions:
+        names = ", ".join(sorted(functions))
+        raise FaultRequestError(f"{name} must be one of the template's functions: {names}")
     return value
 
 
-def apply_request(faults: Faults, stack: LocalStack, body: Any) -> None:
-    """Apply one control request (see the module docstring); raises FaultRequestError."""
+def _object(body: dict[str, Any], key: str, example: str, *, nullable: bool = False) -> dict[str, Any] | None:
+    spec = body[key]
+    if spec is None and nullable:
+        return None
+    if not isinstance(spec, dict):
+        shape = f"an object like {example}" + (" or null" if nullable else "")
+        raise FaultRequestError(f"{key} must be {shape}")
+    return spec
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class FaultChange:
+    """A whole control request, validated: nothing of it is applied unless all of it is valid."""
+
+    reset: bool = False
+    throttle: tuple[float, int | None, int | None] | None = None  # fraction, maxPerMessage, seed
+    kill_after_posts: KillAfterPosts | None = _UNSET
+    kill_when_busy: KillWhenBusy | None = _UNSET
+    dynamodb_outage_s: float | None = None
+
+    def apply(self, faults: Faults) -> None:
+        with faults.lock:
+            if self.reset:
+                faults.throttle_fraction = 0.0
+                faults.throttle_max_per_message = None
+                faults.kill_after_posts = None
+                faults.kill_when_busy = None
+                faults.dynamodb_down_until = 0.0
+            if self.throttle is not None:
+                fraction, bound, seed = self.throttle
+                faults.throttle_fraction = fraction
+                faults.throttle_max_per_message = bound
+                faults.throttled_messages.clear()
+                if seed is not None:
+                    faults.rng.seed(seed)
+            if self.kill_after_posts is not _UNSET:
+                faults.kill_after_posts = self.kill_after_posts
+            if self.kill_when_busy is not _UNSET:
+                faults.kill_when_busy = self.kill_when_busy
+            if self.dynamodb_outage_s is not None:
+                faults.dynamodb_down_until = time.monotonic() + self.dynamodb_outage_s
+
+
+def parse_request(functions: Collection[str], body: Any) -> FaultChange:
+    """Validate a control request (see the module docstring); FaultRequestError names the problem."""
     if not isinstance(body, dict) or not body:
         raise FaultRequestError("the body must be a non-empty JSON object")
     known = {"throttle", "killAfterPosts", "killWhenBusy", "dynamodbOutage", "reset"}
     unknown = set(body) - known
     if unknown:
         raise FaultRequestError(f"unknown fault(s): {', '.join(sorted(unknown))}")
-    with faults.lock:
-        if body.get("reset"):
-            faults.throttle_fraction = 0.0
-            faults.throttle_max_per_message = None
-            faults.kill_after_posts = None
-            faults.kill_when_busy = None
-            faults.dynamodb_down_until = 0.0
-        if "throttle" in body:
-            spec = body["throttle"] or {}
-            faults.throttle_fraction = _number(spec.get("fraction"), "throttle.fraction", 0.0, 1.0)
-            bound = spec.get("maxPerMessage")
-            faults.throttle_max_per_message = (
-                None if bound is None else int(_number(bound, "throttle.maxPerMessage", 0, 1_000_000))
+    changes: dict[str, Any] = {}
+    if "reset" in body:
+        if not isinstance(body["reset"], bool):
+            raise FaultRequestError("reset must be true or false")
+        changes["reset"] = body["reset"]
+    if "throttle" in body:
+        throttle = _object(body, "throttle", '{"fraction": 0.3}') or {}
+        bound = throttle.get("maxPerMessage")
+        changes["throttle"] = (
+            _number(throttle.get("fraction"), "throttle.fraction", 0.0, 1.0),
+            None if bound is None else int(_number(bound, "throttle.maxPerMessage", 0, 1_000_000)),
+            int(_number(throttle["seed"], "throttle.seed", 0, 2**32)) if "seed" in throttle else None,
+        )
+    if "killAfterPosts" in body:
+        spec = _object(body, "killAfterPosts", '{"function": "F", "posts": 50}', nullable=True)
+        if spec is not None:
+            job_id = spec.get("jobId")
+            if job_id is not None and not isinstance(job_id, str):
+                raise FaultRequestError("killAfterPosts.jobId must be a string")
+            changes["kill_after_posts"] = KillAfterPosts(
+                function_id=_function(functions, spec.get("function"), "killAfterPosts.function"),
+                posts=int(_number(spec.get("posts"), "killAfterPosts.posts", 1, 1_000_000)),
+                job_id=job_id,
             )
-            faults.throttled_messages.clear()
-            if "seed" in spec:
-                faults.rng.seed(int(_number(spec["seed"], "throttle.seed", 0, 2**32)))
-        if "killAfterPosts" in body:
-            spec = body["killAfterPosts"]
-            if spec is None:
-                faults.kill_after_posts = None
-            else:
-                job_id = spec.get("jobId")
-                if job_id is not None and not isinstance(job_id, str):
-                    raise FaultRequestError("killAfterPosts.jobId must be a string")
-                faults.kill_after_posts = KillAfterPosts(
-                    function_id=_function(stack, spec.get("function")),
-                    posts=int(_number(spec.get("posts"), "killAfterPosts.posts", 1, 1_000_000)),
-                    job_id=job_id,
-                )
-        if "killWhenBusy" in body:
-            spec = body["killWhenBusy"]
-            faults.kill_when_busy = (
-                None
-                if spec is None
-                else KillWhenBusy(
-                    function_id=_function(stack, spec.get("function")),
-                    after_s=_number(spec.get("afterSeconds", 0.0), "killWhenBusy.afterSeconds", 0.0, 3600.0),
-                )
+        else:
+            changes["kill_after_posts"] = None
+    if "killWhenBusy" in body:
+        spec = _object(body, "killWhenBusy", '{"function": "F", "afterSeconds": 1.0}', nullable=True)
+        changes["kill_when_busy"] = (
+            None
+            if spec is None
+            else KillWhenBusy(
+                function_id=_function(functions, spec.get("function"), "killWhenBusy.function"),
+                after_s=_number(spec.get("afterSeconds", 0.0), "killWhenBusy.afterSeconds", 0.0, 3600.0),
             )
-        if "dynamodbOutage" in body:
-            spec = body["dynamodbOutage"] or {}
-            seconds = _number(spec.get("seconds"), "dynamodbOutage.seconds", 0.0, 600.0)
-            faults.dynamodb_down_until = time.monotonic() + seconds
+        )
+    if "dynamodbOutage" in body:
+        outage = _object(body, "dynamodbOutage", '{"seconds": 3}') or {}
+        changes["dynamodb_outage_s"] = _number(outage.get("seconds"), "dynamodbOutage.seconds", 0.0, 600.0)
+    return FaultChange(**changes)
+
+
+def apply_request(faults: Faults, stack: LocalStack, body: Any) -> None:
+    """Validate the whole request, then apply it; raises FaultRequestError having changed nothing."""
+    assert stack.app is not None
+    parse_request(set(stack.app.functions), body).apply(faults)
+
+
+def refuse_cross_site(request: web.Request) -> web.Response | None:
+    """Only the stack's own pages (or a client without a browser) may change faults, as JSON."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return _error(403, "cross_origin", "faults accept changes only from the stack's own origin")
+    if request.content_type != "application/json":
+        return _error(415, "not_json", "send the request as application/json")
+    return None
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 class WorkerTracker:
@@ -330,16 +392,22 @@ def install(http_app: web.Application, stack: LocalStack) -> None:
             response: web.StreamResponse = await handler(request)
             return response
         if request.method == "POST":
+            refused = refuse_cross_site(request)
+            if refused is not None:
+                return refused
             try:
                 body = await request.json()
                 apply_request(faults, stack, body)
-            except (ValueError, FaultRequestError) as exc:
-                return web.json_response({"error": {"code": "bad_fault", "message": str(exc)}}, status=400)
+            except FaultRequestError as exc:
+                return _error(400, "bad_fault", str(exc))
+            except ValueError as exc:
+                return _error(400, "bad_json", f"the body is not JSON: {exc}")
             log.warning("faults: %s", json.dumps(body))
         elif request.method != "GET":
-            return web.json_response({"error": {"code": "method", "message": "GET or POST"}}, status=405)
+            return _error(405, "method", "GET or POST")
         return web.json_response(faults.snapshot(), headers={"Cache-Control": "no-store"})
 
-    # before the stack's own /_tidings/ middleware and the static catch-all
-    http_app.middlewares.insert(0, control)
+    # after the host check and the stack's own /_tidings/ middleware (which passes other
+    # /_tidings/ paths on), before the router and its static catch-all
+    http_app.middlewares.append(control)
     print(f"Faults: enabled ({ENVIRONMENT_VARIABLE}=1), control at {ROUTE}", file=stack.out, flush=True)

@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -111,9 +113,17 @@ class WorkerExited(Exception):
 
 
 class _WorkerProcess:
-    def __init__(self, process: asyncio.subprocess.Process, generation: int) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        generation: int,
+        tmpdir: Path,
+        on_stopped: Callable[[_WorkerProcess], None],
+    ) -> None:
         self.process = process
         self.generation = generation
+        self.tmpdir = tmpdir  # its own TMPDIR (Lambda's /tmp), gone with the worker
+        self._on_stopped = on_stopped
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.process.stdin and self.process.stdout
@@ -134,9 +144,14 @@ class _WorkerProcess:
 
     async def stop(self) -> None:
         if self.process.returncode is None:
+            # not reaped yet, so the id is still its own group's: its children (ffmpeg) go with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
         await self.process.wait()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        self._on_stopped(self)
 
 
 @dataclass
@@ -171,7 +186,11 @@ class FunctionRunner:
         # function logical id -> AWS_ACCESS_KEY_ID / SECRET / SESSION_TOKEN of its role's session
         self.credentials = dict(credentials or {})
         self._pools: dict[str, _Pool] = {}
-        self._shims = Path(tempfile.mkdtemp(prefix="tidings-layers-"))
+        # one folder per run for the layer shims and each worker's TMPDIR, removed by stop()
+        self.run_dir = Path(tempfile.mkdtemp(prefix="tidings-run-"))
+        self._shims = self.run_dir / "layers"
+        self._workers: set[_WorkerProcess] = set()
+        self._stopped = False
         self._watcher: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
         self._listeners: set[asyncio.Task[None]] = set()
@@ -183,6 +202,9 @@ class FunctionRunner:
             self._watcher = asyncio.create_task(self._watch_code(), name="tidings-code-watcher")
 
     async def stop(self) -> None:
+        """Stop every worker, busy ones too, and delete the run's temporary files; later
+        invocations fail at once instead of starting workers."""
+        self._stopped = True
         self._stop_watching.set()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -190,9 +212,10 @@ class FunctionRunner:
                 await self._watcher
             self._watcher = None
         for pool in self._pools.values():
-            workers, pool.idle = pool.idle, []
-            for worker in workers:
-                await worker.stop()
+            pool.idle = []
+        while self._workers:
+            await next(iter(self._workers)).stop()  # each removes itself
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def __aenter__(self) -> FunctionRunner:
         await self.start()
@@ -286,6 +309,9 @@ class FunctionRunner:
             *(str(importable_dir(path, self._shims)) for path in function.layer_dirs),
         ]
         environment[SYS_PATH_VARIABLE] = os.pathsep.join(sys_path)
+        (self.run_dir / "tmp").mkdir(exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f"{function.logical_id}-", dir=self.run_dir / "tmp"))
+        environment["TMPDIR"] = str(tmpdir)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -294,10 +320,18 @@ class FunctionRunner:
             stdout=asyncio.subprocess.PIPE,
             env=environment,
             cwd=str(function.code_dir),
+            # its own process group: a Ctrl-C in the terminal is the stack's to handle, and stop()
+            # ends the worker with its children
+            start_new_session=True,
         )
-        return _WorkerProcess(process, generation)
+        worker = _WorkerProcess(process, generation, tmpdir, self._workers.discard)
+        self._workers.add(worker)
+        return worker
 
     async def _invoke(self, function: Function, request_id: str, event: dict[str, Any]) -> Invocation:
+        if self._stopped:
+            started = time.perf_counter()
+            return self._failure(function, request_id, started, "Runtime.Stopped", "the stack is stopping")
         pool = self._pool(function)
         worker = await self._acquire(pool)
         started = time.perf_counter()

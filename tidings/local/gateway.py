@@ -41,6 +41,7 @@ from tidings.local.events import (
     missing_identity_source,
     route_response_body,
 )
+from tidings.local.hosts import HostPolicy, HostRequest
 from tidings.local.ids import new_id, trace_id
 from tidings.local.integration_calls import NonProxyRunner
 from tidings.local.model import FunctionInvoker, Route, WebSocketApi
@@ -93,6 +94,7 @@ class Gateway:
         stop_timeout_s: float = 30.0,
         services: ServiceBackend | None = None,
         aws_endpoint: str = "",
+        hosts: HostPolicy | None = None,
     ) -> None:
         self.api = api
         self.invoker = invoker
@@ -107,6 +109,7 @@ class Gateway:
         self.stop_timeout_s = stop_timeout_s
         # IntegrationType AWS routes: request/response templates, Lambda or AWS service calls
         self.non_proxy = NonProxyRunner(invoker, services, aws_endpoint, self._emit)
+        self.hosts = hosts  # None: every Host passes (tests that build a bare gateway)
         # Fails here, with the API named, rather than on the first message
         try:
             self.expression = parse_selection_expression(api.route_selection_expression)
@@ -209,6 +212,23 @@ class Gateway:
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
+        if self.hosts is not None:
+            # DNS rebinding: a foreign Host is refused before any authorizer or $connect runs
+            local = ws.local_address
+            verdict = self.hosts.check(
+                HostRequest(
+                    method="GET",
+                    path=parts.path,
+                    host=request.headers.get("Host"),
+                    origin=request.headers.get("Origin"),
+                    peer=str(ws.remote_address[0]) if ws.remote_address else None,
+                    local=str(local[0]) if local else None,
+                    headers=request.headers,
+                ),
+                scheme="ws",
+            )
+            if not verdict.allowed:
+                return _reject(ws, verdict.status, "Forbidden")
         if parts.path.rstrip("/") != f"/{self.stage}":
             return _reject(ws, 403, "Forbidden")
         query = parse_qsl(parts.query, keep_blank_values=True)

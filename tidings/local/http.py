@@ -28,6 +28,7 @@ from tidings.local.events import (
     missing_identity_source,
 )
 from tidings.local.gateway import Gateway
+from tidings.local.hosts import HostPolicy, HostRequest
 from tidings.local.ids import new_id
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, FunctionInvoker, HttpRoute
 
@@ -166,12 +167,41 @@ async def _authorize_http(
     return None, dict(context) if isinstance(context, dict) else {}
 
 
-def _static_handler(static_dirs: Sequence[Path], fallback: Handler | None) -> Handler:
-    roots = [directory.resolve() for directory in static_dirs]
+def host_request(request: web.Request) -> HostRequest:
+    """The facts `hosts.py` decides on, from an aiohttp request."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return HostRequest(
+        method=request.method,
+        path=request.path,
+        host=request.headers.get("Host"),
+        origin=request.headers.get("Origin"),
+        peer=request.remote,
+        local=str(sockname[0]) if sockname else None,
+        headers=request.headers,
+    )
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        relative = request.match_info.get("tail", "")
-        for root in roots:
+
+def host_check(policy: HostPolicy) -> Any:
+    """Middleware: a request for a host this server does not serve gets 403 before any handler."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        verdict = policy.check(host_request(request))
+        if not verdict.allowed:
+            return web.json_response({"message": verdict.reason}, status=verdict.status)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
+
+
+def _static_file(roots: Sequence[Path], relative: str) -> Path | None:
+    """The file to serve for `relative` under one of `roots`, or None.
+
+    A path the file system cannot even look up (a NUL byte, a name too long) is simply not there.
+    """
+    for root in roots:
+        try:
             candidate = (root / relative).resolve()
             # Never serve outside the static roots (`..`, symlinks out)
             if candidate != root and root not in candidate.parents:
@@ -179,7 +209,19 @@ def _static_handler(static_dirs: Sequence[Path], fallback: Handler | None) -> Ha
             if candidate.is_dir():
                 candidate = candidate / "index.html"
             if candidate.is_file():
-                return web.FileResponse(candidate)
+                return candidate
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _static_handler(static_dirs: Sequence[Path], fallback: Handler | None) -> Handler:
+    roots = [directory.resolve() for directory in static_dirs]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        found = _static_file(roots, request.match_info.get("tail", ""))
+        if found is not None:
+            return web.FileResponse(found)
         if fallback is not None:
             response: web.StreamResponse = await fallback(request)
             return response
@@ -197,10 +239,14 @@ def build_http_app(
     region: str = DEFAULT_REGION,
     account_id: str = ACCOUNT_ID,
     clock: Callable[[], float] = time.time,
+    hosts: HostPolicy | None = None,
 ) -> web.Application:
+    """`hosts`: the Host/Origin policy checked before anything else (none: every request passes)."""
     if http_routes and invoker is None:
         raise ValueError("HTTP API routes need an invoker to run their functions")
     app = web.Application(client_max_size=HTTP_API_MAX_BODY)
+    if hosts is not None:
+        app.middlewares.append(host_check(hosts))
     management = _management_handler(gateway)
     for method in ("POST", "GET", "DELETE"):
         app.router.add_route(method, "/{stage}/@connections/{connection_id}", management)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tidings.local.aws import AwsServices
 from tidings.local.aws_guard import AppCredentials, Denial, issue_app_credentials, may_invoke
@@ -32,6 +33,7 @@ from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
 from tidings.local.gateway import Gateway
+from tidings.local.hosts import LOOPBACK_NAMES, HostPolicy, browser_host, is_loopback, is_wildcard
 from tidings.local.http import build_http_app
 from tidings.local.iam import UnsupportedPolicy
 from tidings.local.integration_calls import EmbeddedServiceBackend
@@ -41,13 +43,24 @@ from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.model import Invocation, LocalApp
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
-from tidings.state import LocalStackState, remove_state, state_path, write_state
+from tidings.state import (
+    LocalStackState,
+    StackAlreadyRunning,
+    StateLock,
+    remove_state,
+    state_path,
+    write_state,
+)
 
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 LOCAL_SITE_METADATA = "Tidings"
 # Optional parts of the local stack; each module has `install(http_app, stack)` and may register
 # invocation listeners, gateway event listeners and routes before the HTTP server starts.
 EXTENSIONS = ("tidings.local.console", "tidings.local.faults")
+# Whatever --host exposes, these answer only to this machine (token minting, console, faults)
+LOCAL_ONLY_PATHS = ("/_tidings", "/console")
+# The AWS endpoint never follows --host: it holds every secret and table of the stack
+AWS_HOST = "127.0.0.1"
 InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Any]
 GatewayListener = Callable[
     [str, dict[str, Any]], Any
@@ -74,8 +87,8 @@ class DevOptions:
 
 @dataclass(frozen=True)
 class StackUrls:
-    websocket_url: str
-    callback_url: str
+    websocket_url: str | None  # None: the template has no WebSocket API, so none is advertised
+    callback_url: str | None
     aws_endpoint: str
     http_url: str
     progress_view_url: str | None
@@ -83,11 +96,10 @@ class StackUrls:
     console_url: str | None = None
 
     def lines(self) -> list[str]:
-        lines = [
-            f"WebSocket URL: {self.websocket_url}",
-            f"Callback URL: {self.callback_url}",
-            f"AWS endpoint: {self.aws_endpoint}",
-        ]
+        lines = []
+        if self.websocket_url and self.callback_url:
+            lines += [f"WebSocket URL: {self.websocket_url}", f"Callback URL: {self.callback_url}"]
+        lines.append(f"AWS endpoint: {self.aws_endpoint}")
         if self.progress_view_url:
             lines.append(f"Progress view: {self.progress_view_url}")
         if self.console_url:
@@ -212,12 +224,24 @@ class LocalStack:
         host = opts.host
         ws_port = opts.ws_port or free_port(host)
         http_port = opts.http_port or free_port(host)
+        shown = browser_host(host)  # never 0.0.0.0 in a URL: browsers cannot use it
+        extra_names = frozenset({socket.gethostname().lower()}) if is_wildcard(host) else frozenset()
 
-        self.aws = AwsServices(port=opts.aws_port, host=host, enforce_iam=opts.iam, on_denied=self.denials)
+        def aws_hosts(port: int) -> HostPolicy:
+            # the stack's pages (the HTTP port) may upload to presigned URLs
+            return HostPolicy(port=port, bind_host=AWS_HOST, origin_ports=frozenset({http_port}))
+
+        self.aws = AwsServices(
+            port=opts.aws_port,
+            host=AWS_HOST,
+            hosts=aws_hosts,
+            enforce_iam=opts.iam,
+            on_denied=self.denials,
+        )
         aws_endpoint = self.aws.start_server()
         endpoints = LocalEndpoints(
-            ws_url_base=f"ws://{host}:{ws_port}",
-            http_url_base=f"http://{host}:{http_port}",
+            ws_url_base=f"ws://{shown}:{ws_port}",
+            http_url_base=f"http://{shown}:{http_port}",
             aws_endpoint=aws_endpoint,
         )
         self.app = app = load_app(
@@ -232,7 +256,10 @@ class LocalStack:
             issued = issue_app_credentials(self.aws.credentials, app, strict=opts.iam)
         except UnsupportedPolicy as error:
             raise TemplateError(f"IAM: {error}") from None
-        self.aws.create_resources(app)
+        try:
+            self.aws.create_resources(app)
+        except (BotoCoreError, ClientError) as exc:  # the embedded service refused what it declares
+            raise TemplateError(f"{app.template_path}: cannot create its resources: {exc}") from None
         self.token_secret_id = _token_secret_id(app)
 
         self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out, self.denials))
@@ -273,16 +300,26 @@ class LocalStack:
                 on_event=self._on_gateway_event,
                 services=EmbeddedServiceBackend(self.aws, self.machines),
                 aws_endpoint=aws_endpoint,
+                hosts=HostPolicy(port=ws_port, bind_host=host, extra_names=extra_names),
             )
             await self.gateway.start()
 
         sites = local_site_dirs(app.template_path)
+        management = ("/@connections", f"/{api.stage}/@connections") if api is not None else ()
+        http_hosts = HostPolicy(
+            port=http_port,
+            bind_host=host,
+            extra_names=extra_names,
+            local_only=LOCAL_ONLY_PATHS,
+            origin_checked=(*LOCAL_ONLY_PATHS, *management),
+        )
         http_app = build_http_app(
             self.gateway,
             static_dirs=sites,
             http_routes=app.http_routes,
             invoker=self.runner,
             region=app.region,
+            hosts=http_hosts,
         )
         http_app.middlewares.append(self._local_routes)
         for name in EXTENSIONS:
@@ -300,13 +337,13 @@ class LocalStack:
 
         stage = api.stage if api is not None else ""
         self.urls = StackUrls(
-            websocket_url=f"ws://{host}:{ws_port}/{stage}",
-            callback_url=f"http://{host}:{http_port}/{stage}",
+            websocket_url=f"ws://{shown}:{ws_port}/{stage}" if api is not None else None,
+            callback_url=f"http://{shown}:{http_port}/{stage}" if api is not None else None,
             aws_endpoint=aws_endpoint,
-            http_url=f"http://{host}:{http_port}",
-            progress_view_url=f"http://{host}:{http_port}/" if sites else None,
-            jobs_api_url=f"http://{host}:{http_port}" if app.http_routes else None,
-            console_url=f"http://{host}:{http_port}/console"
+            http_url=f"http://{shown}:{http_port}",
+            progress_view_url=f"http://{shown}:{http_port}/" if sites else None,
+            jobs_api_url=f"http://{shown}:{http_port}" if app.http_routes else None,
+            console_url=f"http://{shown}:{http_port}/console"
             if "tidings.local.console" in self.extensions
             else None,
         )
@@ -330,6 +367,20 @@ class LocalStack:
             return may_invoke(found[1].principal, function_arn)
 
         return check
+
+    def exposure_warning(self) -> str | None:
+        """What `--host` exposes beyond this machine, or None when it binds a loopback address."""
+        host = self.options.host
+        if host.strip("[]").lower() in LOOPBACK_NAMES or is_loopback(host.strip("[]")):
+            return None
+        assert self.urls is not None
+        exposed = [f"the HTTP API, callback and static site (port {self.urls.http_url.rsplit(':', 1)[1]})"]
+        if self.gateway is not None:
+            exposed.insert(0, f"the WebSocket API (port {self.gateway.port})")
+        return (
+            f"warning: --host {host} exposes {' and '.join(exposed)} to the network; "
+            "token minting, the console and the AWS endpoint answer only on this machine"
+        )
 
     def _on_invocation(
         self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
@@ -384,17 +435,19 @@ class LocalStack:
         return response
 
     async def stop(self) -> None:
+        """Stop what produces events (executions, workers) before event delivery goes: moto's own
+        delivery, back once ours is uninstalled, cannot reach Lambda or Step Functions targets."""
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await self.gateway.stop()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
-        if self.delivery is not None:
-            self.delivery.uninstall()
         if self.machines is not None:
             await self.machines.stop()
         if self.runner is not None:
             await self.runner.stop()
+        if self.delivery is not None:
+            self.delivery.uninstall()
         if self.aws is not None:
             self.aws.stop()
 
@@ -497,6 +550,24 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
             loop.add_signal_handler(sig, stop.set)
     state_file = options.state_file or state_path(options.template)
     try:
+        lock = StateLock(state_file)  # before any port: the other stack holds them
+    except (StackAlreadyRunning, OSError) as exc:
+        print(f"tidings dev: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await _serve(stack, options, state_file, stop, demo)
+    finally:
+        lock.release()
+
+
+async def _serve(
+    stack: LocalStack,
+    options: DevOptions,
+    state_file: Path,
+    stop: asyncio.Event,
+    demo: Callable[[LocalStack], Any] | None,
+) -> int:
+    try:
         urls = await stack.start()
     except (TemplateError, OSError) as exc:
         await stack.stop()
@@ -504,6 +575,9 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
         return 2
     try:
         write_state(stack.state(), state_file)
+        warning = stack.exposure_warning()
+        if warning is not None:
+            print(f"tidings dev: {warning}", file=sys.stderr, flush=True)
         for line in urls.lines():
             print(line, flush=True)
         if options.iam:

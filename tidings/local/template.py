@@ -116,8 +116,41 @@ def parse_template(path: Path) -> dict[str, Any]:
         raise TemplateError(f"{path}: cannot parse template: {detail}")
     # plain dicts/lists/strings: the decoder's node classes carry line marks we do not need;
     # CloudFormation reads an unquoted date (`AWSTemplateFormatVersion: 2010-09-09`) as text
-    plain: dict[str, Any] = json.loads(json.dumps(template, default=_yaml_scalar_text))
-    return plain
+    plain: Any = json.loads(json.dumps(template, default=_yaml_scalar_text))
+    check_shape(plain, path)
+    checked: dict[str, Any] = plain
+    return checked
+
+
+def check_shape(template: Any, path: Path) -> None:
+    """The outline CloudFormation requires before anything reads it; TemplateError names the part.
+
+    A mapping with a non-empty `Resources` mapping of typed resources, and parameters whose
+    `Default` is a plain value (CloudFormation allows no intrinsic function there).
+    """
+    if not isinstance(template, dict):
+        kind = "empty" if template is None else f"a {type(template).__name__}"
+        raise TemplateError(f"{path}: a template is a mapping with Resources, not {kind}")
+    resources = template.get("Resources")
+    if not isinstance(resources, dict) or not resources:
+        raise TemplateError(f"{path}: the template has no Resources")
+    for logical_id, resource in resources.items():
+        if not isinstance(resource, dict) or not isinstance(resource.get("Type"), str):
+            raise TemplateError(f"{path}: resource {logical_id} must be a mapping with a Type")
+        if not isinstance(resource.get("Properties", {}), dict):
+            raise TemplateError(f"{path}: {logical_id}.Properties must be a mapping")
+    for key in ("Parameters", "Conditions", "Mappings", "Outputs", "Globals"):
+        if not isinstance(template.get(key, {}), dict):
+            raise TemplateError(f"{path}: {key} must be a mapping")
+    for name, spec in template.get("Parameters", {}).items():
+        if not isinstance(spec, dict):
+            raise TemplateError(f"{path}: parameter {name} must be a mapping with a Type")
+        default = spec.get("Default")
+        values = default if isinstance(default, list) else [default]
+        if not all(value is None or isinstance(value, (str, int, float, bool)) for value in values):
+            raise TemplateError(
+                f"{path}: parameter {name}: Default must be a plain value, not {json.dumps(default)[:80]}"
+            )
 
 
 def _yaml_scalar_text(value: Any) -> str:

@@ -1,0 +1,127 @@
+"""moto's server for the embedded AWS endpoint: bound before it is started, behind the host check.
+
+moto's `ThreadedMotoServer` binds inside its thread and waits for an event that a failed bind
+never sets (after werkzeug printed the error and called `sys.exit` in that thread), so a taken
+port hung `tidings dev` and its signal handlers never ran. Here the socket is bound in the
+caller's thread, so a taken port raises `OSError` at once, like the
+WebSocket and HTTP servers; only `serve_forever` runs in the thread. Requests pass through
+`hosts.py`'s policy first (DNS rebinding), then the optional `wrap` (another add-on, e.g. a
+signature check), then moto's dispatcher.
+
+Pinned moto names (tests/unit/local/test_moto_server.py fails loudly when they move):
+`moto.moto_server.werkzeug_app.DomainDispatcherApplication`, `create_backend_app`,
+`MotoRequestHandler`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from tidings.local.hosts import HostPolicy, HostRequest
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def wsgi_host_request(environ: dict[str, Any]) -> HostRequest:
+    headers = {
+        key[5:].replace("_", "-").title(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    return HostRequest(
+        method=str(environ.get("REQUEST_METHOD", "GET")),
+        path=str(environ.get("PATH_INFO", "/")),
+        host=environ.get("HTTP_HOST"),
+        origin=environ.get("HTTP_ORIGIN"),
+        peer=environ.get("REMOTE_ADDR"),
+        local=environ.get("SERVER_NAME"),
+        headers=headers,
+    )
+
+
+def host_checked(app: WsgiApp, policy: HostPolicy) -> WsgiApp:
+    """WSGI middleware: 403 for a Host (or change's Origin) the policy refuses, else `app`."""
+
+    def checked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        verdict = policy.check(wsgi_host_request(environ))
+        if verdict.allowed:
+            return app(environ, start_response)
+        body = json.dumps({"__type": "AccessDeniedException", "message": verdict.reason}).encode()
+        start_response(
+            f"{verdict.status} Forbidden",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return checked
+
+
+class MotoServer:
+    """moto's WSGI dispatcher on `host:port` (0: a free one), bound on construction: a taken port
+    raises OSError here. `hosts(port)` gives the host policy once the port is known."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        hosts: Callable[[int], HostPolicy] | None = None,
+        wrap: Callable[[WsgiApp], WsgiApp] | None = None,
+    ) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+
+        app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+        if wrap is not None:
+            app = wrap(app)
+        bound = {"app": app}
+
+        def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            return bound["app"](environ, start_response)
+
+        # bound here rather than by werkzeug, which prints and calls sys.exit(1) when the port is taken
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            listening = socket.create_server((host, port), family=family)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"AWS endpoint: cannot listen on {host}:{port}: {os.strerror(exc.errno or 0)}"
+            ) from None
+        with listening:  # werkzeug serves a duplicate of this descriptor
+            self._server: BaseWSGIServer = make_server(
+                host, port, dispatch, threaded=True, request_handler=MotoRequestHandler, fd=listening.fileno()
+            )
+        if hosts is not None:  # the policy names the port, known only once bound
+            bound["app"] = host_checked(app, hosts(self.port))
+        self._thread = threading.Thread(target=self._server.serve_forever, name="tidings-aws", daemon=True)
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        return str(self._server.server_address[0]), self.port
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent; also for a server never started)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+        self._server.server_close()
