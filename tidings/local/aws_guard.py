@@ -18,6 +18,7 @@ queue, which the queue's resource policy must allow). `AwsGuard` wraps moto's WS
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import io
@@ -29,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote
 
 from tidings.local.iam import Principal, Statement, context_of, denial_message, evaluate, short_resource
 from tidings.local.iam_requests import AwsRequest, Check, Names, checks, s3_location
@@ -199,6 +200,17 @@ def parse_signature(headers: Mapping[str, str], query: Mapping[str, list[str]]) 
     return None
 
 
+def canonical_query_pair(pair: str) -> str:
+    """`name=value` as SigV4 encodes it, whatever escaping the client's HTTP library chose.
+
+    AWS decodes the query and encodes each name and value again (RFC 3986 unreserved characters
+    kept); clients differ (aiohttp/yarl sends `%2F` as `/`), so the raw text cannot be signed as-is.
+    """
+    name, equals, value = pair.partition("=")
+    encode = functools.partial(quote, safe="-_.~")
+    return f"{encode(unquote(name))}={encode(unquote(value))}" if equals else f"{encode(unquote(name))}="
+
+
 def expected_signature(
     signature: Signature,
     secret_access_key: str,
@@ -230,9 +242,10 @@ def expected_signature(
         def payload(self, request: AWSRequest) -> str:
             return payload_hash
 
+    pairs = [pair for pair in raw_query.split("&") if pair]
     if signature.presigned:
-        pairs = [pair for pair in raw_query.split("&") if pair and not pair.startswith("X-Amz-Signature=")]
-        raw_query = "&".join(pairs)
+        pairs = [pair for pair in pairs if not pair.startswith("X-Amz-Signature=")]
+    raw_query = "&".join(canonical_query_pair(pair) for pair in pairs)
     url = f"http://{headers.get('host', 'localhost')}{raw_path}" + (f"?{raw_query}" if raw_query else "")
     request = AWSRequest(method=method, url=url, headers={})
     if not signature.presigned and "x-amz-content-sha256" in headers:
