@@ -338,12 +338,34 @@ def _ordered(comparison: str, left: Any, right: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------- errors
+# Step Functions' payload quota: a state's input (after Parameters), a task's result and a
+# state's output are at most 256 KiB as UTF-8 JSON, else States.DataLimitExceeded.
+MAX_PAYLOAD_BYTES = 262_144
+# Errors no wildcard takes: AWS's "States.ALL ... can't catch the States.DataLimitExceeded
+# terminal error or Runtime error types" (Error handling in Step Functions); nor does
+# States.TaskFailed, which stands for a task's own failures.
+UNCATCHABLE_BY_WILDCARD = frozenset({"States.Runtime", "States.DataLimitExceeded"})
+
+
 def error_matches(names: list[str], error: str) -> bool:
+    """Whether a Retrier's or Catcher's ErrorEquals takes `error`."""
     if error in names:
         return True
+    if error in UNCATCHABLE_BY_WILDCARD:
+        return False
     if "States.ALL" in names:
         return True
     return "States.TaskFailed" in names and error != "States.Timeout"
+
+
+def check_payload_size(value: Any, what: str) -> None:
+    """States.DataLimitExceeded when `value` is over the payload quota."""
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise StatesError(
+            "States.DataLimitExceeded",
+            f"The {what} has a size of {size} bytes, over the quota of {MAX_PAYLOAD_BYTES} bytes",
+        )
 
 
 # ---------------------------------------------------------------------------- executions
@@ -507,6 +529,7 @@ class _Run:
             state_context = {**context, "State": {"Name": name, "EnteredTime": _now(), "RetryCount": 0}}
             self.record(name, "entered", data)
             data, next_name = await self.state(name, state, data, state_context)
+            check_payload_size(data, f"output of state {name}")
             self.record(name, "succeeded", data)
             if next_name is None:
                 return data
@@ -631,16 +654,17 @@ class _Run:
         if kind == "Map":
             return await self._map(state, data, context)
         parameters = apply_template(state["Parameters"], data, context) if "Parameters" in state else data
+        check_payload_size(parameters, "state's input after Parameters")
         timeout = state.get("TimeoutSeconds")
         if "TimeoutSecondsPath" in state:
             timeout = read_path(state["TimeoutSecondsPath"], data, context)
         work = self._task(str(state.get("Resource", "")), parameters, context)
-        if timeout is None:
-            return await work
         try:
-            return await asyncio.wait_for(work, timeout=float(timeout))
+            result = await (work if timeout is None else asyncio.wait_for(work, timeout=float(timeout)))
         except TimeoutError:
             raise StatesError("States.Timeout", f"Task did not finish within {timeout} seconds") from None
+        check_payload_size(result, "task's result")
+        return result
 
     async def _task(self, resource: str, parameters: Any, context: dict[str, Any]) -> Any:
         if resource == LAMBDA_INVOKE:
