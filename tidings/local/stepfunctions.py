@@ -4,7 +4,9 @@ Covers what a Lambda pipeline uses: Task (direct function ARNs and `arn:aws:stat
 Map (inline and Distributed, both run here; ItemsPath, ItemSelector/Parameters, MaxConcurrency,
 tolerated failures), Parallel, Pass, Choice, Wait, Succeed and Fail; InputPath, Parameters,
 ResultSelector, ResultPath and OutputPath with JSONPath and the context object (`$$`); intrinsic
-functions (`States.Format`, `States.StringToJson`, ...); Retry (with backoff and jitter) and Catch.
+functions (`States.Format`, `States.StringToJson`, ...); Retry (with backoff and jitter) and Catch,
+where `States.ALL` takes neither `States.Runtime` nor `States.DataLimitExceeded` (the 256 KiB payload
+quota). Each execution records GetExecutionHistory's events (`stepfunctions_api.py` serves them).
 Not covered: activities, `.sync`/`.waitForTaskToken` integrations, other AWS SDK integrations,
 ItemReader/ResultWriter and JSONata; using one is a `States.Runtime` failure naming it.
 """
