@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stack_harness import create_job  # tests/stack_harness.py
 from testkit import require_tool  # tests/testkit.py
 
 from .conftest import RunningStack, local_token
@@ -54,13 +55,16 @@ async def test_an_uploaded_job_runs_an_execution_the_api_describes(
     tidings_stack: RunningStack, tmp_path: Path
 ) -> None:
     """The S3 upload starts the execution (EventBridge rule); the API shows that very run."""
-    from tidings.client import submit_job
     from tidings.demo import ffmpeg_exe, make_sample_video
 
     require_tool("ffmpeg", ffmpeg_exe())
     clip = await asyncio.to_thread(make_sample_video, tmp_path / "clip.mp4", seconds=2.0, size="320x240")
     token = await asyncio.to_thread(local_token, tidings_stack, "sfn-user")
-    job_id = await submit_job(tidings_stack.http_url, token, clip)
+    job_id = await asyncio.to_thread(create_job, tidings_stack, token)  # POST /jobs: filename clip.mp4
+    s3 = tidings_stack.boto3_client("s3")
+    [bucket] = [b["Name"] for b in s3.list_buckets()["Buckets"] if "input" in b["Name"].lower()]
+    key = f"uploads/sfn-user/{job_id}/clip.mp4"
+    await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=key, Body=clip.read_bytes())
     sfn = tidings_stack.boto3_client("stepfunctions")
 
     def this_jobs_execution() -> str | None:
