@@ -36,6 +36,7 @@ from tidings.local.service_integrations import (
     member_types,
 )
 from tidings.local.stepfunctions import StatesError, StepFunctions
+from tidings.local.stepfunctions_api import describe, epoch
 from tidings.local.vtl import (
     Passthrough,
     RenderInput,
@@ -213,10 +214,10 @@ class EmbeddedServiceBackend:
         execution = self.machines.describe_execution(execution_arn)
         if call.operation == "StartExecution":
             return ServiceResult(
-                200, json.dumps({"executionArn": execution_arn, "startDate": execution.start_date})
+                200, json.dumps({"executionArn": execution_arn, "startDate": epoch(execution.start_date)})
             )
         stopped = await self.machines.wait_for(execution_arn)
-        return ServiceResult(200, json.dumps(stopped.describe()))
+        return ServiceResult(200, json.dumps(describe(stopped)))
 
 
 def _json_default(value: Any) -> Any:

@@ -42,6 +42,7 @@ from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.model import Invocation, LocalApp
 from tidings.local.stepfunctions import StepFunctions
+from tidings.local.stepfunctions_api import StepFunctionsApi
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
 from tidings.state import (
     LocalStackState,
@@ -286,6 +287,8 @@ class LocalStack:
         self.aws.add_interceptor(
             LambdaInvoke(app, self.runner, self.delivery.lambda_async.invoke, asyncio.get_running_loop())
         )
+        # StartExecution and the other execution calls on the endpoint run the interpreter
+        self.aws.add_interceptor(StepFunctionsApi(self.machines, asyncio.get_running_loop()))
 
         api = _choose_api(app, opts.api)
         if api is not None:

@@ -4,7 +4,9 @@ Covers what a Lambda pipeline uses: Task (direct function ARNs and `arn:aws:stat
 Map (inline and Distributed, both run here; ItemsPath, ItemSelector/Parameters, MaxConcurrency,
 tolerated failures), Parallel, Pass, Choice, Wait, Succeed and Fail; InputPath, Parameters,
 ResultSelector, ResultPath and OutputPath with JSONPath and the context object (`$$`); intrinsic
-functions (`States.Format`, `States.StringToJson`, ...); Retry (with backoff and jitter) and Catch.
+functions (`States.Format`, `States.StringToJson`, ...); Retry (with backoff and jitter) and Catch,
+where `States.ALL` takes neither `States.Runtime` nor `States.DataLimitExceeded` (the 256 KiB payload
+quota). Each execution records GetExecutionHistory's events (`stepfunctions_api.py` serves them).
 Not covered: activities, `.sync`/`.waitForTaskToken` integrations, other AWS SDK integrations,
 ItemReader/ResultWriter and JSONata; using one is a `States.Runtime` failure naming it.
 """
@@ -20,6 +22,7 @@ import logging
 import math
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -338,12 +341,68 @@ def _ordered(comparison: str, left: Any, right: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------- errors
+# Step Functions' payload quota: a state's input (after Parameters), a task's result and a
+# state's output are at most 256 KiB as UTF-8 JSON, else States.DataLimitExceeded.
+MAX_PAYLOAD_BYTES = 262_144
+# Errors no wildcard takes: AWS's "States.ALL ... can't catch the States.DataLimitExceeded
+# terminal error or Runtime error types" (Error handling in Step Functions); nor does
+# States.TaskFailed, which stands for a task's own failures.
+UNCATCHABLE_BY_WILDCARD = frozenset({"States.Runtime", "States.DataLimitExceeded"})
+
+
 def error_matches(names: list[str], error: str) -> bool:
+    """Whether a Retrier's or Catcher's ErrorEquals takes `error`."""
     if error in names:
         return True
+    if error in UNCATCHABLE_BY_WILDCARD:
+        return False
     if "States.ALL" in names:
         return True
     return "States.TaskFailed" in names and error != "States.Timeout"
+
+
+def check_payload_size(value: Any, what: str) -> None:
+    """States.DataLimitExceeded when `value` is over the payload quota."""
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise StatesError(
+            "States.DataLimitExceeded",
+            f"The {what} has a size of {size} bytes, over the quota of {MAX_PAYLOAD_BYTES} bytes",
+        )
+
+
+# ---------------------------------------------------------------------------- history
+def event_details_key(event_type: str) -> str | None:
+    """The HistoryEvent member holding an event type's details (None: that type has none)."""
+    if event_type.endswith("StateEntered"):
+        return "stateEnteredEventDetails"
+    if event_type.endswith("StateExited"):
+        return "stateExitedEventDetails"
+    if event_type in _NO_DETAILS:
+        return None
+    return event_type[0].lower() + event_type[1:] + "EventDetails"
+
+
+_NO_DETAILS = frozenset(
+    {
+        "LambdaFunctionStarted",
+        "MapRunSucceeded",
+        "MapRunAborted",
+        "MapStateAborted",
+        "MapStateFailed",
+        "MapStateSucceeded",
+        "ParallelStateAborted",
+        "ParallelStateFailed",
+        "ParallelStateStarted",
+        "ParallelStateSucceeded",
+        "TaskStateAborted",
+        "WaitStateAborted",
+    }
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------- executions
@@ -360,27 +419,22 @@ class Execution:
     cause: str | None = None
     start_date: str = field(default_factory=_now)
     stop_date: str | None = None
-    # (state name, "entered"|"succeeded"|"failed"|"retry"|"caught", detail) in order
-    history: list[tuple[str, str, Any]] = field(default_factory=list)
+    # GetExecutionHistory's events, in order (a Map's iterations included, Distributed or not)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
-    def describe(self) -> dict[str, Any]:
-        """Shaped like DescribeExecution."""
-        described = {
-            "executionArn": self.arn,
-            "stateMachineArn": self.state_machine_arn,
-            "name": self.name,
-            "status": self.status,
-            "startDate": self.start_date,
-            "input": json.dumps(self.input),
+    def record(self, event_type: str, details: dict[str, Any] | None = None) -> None:
+        """Append a HistoryEvent; its previousEventId is the event recorded before it."""
+        event_id = len(self.events) + 1
+        event: dict[str, Any] = {
+            "timestamp": time.time(),
+            "type": event_type,
+            "id": event_id,
+            "previousEventId": event_id - 1,
         }
-        if self.stop_date:
-            described["stopDate"] = self.stop_date
-        if self.status == "SUCCEEDED":
-            described["output"] = json.dumps(self.output)
-        if self.error is not None:
-            described["error"] = self.error
-            described["cause"] = self.cause or ""
-        return described
+        key = event_details_key(event_type)
+        if key is not None:
+            event[key] = details or {}
+        self.events.append(event)
 
 
 class StepFunctions:
@@ -443,13 +497,15 @@ class StepFunctions:
 
     async def stop_execution(self, execution_arn: str, error: str = "", cause: str = "") -> None:
         execution = self.describe_execution(execution_arn)
+        if execution.status != "RUNNING":
+            return
+        execution.error, execution.cause = error or None, cause or None
         task = self._tasks.get(execution_arn)
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if execution.status == "RUNNING":
-            execution.status, execution.error, execution.cause = "ABORTED", error or None, cause or None
-            execution.stop_date = _now()
+            execution.status, execution.stop_date = "ABORTED", _now()
 
     async def stop(self) -> None:
         for arn in list(self._tasks):
@@ -466,21 +522,35 @@ class StepFunctions:
             },
             "StateMachine": {"Id": machine.arn, "Name": machine.name},
         }
+        execution.record(
+            "ExecutionStarted",
+            {
+                "input": _json(execution.input),
+                "inputDetails": {"truncated": False},
+                "roleArn": context["Execution"]["RoleArn"],
+            },
+        )
         try:
             execution.output = await _Run(self, execution, context).states(
                 machine.definition, execution.input
             )
             execution.status = "SUCCEEDED"
+            succeeded = {"output": _json(execution.output), "outputDetails": {"truncated": False}}
+            execution.record("ExecutionSucceeded", succeeded)
         except StatesError as error:
             execution.status, execution.error, execution.cause = "FAILED", error.error, error.cause
         except asyncio.CancelledError:
             execution.status = "ABORTED"
+            aborted = {"error": execution.error, "cause": execution.cause}
+            execution.record("ExecutionAborted", {key: value for key, value in aborted.items() if value})
             raise
         except Exception as error:  # an interpreter bug fails this execution, not the stack
             log.exception("execution %s failed", execution.arn)
             execution.status, execution.error, execution.cause = "FAILED", "States.Runtime", str(error)
         finally:
             execution.stop_date = _now()
+        if execution.status == "FAILED":
+            execution.record("ExecutionFailed", {"error": execution.error, "cause": execution.cause or ""})
 
 
 class _Run:
@@ -491,8 +561,8 @@ class _Run:
         self.execution = execution
         self.context = context
 
-    def record(self, state: str, kind: str, detail: Any = None) -> None:
-        self.execution.history.append((state, kind, detail))
+    def record(self, event_type: str, details: dict[str, Any] | None = None) -> None:
+        self.execution.record(event_type, details)
 
     async def states(
         self, definition: dict[str, Any], data: Any, context: dict[str, Any] | None = None
@@ -505,9 +575,11 @@ class _Run:
                 raise StatesError("States.Runtime", f"No state named {name!r}")
             state = states[name]
             state_context = {**context, "State": {"Name": name, "EnteredTime": _now(), "RetryCount": 0}}
-            self.record(name, "entered", data)
+            kind = str(state.get("Type"))
+            self.record(f"{kind}StateEntered", {"name": name, "input": _json(data)})
             data, next_name = await self.state(name, state, data, state_context)
-            self.record(name, "succeeded", data)
+            check_payload_size(data, f"output of state {name}")
+            self.record(f"{kind}StateExited", {"name": name, "output": _json(data)})
             if next_name is None:
                 return data
             name = next_name
@@ -588,18 +660,15 @@ class _Run:
                 failure = error
             delay = self._retry_delay(state, failure, attempts)
             if delay is not None:
-                self.record(name, "retry", {"Error": failure.error, "Cause": failure.cause})
                 context = {**context, "State": {**context["State"], "RetryCount": sum(attempts.values())}}
                 await asyncio.sleep(delay * self.service.retry_delay_scale)
                 continue
             for catcher in state.get("Catch", []):
                 if error_matches(catcher.get("ErrorEquals", []), failure.error):
-                    self.record(name, "caught", {"Error": failure.error, "Cause": failure.cause})
                     error_output = {"Error": failure.error, "Cause": failure.cause}
                     return write_path(catcher.get("ResultPath", "$"), raw_input, error_output), catcher[
                         "Next"
                     ]
-            self.record(name, "failed", {"Error": failure.error, "Cause": failure.cause})
             raise failure
 
     def _retry_delay(
@@ -622,27 +691,49 @@ class _Run:
 
     async def _run_work(self, state: dict[str, Any], data: Any, context: dict[str, Any]) -> Any:
         kind = state["Type"]
-        if kind == "Parallel":
-            if "Parameters" in state:
-                data = apply_template(state["Parameters"], data, context)
-            return await self._all(
-                [self.states(branch, data, context) for branch in state.get("Branches", [])], tolerated=None
-            )
-        if kind == "Map":
-            return await self._map(state, data, context)
+        if kind in ("Parallel", "Map"):
+            try:
+                if kind == "Parallel":
+                    self.record("ParallelStateStarted")
+                    if "Parameters" in state:
+                        data = apply_template(state["Parameters"], data, context)
+                    result = await self._all(
+                        [self.states(branch, data, context) for branch in state.get("Branches", [])],
+                        tolerated=None,
+                    )
+                else:
+                    result = await self._map(state, data, context)
+            except StatesError:
+                self.record(f"{kind}StateFailed")
+                raise
+            except asyncio.CancelledError:
+                self.record(f"{kind}StateAborted")
+                raise
+            self.record(f"{kind}StateSucceeded")
+            return result
         parameters = apply_template(state["Parameters"], data, context) if "Parameters" in state else data
+        check_payload_size(parameters, "state's input after Parameters")
         timeout = state.get("TimeoutSeconds")
         if "TimeoutSecondsPath" in state:
             timeout = read_path(state["TimeoutSecondsPath"], data, context)
-        work = self._task(str(state.get("Resource", "")), parameters, context)
-        if timeout is None:
-            return await work
+        resource = str(state.get("Resource", ""))
+        events = _TaskEvents(self, resource, parameters, self.service.app.region, timeout)
+        work = self._task(resource, parameters, context)
         try:
-            return await asyncio.wait_for(work, timeout=float(timeout))
+            result = await (work if timeout is None else asyncio.wait_for(work, timeout=float(timeout)))
         except TimeoutError:
-            raise StatesError("States.Timeout", f"Task did not finish within {timeout} seconds") from None
+            failure = StatesError("States.Timeout", f"Task did not finish within {timeout} seconds")
+            events.ended("TimedOut", {"error": failure.error, "cause": failure.cause})
+            raise failure from None
+        except StatesError as error:
+            events.ended("Failed", {"error": error.error, "cause": error.cause})
+            raise
+        events.ended("Succeeded", {"output": _json(result), "outputDetails": {"truncated": False}})
+        check_payload_size(result, "task's result")
+        return result
 
     async def _task(self, resource: str, parameters: Any, context: dict[str, Any]) -> Any:
+        """Run a Task's resource (task invocation: the template's functions, through the runner)."""
         if resource == LAMBDA_INVOKE:
             if not isinstance(parameters, dict) or "FunctionName" not in parameters:
                 raise StatesError("States.Runtime", "lambda:invoke needs Parameters.FunctionName")
@@ -700,12 +791,28 @@ class _Run:
             int(concurrency) if concurrency and int(concurrency) > 0 else max(1, len(items))
         )
         selector = state.get("ItemSelector", state.get("Parameters"))
+        name = str(context.get("State", {}).get("Name", ""))
+        self.record("MapStateStarted", {"length": len(items)})
+        distributed = (processor.get("ProcessorConfig") or {}).get("Mode") == "DISTRIBUTED"
+        if distributed:
+            map_run = f"{self.execution.arn.replace(':execution:', ':mapRun:', 1)}/{name}:{uuid.uuid4()}"
+            self.record("MapRunStarted", {"mapRunArn": map_run})
 
         async def iteration(index: int, item: Any) -> Any:
             item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
             item_input = apply_template(selector, data, item_context) if selector is not None else item
             async with limit:
-                return await self.states(processor, item_input, item_context)
+                self.record("MapIterationStarted", {"name": name, "index": index})
+                try:
+                    output = await self.states(processor, item_input, item_context)
+                except StatesError:
+                    self.record("MapIterationFailed", {"name": name, "index": index})
+                    raise
+                except asyncio.CancelledError:
+                    self.record("MapIterationAborted", {"name": name, "index": index})
+                    raise
+                self.record("MapIterationSucceeded", {"name": name, "index": index})
+                return output
 
         tolerated = None
         if "ToleratedFailurePercentage" in state or "ToleratedFailureCount" in state:
@@ -714,7 +821,19 @@ class _Run:
                 state.get("ToleratedFailurePercentage", 100 if "ToleratedFailureCount" in state else 0)
             )
             tolerated = min(count, math.floor(len(items) * percentage / 100))
-        return await self._all([iteration(index, item) for index, item in enumerate(items)], tolerated)
+        try:
+            results = await self._all([iteration(index, item) for index, item in enumerate(items)], tolerated)
+        except StatesError as error:
+            if distributed:
+                self.record("MapRunFailed", {"error": error.error, "cause": error.cause})
+            raise
+        except asyncio.CancelledError:
+            if distributed:
+                self.record("MapRunAborted")
+            raise
+        if distributed:
+            self.record("MapRunSucceeded")
+        return results
 
     async def _all(self, works: list[Any], tolerated: float | None) -> list[Any]:
         """Run concurrently; the first failure cancels the rest (unless failures are tolerated)."""
@@ -739,3 +858,27 @@ class _Run:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _TaskEvents:
+    """A Task's Scheduled and Started events, then how it ended, in the names AWS uses: a
+    function ARN as Resource gives LambdaFunction* events, an integration (`lambda:invoke`) Task*."""
+
+    def __init__(self, run: _Run, resource: str, parameters: Any, region: str, timeout: Any) -> None:
+        self.run = run
+        self.lambda_function = resource.startswith("arn:aws:lambda:")
+        if self.lambda_function:
+            self.prefix, self.names = "LambdaFunction", {}
+            scheduled: dict[str, Any] = {"resource": resource, "input": _json(parameters)}
+            scheduled["inputDetails"] = {"truncated": False}
+        else:
+            service, _, action = resource.removeprefix("arn:aws:states:::").partition(":")
+            self.prefix, self.names = "Task", {"resourceType": service, "resource": action}
+            scheduled = {**self.names, "region": region, "parameters": _json(parameters)}
+        if timeout is not None:
+            scheduled["timeoutInSeconds"] = int(float(timeout))
+        run.record(f"{self.prefix}Scheduled", scheduled)
+        run.record(f"{self.prefix}Started", None if self.lambda_function else dict(self.names))
+
+    def ended(self, how: str, details: dict[str, Any]) -> None:
+        self.run.record(f"{self.prefix}{how}", {**self.names, **details})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from tidings.local.bus import EventDelivery
 from tidings.local.functions import FunctionRunner
 from tidings.local.model import LocalApp
 from tidings.local.stepfunctions import StepFunctions
+from tidings.local.stepfunctions_api import StepFunctionsApi
 from tidings.local.template import LocalEndpoints, load_app
 
 APPS = Path(__file__).parent / "apps"
@@ -60,6 +62,7 @@ async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runt
             **{"retry_delay_scale": 0.001, "lambda_retry_delay_scale": 0.001, **delivery_options},
         )
         delivery.install()
+        aws.add_interceptor(StepFunctionsApi(machines, asyncio.get_running_loop()))
         try:
             yield Runtime(app, aws, runner, delivery, machines)
         finally:

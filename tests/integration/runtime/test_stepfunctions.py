@@ -11,6 +11,7 @@ import pytest
 
 from tidings.local.functions import FunctionRunner
 from tidings.local.stepfunctions import StatesError, StepFunctions
+from tidings.local.stepfunctions_api import describe
 from tidings.local.template import LocalEndpoints, load_app
 
 from .runtime_stack import running
@@ -39,10 +40,14 @@ async def test_map_parallel_retry_and_choice(machines: StepFunctions) -> None:
     ]
     assert output["limit"] == 2
     assert output["parallel"] == [{"attempts": 3}, "side"]
-    retries = [entry for entry in execution.history if entry[:2] == ("Flaky", "retry")]
-    assert [entry[2]["Error"] for entry in retries] == ["FlakyError", "FlakyError"]
+    failures = [e for e in execution.events if e["type"] == "LambdaFunctionFailed"]
+    assert [e["lambdaFunctionFailedEventDetails"]["error"] for e in failures] == ["FlakyError", "FlakyError"]
+    types = [e["type"] for e in execution.events]
+    assert types.count("MapIterationSucceeded") == 5 and types.count("TaskSucceeded") == 5
+    assert types[types.index("MapStateStarted") + 1] == "MapRunStarted" and "MapRunSucceeded" in types
+    assert types[-1] == "ExecutionSucceeded"
     assert "outcome" not in output
-    assert json.loads(execution.describe()["output"]) == output
+    assert json.loads(describe(execution)["output"]) == output
 
 
 async def test_catch_routes_the_error_to_the_next_state(machines: StepFunctions) -> None:
@@ -61,12 +66,14 @@ async def test_uncaught_error_fails_the_execution_after_retries(machines: StepFu
     assert execution.status == "FAILED"
     assert execution.error == "CustomError"
     assert json.loads(execution.cause or "{}")["errorType"] == "CustomError"
-    assert [kind for state, kind, _ in execution.history if state == "Explode"] == [
-        "entered",
-        "retry",
-        "failed",
+    assert [e["type"] for e in execution.events] == [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        *["LambdaFunctionScheduled", "LambdaFunctionStarted", "LambdaFunctionFailed"] * 2,  # one retry
+        "ExecutionFailed",
     ]
-    assert execution.describe()["error"] == "CustomError"
+    assert execution.events[-1]["executionFailedEventDetails"]["error"] == "CustomError"
+    assert describe(execution)["error"] == "CustomError"
 
 
 async def test_unknown_state_machine_and_duplicate_name(machines: StepFunctions) -> None:

@@ -22,7 +22,8 @@ ARN = "arn:aws:lambda:us-east-1:123456789012:function:work"
 
 
 class RecordingInvoker:
-    """Answers like a function that echoes, fails on `fail`, and tracks concurrent calls."""
+    """Answers like a function that echoes, fails on `fail`, answers `grow` characters on `grow`,
+    and tracks concurrent calls."""
 
     def __init__(self) -> None:
         self.running = 0
@@ -44,6 +45,8 @@ class RecordingInvoker:
                 return Invocation(
                     "r", function_id, ok=False, error_type="ItemFailed", error_message="bad item"
                 )
+            if isinstance(event, dict) and event.get("grow"):
+                return Invocation("r", function_id, ok=True, result={"blob": "x" * event["grow"]})
             return Invocation("r", function_id, ok=True, result=event)
         finally:
             self.running -= 1
@@ -225,3 +228,50 @@ async def test_lambda_invoke_integration_wraps_the_payload() -> None:
     }
     execution = await run(definition, {"job": "j", "other": 1})
     assert (execution.status, execution.output) == ("SUCCEEDED", {"job": "j"})
+
+
+def catch_all(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` retried and caught by States.ALL (AWS: neither may take States.Runtime or
+    States.DataLimitExceeded)."""
+    return {
+        "StartAt": "Work",
+        "States": {
+            "Work": {
+                **state,
+                "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        },
+    }
+
+
+async def test_states_all_does_not_catch_or_retry_a_runtime_error() -> None:
+    invoker = RecordingInvoker()
+    definition = catch_all({"Type": "Task", "Resource": ARN, "Parameters": {"x.$": "$.missing"}})
+    execution = await run(definition, {"present": 1}, invoker)
+    assert (execution.status, execution.error) == ("FAILED", "States.Runtime")
+    assert "$.missing" in (execution.cause or "")
+    assert invoker.calls == []  # neither retried nor caught: the path fails before any call
+
+
+async def test_states_all_does_not_catch_or_retry_a_result_over_the_data_limit() -> None:
+    invoker = RecordingInvoker()
+    under = await run(catch_all({"Type": "Task", "Resource": ARN}), {"grow": 262_000}, invoker)
+    assert (under.status, len(under.output["blob"])) == ("SUCCEEDED", 262_000)
+    invoker.calls.clear()
+    # 256 KiB of characters plus the JSON around them: over Step Functions' payload quota
+    over = await run(catch_all({"Type": "Task", "Resource": ARN}), {"grow": 262_144}, invoker)
+    assert (over.status, over.error) == ("FAILED", "States.DataLimitExceeded")
+    assert len(invoker.calls) == 1  # not retried either
+
+
+async def test_an_input_over_the_data_limit_after_parameters_is_never_sent() -> None:
+    invoker = RecordingInvoker()
+    definition = catch_all(
+        {"Type": "Task", "Resource": ARN, "Parameters": {"a.$": "$.text", "b.$": "$.text"}}
+    )
+    execution = await run(definition, {"text": "y" * 140_000}, invoker)
+    assert (execution.status, execution.error) == ("FAILED", "States.DataLimitExceeded")
+    assert invoker.calls == []
