@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import random
 
 import pytest
@@ -12,7 +13,7 @@ from tidings_core.shards import KeyRange, Offer, ShardItem, Sweep
 
 
 def random_ids(n: int, seed: int = 1, *, urlsafe: bool = True) -> list[str]:
-    """Connection ids as API Gateway makes them: base64 of 11 random bytes (the local stack's are URL-safe)."""
+    """Connection ids as API Gateway makes them: base64 of 11 random bytes (URL-safe locally)."""
     rng = random.Random(seed)
     encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
     return sorted({encode(rng.randbytes(11)).decode() for _ in range(n)})
@@ -21,7 +22,7 @@ def random_ids(n: int, seed: int = 1, *, urlsafe: bool = True) -> list[str]:
 @pytest.mark.parametrize("urlsafe", [True, False])
 @pytest.mark.parametrize("count", [1, 2, 4, 16, 256])
 def test_every_id_falls_in_exactly_one_shard_and_shards_are_balanced(count: int, urlsafe: bool) -> None:
-    ids = random_ids(20_000, urlsafe=urlsafe) + ["", "+", "zzzz", "j001", "~tilde", "AAA", "aaa"]
+    ids = [*random_ids(20000, urlsafe=urlsafe), "", "+", "zzzz", "j001", "~tilde", "AAA", "aaa"]
     ranges = [shards.shard_range(count, i) for i in range(count)]
     sizes = [0] * count
     for cid in ids:
@@ -138,7 +139,7 @@ def test_supersession_keeps_every_connections_seqs_rising_and_ends_with_the_late
         assert seqs[-1] == latest, cid
         # no starvation: everybody gets a newer state at least once per sweep (plus a page),
         # where restarting from the first page on each event would starve the last ids
-        gaps = [b - a for (a, _), (b, _) in zip(got, got[1:], strict=False)]
+        gaps = [b - a for (a, _), (b, _) in itertools.pairwise(got)]
         assert max(gaps, default=0) <= pages_per_sweep + 1, (cid, gaps)
         assert got[0][0] <= pages_per_sweep
 
