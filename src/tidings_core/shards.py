@@ -72,7 +72,7 @@ def boundary(fraction: float) -> str:
 @dataclass(frozen=True, slots=True)
 class KeyRange:
     """Connection ids between two bounds; None is unbounded. The DynamoDB Query for it is
-    `registry.subscribers(..., within=range)`."""
+    `registry.subscribers_within(topics, range)`."""
 
     lower: str | None = None
     lower_inclusive: bool = True
