@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, coldstart, cost, fanout, sizes
+from bench import aws_model, capacity, coldstart, cost, fanout, sizes
 from bench.report import render, splice
 from bench.stats import median, median_ratio, rounded
 
@@ -167,6 +167,14 @@ def main() -> int:
         "repeats": mode.repeats,
         "machine": machine(),
     }
+    model = section(results, "aws model", lambda: aws_model.run(seeds=3))
+    if model is not None:
+        results["aws_model"] = {
+            **{n: model[n] for n in ("1000", "10000", "100000", "starvation")},
+            "cost_per_million_usd": model["cost_per_million_usd"],
+            "cpu_post_ms": model["cpu_post_ms"],
+            "seeds": model["seeds"],
+        }
     stack = section(
         results,
         "fanout",

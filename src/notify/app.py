@@ -32,7 +32,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     if report.job_id is not None:
         tracer.put_annotation(key="job_id", value=report.job_id)
     tracer.put_metadata(key="fan_out", value=asdict(report))
-    if report.outcome in ("duplicate", "stale"):
+    if report.outcome == "stale":
         metrics.add_metric(name="DuplicateDropped", unit=MetricUnit.Count, value=1)
     elif report.outcome == "wrong_owner":
         metrics.add_metric(name="WrongOwnerDropped", unit=MetricUnit.Count, value=1)
@@ -41,6 +41,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     else:
         for metric, attribute in _COUNTS.items():
             metrics.add_metric(name=metric, unit=MetricUnit.Count, value=getattr(report, attribute))
+        metrics.add_metric(name="Shards", unit=MetricUnit.Count, value=report.shards)
         metrics.add_metric(name="FanOutDuration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
         if report.publish_to_post_ms is not None:
             metrics.add_metric(

@@ -23,6 +23,8 @@ class Settings:
     token_secret_arn: str = ""
     token_audience: str = DEFAULT_AUDIENCE
     event_bus_name: str = ""
+    fanout_table: str = ""
+    deliver_function: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -35,6 +37,8 @@ class Settings:
             token_secret_arn=env.get("TOKEN_SECRET_ARN", ""),
             token_audience=env.get("TOKEN_AUDIENCE") or DEFAULT_AUDIENCE,
             event_bus_name=env.get("EVENT_BUS_NAME", ""),
+            fanout_table=env.get("FANOUT_TABLE", ""),
+            deliver_function=env.get("DELIVER_FUNCTION", ""),
         )
 
     def require(self, name: str) -> str:

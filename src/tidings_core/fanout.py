@@ -1,9 +1,16 @@
-"""Job event → every subscriber of `job:<id>` and `user:<owner>`, exactly resumable (calls registry and push).
+"""Job event → every subscriber of `job:<id>` and `user:<owner>`, in shards (calls registry and push).
 
-Order of work: validate; store the event as the job's latest state only if its seq is newer
-(conditional write); stream the recipients of both topics in connection-id order; post one page
-at a time (the next page's Query runs meanwhile); after each page, prune Gone connections and
-move the checkpoint cursor past it. A retry after a crash resumes after the last completed page.
+notify (`deliver_job_event`): validate; store the event as the job's latest state only if its
+seq is newer (conditional write); read the first Query page of both topics; choose the job's
+shard layout (`shards.choose_layout`). A small audience (the common case) is delivered right
+here as a single shard, with the ids already read: no extra hop. A large one is handed to one
+asynchronous invocation of the deliver function per shard (`ShardInvoker`), all at once.
+
+A shard (`deliver_shard`): offer the event to the shard's checkpoint item (take it, resume it,
+hand it over to the live owner, or drop it: `shards.decide_offer`); as its owner, post page by
+page in id order (the next Query page is fetched while one posts), and after each page write
+the checkpoint, which also tells whether a newer event was handed over: then the sweep goes on
+from there with the newer message. Gone connections are deleted on a side thread in batches.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import protocol, push, registry
+from . import protocol, push, registry, shards
 from .events import InvalidJobEvent, parse_job_event
 from .push import Outcome, Pusher
 
@@ -27,27 +35,135 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PAGE_SIZE = 100  # recipients per delivery page (= per checkpoint write)
+PAGE_SIZE = 100  # recipients per delivery page (= per checkpoint write, = supersession latency)
+PRUNE_BATCH = 25  # gone connections per batch delete (BatchWriteItem takes 25 items)
+BUSY_WAIT_S = 5.0  # how long a redelivered event waits for a live sweep before asking for a retry
+BUSY_POLL_S = 0.25
+INVOKE_THREADS = 16
+SHARD_TASK = "tidings.shard"  # the `kind` of a deliver function's payload
 
 
 @dataclass(slots=True)
 class FanOutReport:
     event_id: str
-    outcome: str  # new | resume | duplicate | stale | wrong_owner | invalid | too_large
+    outcome: str  # new | duplicate | stale | wrong_owner | invalid | too_large; shards: an Offer value
     job_id: str | None = None
     seq: int | None = None
+    shards: int = 0  # the layout: 1 = delivered inline by notify
     recipients: int = 0
     delivered: int = 0
     gone: int = 0
     throttled: int = 0
     failed: int = 0
     pages: int = 0
+    superseded: int = 0  # newer events taken over mid-sweep
     duration_ms: float = 0.0
     publish_to_post_ms: float | None = None
 
     @property
     def dropped(self) -> bool:
-        return self.outcome in ("duplicate", "stale", "wrong_owner", "invalid", "too_large")
+        return self.outcome in ("stale", "wrong_owner", "invalid", "too_large")
+
+
+class FanOutInProgress(RuntimeError):
+    """Another invocation is still sweeping this seq; raised so Lambda retries the event later,
+    when that sweep has either finished (the retry is then dropped) or lost its lease (resumed)."""
+
+
+class InvalidShardTask(ValueError):
+    """A deliver function payload that is not a shard task."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardTask:
+    """One shard of one event: what notify sends to the deliver function."""
+
+    job_id: str
+    user_id: str
+    seq: int
+    shards: int
+    shard: int
+    message: str  # the encoded server message
+
+    @property
+    def key(self) -> str:
+        return shards.shard_key(self.job_id, self.shards, self.shard)
+
+    @property
+    def topics(self) -> list[str]:
+        return [protocol.job_topic(self.job_id), protocol.user_topic(self.user_id)]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "kind": SHARD_TASK,
+            "jobId": self.job_id,
+            "userId": self.user_id,
+            "seq": self.seq,
+            "shards": self.shards,
+            "shard": self.shard,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> ShardTask:
+        if not isinstance(payload, dict) or payload.get("kind") != SHARD_TASK:
+            raise InvalidShardTask("not a shard task")
+        try:
+            task = cls(
+                str(payload["jobId"]),
+                str(payload["userId"]),
+                int(payload["seq"]),
+                int(payload["shards"]),
+                int(payload["shard"]),
+                str(payload["message"]),
+            )
+            shards.shard_range(task.shards, task.shard)  # raises for a shard outside its layout
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidShardTask(f"bad shard task: {exc}") from None
+        return task
+
+
+class ShardInvoker(Protocol):
+    """Starts the deliver function once per task, asynchronously (what notify needs of Lambda)."""
+
+    def invoke(self, tasks: Sequence[ShardTask]) -> None: ...
+
+
+class LambdaShardInvoker:
+    """`Invoke` with `InvocationType=Event` per shard, from a small thread pool (docs/benchmarks.md
+    compares asynchronous invokes with SQS and EventBridge for this hop)."""
+
+    def __init__(self, function_name: str, client: Any | None = None) -> None:
+        self.function_name = function_name
+        self._client = client
+
+    def _lambda(self) -> Any:
+        if self._client is None:  # only large audiences get here: keep it out of every cold start
+            import botocore.session
+
+            self._client = botocore.session.get_session().create_client("lambda")
+        return self._client
+
+    def _invoke(self, task: ShardTask) -> None:
+        body = json.dumps(task.payload(), separators=(",", ":")).encode()
+        self._lambda().invoke(FunctionName=self.function_name, InvocationType="Event", Payload=body)
+
+    def invoke(self, tasks: Sequence[ShardTask]) -> None:
+        self._lambda()
+        with ThreadPoolExecutor(min(INVOKE_THREADS, len(tasks)) or 1) as pool:
+            for future in [pool.submit(self._invoke, task) for task in tasks]:
+                future.result()  # a failed invoke fails notify: Lambda retries it, offers are idempotent
+
+
+@functools.cache
+def _default_invoker(function_name: str) -> LambdaShardInvoker:
+    return LambdaShardInvoker(function_name)
+
+
+def shard_invoker() -> ShardInvoker:
+    from .config import settings
+
+    return _default_invoker(settings().require("deliver_function"))
 
 
 @functools.cache
@@ -59,37 +175,14 @@ def _tracer() -> Tracer:
     return Tracer(auto_patch=False)
 
 
-def _pages(ids: Iterable[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(ids)
-    while page := list(islice(iterator, size)):
-        yield page
-
-
-class FanOutInProgress(RuntimeError):
-    """Another invocation is still delivering this event; raised so the bus retries it later, when
-    that fan-out has either finished (the retry is then dropped) or lost its lease (then resumed)."""
-
-
-BUSY_WAIT_S = 5.0  # how long a redelivered event waits for a live fan-out before asking for a retry
-BUSY_POLL_S = 0.25
-
-
-def _claim(job_id: str, event: Any, message: dict[str, Any]) -> registry.ClaimResult:
-    deadline = time.monotonic() + BUSY_WAIT_S
-    while True:
-        claim = registry.claim_job_event(job_id, event.userId, event.seq, event.stage, event.percent, message)
-        if claim.claim is not registry.Claim.BUSY:
-            return claim
-        if time.monotonic() >= deadline:
-            raise FanOutInProgress(f"job {job_id} seq {event.seq} is being delivered by another invocation")
-        time.sleep(BUSY_POLL_S)
+# --- notify ---------------------------------------------------------------------------------------
 
 
 def deliver_job_event(
-    detail: Any, *, event_id: str, via: Pusher | None = None, page_size: int | None = None
+    detail: Any, *, event_id: str, via: Pusher | None = None, invoker: ShardInvoker | None = None
 ) -> FanOutReport:
     """Deliver one bus event. Returns normally for poison events so the bus does not retry them;
-    raises only on infrastructure failures (DynamoDB), which the bus should retry."""
+    raises only on infrastructure failures (DynamoDB, Lambda), which should be retried."""
     started = time.perf_counter()
     try:
         event = parse_job_event(detail)
@@ -105,46 +198,188 @@ def deliver_job_event(
         return report
     message = json.loads(data)
     job_id = event.jobId
-    claim = _claim(job_id, event, message)
+    claim = registry.claim_job_event(job_id, event.userId, event.seq, event.stage, event.percent, message)
     report.outcome = claim.claim.value
-    if claim.claim not in (registry.Claim.NEW, registry.Claim.RESUME):
+    if claim.claim not in (registry.Claim.NEW, registry.Claim.DUPLICATE):
         logger.info(
             "job event dropped",
             extra={"event_id": event_id, "job_id": job_id, "seq": event.seq, "stored_seq": claim.stored_seq},
         )
         return report
     report.publish_to_post_ms = float(message["sentAt"] - event.emittedAt)
-    poster = via or push.pusher()
-    topics = [protocol.job_topic(event.jobId), protocol.user_topic(event.userId)]
-    pages = _pages(registry.subscribers(topics, after=claim.cursor), page_size or PAGE_SIZE)
-    # One thread fetches the next Query page while this page posts; it is awaited before this
-    # page's writes, so reads and writes of one fan-out never run at once.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-query") as fetcher:
-        page = next(pages, None)
-        while page is not None:
-            upcoming = fetcher.submit(next, pages, None)
-            with _tracer().provider.in_subsegment("## post page") as subsegment:
-                subsegment.put_metadata("recipients", len(page), namespace="tidings")
-                results = poster.post_many(page, data)
-            wait([upcoming])  # a Query failure is raised below, after this page's checkpoint
-            for result in results:
-                report.throttled += result.throttled
-                if result.outcome is Outcome.DELIVERED:
-                    report.delivered += 1
-                elif result.outcome is Outcome.GONE:
-                    report.gone += 1
-                    registry.forget_connection(result.connection_id)  # that id only
-                else:
-                    report.failed += 1
-            report.recipients += len(page)
-            report.pages += 1
-            if not registry.save_fanout_cursor(event.jobId, event.seq, page[-1]):
-                logger.info(
-                    "newer event took over the fan-out", extra={"event_id": event_id, "job_id": job_id}
-                )
-                break
-            page = upcoming.result()
-        else:
-            registry.finish_fanout(event.jobId, event.seq)
+    topics = [protocol.job_topic(job_id), protocol.user_topic(event.userId)]
+    first = registry.first_pages(topics)
+    layout = shards.choose_layout(shards.estimate_total(first), claim.layout)
+    if layout != claim.layout:
+        registry.set_layout(job_id, event.seq, layout)
+    report.shards = layout
+    text = data.decode()
+    tasks = [ShardTask(job_id, event.userId, event.seq, layout, i, text) for i in range(layout)]
+    if layout == 1:
+        known = _merged(first) if all(page.complete for page in first) else None
+        inline = deliver_shard(tasks[0], via=via, known_ids=known)
+        _add(report, inline)
+    else:
+        (invoker or shard_invoker()).invoke(tasks)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def _merged(pages: Iterable[shards.FirstPage]) -> list[str]:
+    return sorted({cid for page in pages for cid in page.ids})
+
+
+def _add(total: FanOutReport, part: FanOutReport) -> None:
+    for name in ("recipients", "delivered", "gone", "throttled", "failed", "pages", "superseded"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+
+
+# --- one shard ------------------------------------------------------------------------------------
+
+
+def _offer(task: ShardTask, owner: str) -> registry.OfferResult:
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while True:
+        result = registry.offer_shard(task.key, task.seq, task.message, owner)
+        if result.offer is not shards.Offer.BUSY:
+            return result
+        if time.monotonic() >= deadline:
+            raise FanOutInProgress(
+                f"shard {task.key} seq {task.seq} is being delivered by another invocation"
+            )
+        time.sleep(BUSY_POLL_S)
+
+
+class _Pruner:
+    """Deletes gone connections on one side thread, in batches, while the posts go on."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.topics = topics
+        self._pending: list[str] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tidings-prune")
+        self._jobs: list[Future[int]] = []
+
+    def add(self, connection_ids: Iterable[str]) -> None:
+        self._pending.extend(connection_ids)
+        if len(self._pending) >= PRUNE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._jobs.append(self._pool.submit(registry.forget_subscribers, self.topics, batch))
+
+    def close(self) -> None:
+        """Delete what is left and wait (a Lambda is frozen after it returns)."""
+        self._flush()
+        try:
+            for job in self._jobs:
+                job.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _pages(ids: Iterator[str], size: int, fetcher: ThreadPoolExecutor) -> Iterator[list[str]]:
+    """Pages of `ids`; the next page is read on `fetcher` while the caller posts this one."""
+
+    def take() -> list[str]:
+        return list(islice(ids, size))
+
+    upcoming = fetcher.submit(take)
+    while page := upcoming.result():
+        upcoming = fetcher.submit(take)
+        yield page
+
+
+def deliver_shard(
+    task: ShardTask,
+    *,
+    via: Pusher | None = None,
+    known_ids: Sequence[str] | None = None,
+    owner: str | None = None,
+) -> FanOutReport:
+    """Deliver `task` to its shard as the shard's owner, or leave it to the owner there is.
+
+    `known_ids`: every recipient of the topics (notify's first pages held them all), so no Query.
+    """
+    started = time.perf_counter()
+    owner = owner or uuid.uuid4().hex
+    report = FanOutReport(task.key, "", job_id=task.job_id, seq=task.seq, shards=task.shards)
+    offer = _offer(task, owner)
+    report.outcome = offer.offer.value
+    if offer.sweep is None or offer.message is None:
+        return report
+    sweep, data = offer.sweep, offer.message.encode()
+    shard = shards.shard_range(task.shards, task.shard)
+    poster = via or push.pusher()
+    pruner = _Pruner(task.topics)
+
+    def recipients(within: shards.KeyRange) -> Iterator[str]:
+        if known_ids is not None:
+            return (cid for cid in known_ids if cid in within)
+        return registry.subscribers_within(task.topics, within)
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-query") as fetcher:
+            while True:
+                switched = False
+                for page in _pages(recipients(shards.next_range(sweep, shard)), PAGE_SIZE, fetcher):
+                    with _tracer().provider.in_subsegment("## post page") as subsegment:
+                        subsegment.put_metadata("recipients", len(page), namespace="tidings")
+                        results = poster.post_many(page, data)
+                    pruner.add(_tally(report, results))
+                    report.recipients += len(page)
+                    report.pages += 1
+                    sweep = shards.delivered(sweep, page[-1])
+                    now = registry.checkpoint_shard(task.key, owner, sweep)
+                    if now is None:
+                        continue
+                    if now.item.owner != owner:
+                        report.outcome = "lost_lease"
+                        return report
+                    sweep, data = shards.supersede(sweep, now.item.seq), now.message.encode()
+                    report.superseded += 1
+                    switched = True
+                    break
+                if switched:
+                    continue
+                following = shards.part_exhausted(sweep)
+                if following is not None:
+                    sweep = following
+                    continue
+                now = registry.checkpoint_shard(task.key, owner, sweep, done=True)
+                if now is None:
+                    break
+                if now.item.owner != owner:
+                    report.outcome = "lost_lease"
+                    return report
+                sweep, data = shards.supersede(sweep, now.item.seq, finished=True), now.message.encode()
+                report.superseded += 1
+    finally:
+        pruner.close()
+        report.duration_ms = (time.perf_counter() - started) * 1000
+    return report
+
+
+def _tally(report: FanOutReport, results: Iterable[push.PostResult]) -> list[str]:
+    gone = []
+    for result in results:
+        report.throttled += result.throttled
+        if result.outcome is Outcome.DELIVERED:
+            report.delivered += 1
+        elif result.outcome is Outcome.GONE:
+            report.gone += 1
+            gone.append(result.connection_id)
+        else:
+            report.failed += 1
+    return gone
+
+
+def deliver_shard_task(payload: Any, *, via: Pusher | None = None) -> FanOutReport:
+    """The deliver function's work: one shard of one event. A malformed payload is dropped."""
+    try:
+        task = ShardTask.from_payload(payload)
+    except InvalidShardTask as exc:
+        logger.error("invalid shard task dropped", extra={"reason": f"{exc}"})
+        return FanOutReport("", "invalid")
+    return deliver_shard(task, via=via)

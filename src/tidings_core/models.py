@@ -88,12 +88,8 @@ class JobState(Model):
     stage = UnicodeAttribute(null=True, attr_name="stage")
     percent = NumberAttribute(null=True, attr_name="percent")
     message = UnicodeAttribute(null=True, attr_name="message")
-    # fan-out checkpoint of `fanoutSeq`: done flag and the last connection id fully delivered
-    fanout_seq = NumberAttribute(null=True, attr_name="fanoutSeq")
-    fanout_done = BooleanAttribute(null=True, attr_name="fanoutDone")
-    fanout_cursor = UnicodeAttribute(null=True, attr_name="fanoutCursor")
-    # epoch ms until which one notify invocation owns this seq's fan-out (renewed per page)
-    fanout_lease_until = NumberAttribute(null=True, attr_name="fanoutLeaseUntil")
+    # how many shards this job's events are delivered in (shards.choose_layout; absent: not yet)
+    fanout_shards = NumberAttribute(null=True, attr_name="fanoutShards")
     # worker side: the seq counter events are numbered from, and per-segment percents
     progress_seq = NumberAttribute(default=0, attr_name="progressSeq")
     segment_count = NumberAttribute(null=True, attr_name="segmentCount")
@@ -103,7 +99,29 @@ class JobState(Model):
     by_user = ByUserIndex()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (Connection, Subscription, JobState)
+class ShardCheckpoint(Model):
+    """One shard of one job's delivery (`shards.py`): the newest state to deliver, the sweep in
+    progress, and the lease of the invocation sweeping it. Small, so its writes stay 1 unit."""
+
+    class Meta:
+        table_name = "Fanout"
+        billing_mode = "PAY_PER_REQUEST"
+
+    shard = UnicodeAttribute(hash_key=True, attr_name="shard")  # <jobId>/<layout>/<index>
+    seq = NumberAttribute(attr_name="seq")  # the newest seq to deliver to this shard
+    message = UnicodeAttribute(attr_name="message")  # its server message (JSON text)
+    sweep_seq = NumberAttribute(attr_name="sweepSeq")  # the seq being swept
+    origin = UnicodeAttribute(null=True, attr_name="origin")
+    wrapped = BooleanAttribute(default=False, attr_name="wrapped")
+    cursor = UnicodeAttribute(null=True, attr_name="cursor")
+    done = BooleanAttribute(default=False, attr_name="done")
+    owner = UnicodeAttribute(null=True, attr_name="owner")  # the invocation holding the lease
+    lease_until = NumberAttribute(default=0, attr_name="leaseUntil")  # epoch ms
+    version = NumberAttribute(default=0, attr_name="version")  # every write raises it
+    ttl = TTLAttribute(null=True, attr_name="ttl")
+
+
+ALL_MODELS: tuple[type[Model], ...] = (Connection, Subscription, JobState, ShardCheckpoint)
 
 
 def bind_tables(settings: Settings) -> None:
@@ -111,6 +129,8 @@ def bind_tables(settings: Settings) -> None:
     Connection.Meta.table_name = settings.require("connections_table")
     Subscription.Meta.table_name = settings.require("subscriptions_table")
     JobState.Meta.table_name = settings.require("jobs_table")
+    if settings.fanout_table:  # only notify and deliver have it (registry requires it there)
+        ShardCheckpoint.Meta.table_name = settings.fanout_table
 
 
 def _key_schema(keys: Any) -> list[dict[str, str]]:

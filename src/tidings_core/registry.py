@@ -18,9 +18,9 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from . import models
+from . import models, shards
 from .config import Settings, settings
-from .models import Connection, JobState, Subscription
+from .models import Connection, JobState, ShardCheckpoint, Subscription
 
 MAX_CONNECTION_SECONDS = 2 * 60 * 60  # API Gateway closes every connection after 2 hours
 TTL_MARGIN_SECONDS = 15 * 60  # so a live connection's rows never expire before it closes
@@ -292,14 +292,12 @@ def snapshot_message(job: JobState) -> dict[str, Any]:
     }
 
 
-# --- jobs: notify's conditional writes and the fan-out checkpoint ----------------------------
+# --- jobs: notify's conditional write of the latest state ---------------------------------------
 
 
 class Claim(Enum):
-    NEW = "new"  # stored; fan out from the start
-    RESUME = "resume"  # this seq's fan-out did not finish and its lease expired; go on after the cursor
-    BUSY = "busy"  # another invocation is delivering this seq right now (its lease is live)
-    DUPLICATE = "duplicate"  # this seq was already delivered
+    NEW = "new"  # stored as the job's latest state
+    DUPLICATE = "duplicate"  # this seq is the stored one already (a redelivery): its delivery is re-offered
     STALE = "stale"  # an older seq than the stored one
     WRONG_OWNER = "wrong_owner"  # the event names another user than the job's owner
 
@@ -307,28 +305,25 @@ class Claim(Enum):
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
     claim: Claim
-    cursor: str | None = None
     stored_seq: int | None = None
+    layout: int | None = None  # the job's shard layout before this event (None: never delivered)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-# How long one invocation owns a fan-out without renewing it. Every delivered page renews it; a
-# redelivered event that finds it live waits or retries instead of posting a second copy.
-FANOUT_LEASE_MS = 20_000
 
 
 def claim_job_event(
     job_id: str, user_id: str, seq: int, stage: str, percent: float, message: dict[str, Any]
 ) -> ClaimResult:
-    """Store the event as the job's latest state if its seq is newer, and open its fan-out checkpoint.
+    """Store the event as the job's latest state if its seq is newer (one conditional UpdateItem).
 
-    A conditional UpdateItem makes at-least-once delivery safe: a duplicate or older event fails
-    the condition. A redelivery of the seq whose fan-out never finished resumes from its cursor.
+    At-least-once delivery is safe: an older event fails the condition, and a redelivery of the
+    stored seq is reported as DUPLICATE so that its delivery is offered again to the shards, whose
+    checkpoints (`offer_shard`) drop what was already delivered.
     """
     _tables()
     updated_at = now_ms()
     newer = JobState.seq.does_not_exist() | (JobState.seq < seq)
     owner = JobState.user_id.does_not_exist() | (JobState.user_id == user_id)
+    job = JobState(job_id)
     try:
         actions: list[Action] = [
             JobState.user_id.set(user_id),
@@ -338,67 +333,228 @@ def claim_job_event(
             JobState.message.set(json.dumps(message, separators=(",", ":"))),
             JobState.updated_at.set(updated_at),
             JobState.ttl.set(_ttl(job_ttl(updated_at))),
-            JobState.fanout_seq.set(seq),
-            JobState.fanout_done.set(False),
-            JobState.fanout_cursor.remove(),
-            JobState.fanout_lease_until.set(updated_at + FANOUT_LEASE_MS),
         ]
-        JobState(job_id).update(actions=actions, condition=newer & owner)
-        return ClaimResult(Claim.NEW)
+        job.update(actions=actions, condition=newer & owner)  # ALL_NEW: fanoutShards comes back
+        return ClaimResult(Claim.NEW, layout=_layout(job))
     except UpdateError as exc:
         if not _conditional_failed(exc):
             raise
-    job = get_job(job_id)
-    if job is None:  # deleted between the two calls (TTL): nothing to deliver to
+    stored_job = get_job(job_id)
+    if stored_job is None:  # deleted between the two calls (TTL): nothing to deliver to
         return ClaimResult(Claim.STALE)
-    stored = int(job.seq)
-    if job.user_id != user_id:
+    stored = int(stored_job.seq)
+    if stored_job.user_id != user_id:
         return ClaimResult(Claim.WRONG_OWNER, stored_seq=stored)
-    if stored == seq and job.fanout_seq == seq and not job.fanout_done:
-        return _take_over_fanout(job_id, seq, stored)
-    return ClaimResult(Claim.DUPLICATE if stored == seq else Claim.STALE, stored_seq=stored)
+    claim = Claim.DUPLICATE if stored == seq else Claim.STALE
+    return ClaimResult(claim, stored_seq=stored, layout=_layout(stored_job))
 
 
-def _take_over_fanout(job_id: str, seq: int, stored: int) -> ClaimResult:
-    """Resume an unfinished fan-out only when its owner's lease has run out (it crashed)."""
-    now = now_ms()
-    expired = JobState.fanout_lease_until.does_not_exist() | (JobState.fanout_lease_until < now)
-    unfinished = (JobState.fanout_seq == seq) & (JobState.fanout_done == False)  # noqa: E712 - a condition
+def _layout(job: JobState) -> int | None:
+    return int(job.fanout_shards) if job.fanout_shards is not None else None
+
+
+def set_layout(job_id: str, seq: int, shard_count: int) -> None:
+    """Record the job's shard layout, unless a newer event has been stored meanwhile."""
+    _tables()
     try:
         JobState(job_id).update(
-            actions=[JobState.fanout_lease_until.set(now + FANOUT_LEASE_MS)], condition=unfinished & expired
+            actions=[JobState.fanout_shards.set(shard_count)], condition=JobState.seq <= seq
         )
     except UpdateError as exc:
         if not _conditional_failed(exc):
             raise
-        return ClaimResult(Claim.BUSY, stored_seq=stored)
-    job = get_job(job_id)
-    return ClaimResult(Claim.RESUME, cursor=job.fanout_cursor if job else None, stored_seq=stored)
 
 
-def _checkpoint(job_id: str, seq: int, actions: list[Any]) -> bool:
-    """Apply `actions` only while the checkpoint still belongs to `seq` (a newer event takes it over)."""
+# --- recipients by key range (sharded delivery) ----------------------------------------------------
+
+
+def first_pages(topics: Iterable[str]) -> list[shards.FirstPage]:
+    """One Query page per topic (QUERY_PAGE_SIZE ids): enough to deliver a small topic, and to
+    estimate a large one's size (`shards.estimate_total`)."""
+    _tables()
+    pages = []
+    for topic in topics:
+        query = Subscription.query(
+            topic, limit=QUERY_PAGE_SIZE, page_size=QUERY_PAGE_SIZE, attributes_to_get=["connectionId"]
+        )
+        ids = [item.connection_id for item in query]
+        pages.append(shards.FirstPage(ids, complete=query.last_evaluated_key is None))
+    return pages
+
+
+def _range_condition(within: shards.KeyRange) -> Condition | None:
+    """DynamoDB allows one sort-key condition: BETWEEN for two bounds (ends filtered exactly after)."""
+    key = Subscription.connection_id
+    if within.lower is not None and within.upper is not None:
+        return key.between(within.lower, within.upper)
+    if within.lower is not None:
+        return key >= within.lower if within.lower_inclusive else key > within.lower
+    if within.upper is not None:
+        return key <= within.upper if within.upper_inclusive else key < within.upper
+    return None
+
+
+def topic_range(topic: str, within: shards.KeyRange) -> Iterator[str]:
+    """Connection ids of `topic` inside `within`, ascending (paginated Query)."""
+    _tables()
+    query = Subscription.query(
+        topic,
+        range_key_condition=_range_condition(within),
+        page_size=QUERY_PAGE_SIZE,
+        attributes_to_get=["connectionId"],
+    )
+    for item in query:
+        if item.connection_id in within:
+            yield item.connection_id
+
+
+def subscribers_within(topics: Iterable[str], within: shards.KeyRange) -> Iterator[str]:
+    """Connection ids of all `topics` inside `within`, merged ascending without duplicates."""
+    previous: str | None = None
+    for connection_id in heapq.merge(*(topic_range(t, within) for t in topics)):
+        if connection_id != previous:
+            yield connection_id
+            previous = connection_id
+
+
+def forget_subscribers(topics: Iterable[str], connection_ids: Iterable[str]) -> int:
+    """Delete gone connections and their subscriptions to `topics` with BatchWriteItem (25 per
+    call, unprocessed items retried by pynamodb). Their other topics' rows go when those topics
+    meet the same 410, or by TTL. Returns connections deleted."""
+    _tables()
+    ids = list(dict.fromkeys(connection_ids))
+    if not ids:
+        return 0
+    topics = list(topics)
+    with Subscription.batch_write() as batch:
+        for connection_id in ids:
+            for topic in topics:
+                batch.delete(Subscription(topic, connection_id))
+    with Connection.batch_write() as connection_batch:
+        for connection_id in ids:
+            connection_batch.delete(Connection(connection_id))
+    return len(ids)
+
+
+# --- shard checkpoints (docs/data-model.md: the Fanout table) ---------------------------------------
+
+# How long an invocation owns a shard without renewing it. Every delivered page renews it; an
+# offer that finds it live hands its event over (newer) or waits (same seq) instead of posting.
+SHARD_LEASE_MS = 20_000
+OFFER_ATTEMPTS = 8  # conditional writes lost to concurrent writers before giving up
+
+
+def _shard_tables() -> None:
+    _tables()
+    assert _bound_to is not None
+    _bound_to.require("fanout_table")
+
+
+def _shard_item(row: ShardCheckpoint) -> shards.ShardItem:
+    sweep = shards.Sweep(int(row.sweep_seq), origin=row.origin, wrapped=bool(row.wrapped), cursor=row.cursor)
+    return shards.ShardItem(
+        seq=int(row.seq),
+        sweep=sweep,
+        done=bool(row.done),
+        owner=row.owner,
+        lease_until=int(row.lease_until or 0),
+        version=int(row.version or 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShardState:
+    """A shard checkpoint as read: the decision-relevant item and the newest message."""
+
+    item: shards.ShardItem
+    message: str
+
+
+def read_shard(key: str) -> ShardState | None:
+    _shard_tables()
     try:
-        JobState(job_id).update(actions=actions, condition=JobState.fanout_seq == seq)
-    except UpdateError as exc:
-        if _conditional_failed(exc):
-            return False
-        raise
-    return True
+        row = ShardCheckpoint.get(key, consistent_read=True)
+    except ShardCheckpoint.DoesNotExist:
+        return None
+    return ShardState(_shard_item(row), row.message)
 
 
-def save_fanout_cursor(job_id: str, seq: int, cursor: str) -> bool:
-    """Record that every recipient up to and including `cursor` received `seq`."""
-    _tables()
-    lease = JobState.fanout_lease_until.set(now_ms() + FANOUT_LEASE_MS)
-    return _checkpoint(job_id, seq, [JobState.fanout_cursor.set(cursor), lease])
+@dataclass(frozen=True, slots=True)
+class OfferResult:
+    offer: shards.Offer
+    sweep: shards.Sweep | None = None  # set when this invocation now owns the shard
+    message: str | None = None  # the message of sweep.seq
 
 
-def finish_fanout(job_id: str, seq: int) -> bool:
-    _tables()
-    done = [
-        JobState.fanout_done.set(True),
-        JobState.fanout_cursor.remove(),
-        JobState.fanout_lease_until.remove(),
+def _sweep_actions(sweep: shards.Sweep) -> list[Action]:
+    return [
+        ShardCheckpoint.sweep_seq.set(sweep.seq),
+        ShardCheckpoint.origin.set(sweep.origin)
+        if sweep.origin is not None
+        else ShardCheckpoint.origin.remove(),
+        ShardCheckpoint.wrapped.set(sweep.wrapped),
+        ShardCheckpoint.cursor.set(sweep.cursor)
+        if sweep.cursor is not None
+        else ShardCheckpoint.cursor.remove(),
     ]
-    return _checkpoint(job_id, seq, done)
+
+
+def offer_shard(key: str, seq: int, message: str, owner: str) -> OfferResult:
+    """Offer event `seq` to one shard (`shards.decide_offer`), applied with a write conditional on
+    the item's version, so concurrent offers and checkpoints are serialised; retried when lost."""
+    _shard_tables()
+    for _ in range(OFFER_ATTEMPTS):
+        now = now_ms()
+        state = read_shard(key)
+        item = state.item if state else None
+        offer = shards.decide_offer(item, seq, now)
+        if offer in (shards.Offer.BUSY, shards.Offer.DUPLICATE, shards.Offer.STALE):
+            return OfferResult(offer)
+        same: Condition = (
+            ShardCheckpoint.shard.does_not_exist()
+            if item is None
+            else ShardCheckpoint.version == item.version
+        )
+        actions: list[Action] = [ShardCheckpoint.version.add(1), ShardCheckpoint.ttl.set(_ttl(job_ttl(now)))]
+        result = OfferResult(offer)
+        if offer is shards.Offer.HAND_OVER or offer is shards.Offer.TAKE:
+            actions += [ShardCheckpoint.seq.set(seq), ShardCheckpoint.message.set(message)]
+        if offer is shards.Offer.TAKE or offer is shards.Offer.RESUME:
+            sweep = shards.sweep_after_offer(item, offer, seq)
+            newest = message if offer is shards.Offer.TAKE else (state.message if state else message)
+            actions += [
+                *_sweep_actions(sweep),
+                ShardCheckpoint.done.set(False),
+                ShardCheckpoint.owner.set(owner),
+                ShardCheckpoint.lease_until.set(now + SHARD_LEASE_MS),
+            ]
+            result = OfferResult(offer, sweep, newest)
+        try:
+            ShardCheckpoint(key).update(actions=actions, condition=same)
+        except UpdateError as exc:
+            if not _conditional_failed(exc):
+                raise
+            continue
+        return result
+    raise RuntimeError(f"shard {key}: offer lost {OFFER_ATTEMPTS} races in a row")
+
+
+def checkpoint_shard(key: str, owner: str, sweep: shards.Sweep, *, done: bool = False) -> ShardState | None:
+    """Record the sweep's progress (and renew the lease), or its end when `done`, while this
+    invocation owns the shard and no newer seq has been handed over. None when written; else the
+    item as it is now: a newer seq to switch to, or another owner (this one lost its lease)."""
+    _shard_tables()
+    now = now_ms()
+    actions: list[Action] = [*_sweep_actions(sweep), ShardCheckpoint.version.add(1)]
+    if done:
+        actions += [ShardCheckpoint.done.set(True), ShardCheckpoint.lease_until.set(0)]
+    else:
+        actions.append(ShardCheckpoint.lease_until.set(now + SHARD_LEASE_MS))
+    mine = (ShardCheckpoint.owner == owner) & (ShardCheckpoint.seq == sweep.seq)
+    try:
+        ShardCheckpoint(key).update(actions=actions, condition=mine)
+    except UpdateError as exc:
+        if not _conditional_failed(exc):
+            raise
+        return read_shard(key)
+    return None

@@ -110,6 +110,8 @@ FUNCTION_ENV = {
     "CONNECTIONS_TABLE": "tidings-connections",
     "SUBSCRIPTIONS_TABLE": "tidings-subscriptions",
     "JOBS_TABLE": "tidings-jobs",
+    "FANOUT_TABLE": "tidings-fanout",
+    "DELIVER_FUNCTION": "tidings-deliver",
     "CALLBACK_URL": CALLBACK_URL,
     "TOKEN_AUDIENCE": "tidings",
     "EVENT_BUS_NAME": "tidings-jobs",
@@ -150,7 +152,8 @@ def handlers() -> Iterator[dict[str, ModuleType]]:
         for name, value in POWERTOOLS_ENV.items():
             patch.setenv(name, value)
         yield {
-            name: load_handler(name) for name in ("authorize", "connect", "disconnect", "subscribe", "notify")
+            name: load_handler(name)
+            for name in ("authorize", "connect", "disconnect", "subscribe", "notify", "deliver")
         }
 
 

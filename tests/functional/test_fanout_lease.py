@@ -1,14 +1,16 @@
-"""A redelivered event never fans out while another invocation is still delivering it."""
+"""A shard's checkpoint item under concurrent offers: one owner at a time, leases, hand-overs."""
 
 from __future__ import annotations
 
 import pytest
 
-from tidings_core import fanout, registry
+from tidings_core import fanout, registry, shards
 from tidings_core.config import Settings
-from tidings_core.models import JobState
+from tidings_core.models import ShardCheckpoint
 
 from .conftest import bus_event
+
+KEY = shards.shard_key("job-1", 1, 0)
 
 
 @pytest.fixture
@@ -17,43 +19,57 @@ def job(aws: Settings) -> str:
     return "job-1"
 
 
-def claim(seq: int = 1) -> registry.ClaimResult:
-    return registry.claim_job_event("job-1", "alice", seq, "transcoding", 10.0, {"seq": seq})
+def offer(seq: int = 1, owner: str = "a") -> registry.OfferResult:
+    return registry.offer_shard(KEY, seq, f'{{"seq":{seq}}}', owner)
 
 
-def test_a_concurrent_redelivery_is_busy_not_a_second_fan_out(job: str) -> None:
-    assert claim().claim is registry.Claim.NEW
-    assert claim().claim is registry.Claim.BUSY  # the first invocation's lease is live
-    registry.finish_fanout(job, 1)
-    assert claim().claim is registry.Claim.DUPLICATE
+def test_a_concurrent_redelivery_is_busy_not_a_second_sweep(job: str) -> None:
+    assert offer(owner="a").offer is shards.Offer.TAKE
+    assert offer(owner="b").offer is shards.Offer.BUSY  # the first invocation's lease is live
+    assert registry.checkpoint_shard(KEY, "a", shards.Sweep(1), done=True) is None
+    assert offer(owner="b").offer is shards.Offer.DUPLICATE
 
 
-def test_a_crashed_fan_out_is_resumed_once_its_lease_runs_out(
+def test_a_newer_event_is_handed_over_to_the_live_owner_which_learns_it_at_its_checkpoint(job: str) -> None:
+    assert offer(1, "a").offer is shards.Offer.TAKE
+    assert offer(2, "b").offer is shards.Offer.HAND_OVER
+    now = registry.checkpoint_shard(KEY, "a", shards.Sweep(1, cursor="conn-040"))
+    assert now is not None and (now.item.seq, now.item.owner, now.message) == (2, "a", '{"seq":2}')
+    # the owner switches to seq 2 from where it is; its next checkpoint is accepted
+    assert registry.checkpoint_shard(KEY, "a", shards.Sweep(2, origin="conn-040")) is None
+
+
+def test_a_crashed_sweep_is_resumed_once_its_lease_runs_out(
     job: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert claim().claim is registry.Claim.NEW
-    registry.save_fanout_cursor(job, 1, "conn-040")
-    later = registry.now_ms() + registry.FANOUT_LEASE_MS + 1
+    assert offer(owner="a").offer is shards.Offer.TAKE
+    registry.checkpoint_shard(KEY, "a", shards.Sweep(1, cursor="conn-040"))
+    later = registry.now_ms() + registry.SHARD_LEASE_MS + 1
     monkeypatch.setattr(registry, "now_ms", lambda: later)
-    resumed = claim()
-    assert (resumed.claim, resumed.cursor) == (registry.Claim.RESUME, "conn-040")
-    assert claim().claim is registry.Claim.BUSY  # the resuming invocation now holds the lease
-    assert JobState.get(job).fanout_lease_until == later + registry.FANOUT_LEASE_MS
+    resumed = offer(owner="b")
+    assert (resumed.offer, resumed.sweep) == (shards.Offer.RESUME, shards.Sweep(1, cursor="conn-040"))
+    assert offer(owner="c").offer is shards.Offer.BUSY  # the resuming invocation now holds the lease
+    row = ShardCheckpoint.get(KEY)
+    assert (row.owner, row.lease_until) == ("b", later + registry.SHARD_LEASE_MS)
+    # the crashed owner, had it only been slow, can no longer write: it lost the shard
+    lost = registry.checkpoint_shard(KEY, "a", shards.Sweep(1, cursor="conn-080"))
+    assert lost is not None and lost.item.owner == "b"
 
 
 def test_each_delivered_page_renews_the_lease(job: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    claim()
-    first = JobState.get(job).fanout_lease_until
+    offer()
+    first = ShardCheckpoint.get(KEY).lease_until
     later = registry.now_ms() + 5_000
     monkeypatch.setattr(registry, "now_ms", lambda: later)
-    registry.save_fanout_cursor(job, 1, "conn-100")
-    assert JobState.get(job).fanout_lease_until == later + registry.FANOUT_LEASE_MS > first
+    registry.checkpoint_shard(KEY, "a", shards.Sweep(1, cursor="conn-100"))
+    assert ShardCheckpoint.get(KEY).lease_until == later + registry.SHARD_LEASE_MS > first
 
 
-def test_notify_asks_the_bus_to_retry_when_the_fan_out_stays_busy(
+def test_notify_asks_lambda_to_retry_when_the_shard_stays_busy(
     job: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    claim()  # another invocation is delivering seq 1 and keeps its lease
+    registry.claim_job_event("job-1", "alice", 1, "transcoding", 10.0, {"seq": 1})
+    offer()  # another invocation is sweeping seq 1 and keeps its lease
     monkeypatch.setattr(fanout, "BUSY_WAIT_S", 0.3)
     monkeypatch.setattr(fanout, "BUSY_POLL_S", 0.05)
     with pytest.raises(fanout.FanOutInProgress):

@@ -1,4 +1,6 @@
-"""notify: paginated fan-out, Gone pruning, 429 retries, at-least-once safety and crash resume."""
+"""notify, small audience (one shard, delivered inline): paginated fan-out, Gone pruning, 429
+retries, at-least-once safety and crash resume. tests/functional/test_sharded_delivery.py covers
+large audiences."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tidings_core import fanout, push, registry
+from tidings_core import fanout, push, registry, shards
 from tidings_core.config import Settings
-from tidings_core.models import Connection, JobState, Subscription
+from tidings_core.models import Connection, JobState, ShardCheckpoint, Subscription
 
 from .conftest import CONNECTED_AT, FakeContext, FakeManagement, bus_event, gone_bare, gone_typed, throttled
 
@@ -43,6 +45,10 @@ def _notify(handlers: dict[str, ModuleType], event: dict[str, Any]) -> dict[str,
     return result
 
 
+def _checkpoint() -> ShardCheckpoint:
+    return ShardCheckpoint.get(shards.shard_key("job-1", 1, 0), consistent_read=True)
+
+
 def _delivery_counts(management: FakeManagement) -> Counter[str]:
     return Counter(cid for cid, _ in management.posted)
 
@@ -62,8 +68,14 @@ def test_fan_out_reaches_every_subscriber_of_both_topics_exactly_once(
         "transcoding",
     )
     assert message["segments"][0]["state"] == "done" and message["sentAt"] >= message["emittedAt"]
-    job = JobState.get("job-1")
-    assert (job.seq, job.fanout_seq, job.fanout_done, job.fanout_cursor) == (1, 1, True, None)
+    assert JobState.get("job-1").seq == 1 and JobState.get("job-1").fanout_shards == 1  # inline
+    checkpoint = _checkpoint()
+    assert (checkpoint.seq, checkpoint.sweep_seq, checkpoint.done, checkpoint.cursor) == (
+        1,
+        1,
+        True,
+        audience[-1],
+    )
 
 
 def test_gone_connections_are_pruned_whether_typed_or_bare_and_only_they(
@@ -131,24 +143,25 @@ def test_a_retry_after_a_crash_mid_fan_out_resumes_after_the_last_completed_page
         _notify(handlers, bus_event(seq=1))
     first_run = _delivery_counts(management)
     assert len(first_run) == 2 * fanout.PAGE_SIZE
-    job = JobState.get("job-1")
-    assert (job.fanout_seq, job.fanout_done, job.fanout_cursor) == (1, False, max(first_run))
+    checkpoint = _checkpoint()
+    assert (checkpoint.sweep_seq, checkpoint.done, checkpoint.cursor) == (1, False, max(first_run))
 
     monkeypatch.setattr(pusher, "post_many", real_post_many)
     # the bus retries a failed invocation after the crashed one's lease has run out
-    later = registry.now_ms() + registry.FANOUT_LEASE_MS + 1
+    later = registry.now_ms() + registry.SHARD_LEASE_MS + 1
     monkeypatch.setattr(registry, "now_ms", lambda: later)
-    assert _notify(handlers, bus_event(seq=1))["outcome"] == "resume"
+    # at the job item it is the stored seq (duplicate); its shard resumes from the checkpoint
+    assert _notify(handlers, bus_event(seq=1))["outcome"] == "duplicate"
     counts = _delivery_counts(management)
     assert sorted(counts) == audience and set(counts.values()) == {1}  # nobody twice, nobody missed
-    assert JobState.get("job-1").fanout_done is True
-    assert _notify(handlers, bus_event(seq=1))["outcome"] == "duplicate"
+    assert _checkpoint().done is True
+    assert _notify(handlers, bus_event(seq=1))["delivered"] == 0
 
 
 def test_a_newer_event_supersedes_an_unfinished_fan_out(
     handlers: dict[str, ModuleType], management: FakeManagement, audience: list[str]
 ) -> None:
-    registry.claim_job_event("job-1", "alice", 1, "transcoding", 10.0, {"seq": 1})  # crashed before posting
+    registry.claim_job_event("job-1", "alice", 1, "transcoding", 10.0, {"seq": 1})  # crashed before offering
     assert _notify(handlers, bus_event("ev-2", seq=2))["outcome"] == "new"
     assert _notify(handlers, bus_event("ev-1", seq=1))["outcome"] == "stale"
     assert {m["seq"] for _, m in management.posted} == {2}
@@ -196,30 +209,31 @@ def test_a_query_failure_on_the_next_page_is_raised_after_the_current_page_is_ch
     class QueryFailed(Exception):
         pass
 
-    real_subscribers = registry.subscribers
+    real_subscribers = registry.subscribers_within
     cut = 2 * fanout.PAGE_SIZE + 5  # fails while fetching the third page
 
-    def failing_subscribers(topics: list[str], *, after: str | None = None) -> Any:
-        for n, connection_id in enumerate(real_subscribers(topics, after=after)):
+    def failing_subscribers(topics: list[str], within: shards.KeyRange) -> Any:
+        for n, connection_id in enumerate(real_subscribers(topics, within)):
             if n == cut:
                 raise QueryFailed
             yield connection_id
 
-    monkeypatch.setattr(registry, "subscribers", failing_subscribers)
+    monkeypatch.setattr(registry, "subscribers_within", failing_subscribers)
+    monkeypatch.setattr(registry, "QUERY_PAGE_SIZE", 100)  # the first pages do not hold everyone: Query
     with pytest.raises(QueryFailed):
         _notify(handlers, bus_event(seq=1))
     first_run = _delivery_counts(management)
     assert sorted(first_run) == audience[: 2 * fanout.PAGE_SIZE]  # both fetched pages were posted
-    job = JobState.get("job-1")
-    assert (job.fanout_seq, job.fanout_done, job.fanout_cursor) == (
+    checkpoint = _checkpoint()
+    assert (checkpoint.sweep_seq, checkpoint.done, checkpoint.cursor) == (
         1,
         False,
         audience[2 * fanout.PAGE_SIZE - 1],
     )
 
-    monkeypatch.setattr(registry, "subscribers", real_subscribers)
-    later = registry.now_ms() + registry.FANOUT_LEASE_MS + 1  # the failed invocation's lease ran out
+    monkeypatch.setattr(registry, "subscribers_within", real_subscribers)
+    later = registry.now_ms() + registry.SHARD_LEASE_MS + 1  # the failed invocation's lease ran out
     monkeypatch.setattr(registry, "now_ms", lambda: later)
-    assert _notify(handlers, bus_event(seq=1))["outcome"] == "resume"
+    assert _notify(handlers, bus_event(seq=1))["outcome"] == "duplicate"
     counts = _delivery_counts(management)
     assert sorted(counts) == audience and set(counts.values()) == {1}

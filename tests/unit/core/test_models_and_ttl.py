@@ -80,6 +80,7 @@ def test_pynamodb_honours_the_standard_endpoint_variable(monkeypatch: pytest.Mon
         ("ConnectionsTable", models.Connection),
         ("SubscriptionsTable", models.Subscription),
         ("JobsTable", models.JobState),
+        ("FanoutTable", models.ShardCheckpoint),
     ],
 )
 def test_models_match_the_tables_in_template_yaml(logical_id: str, model: type[Any]) -> None:

@@ -116,7 +116,7 @@ def test_manage_connections_only_on_this_stage_and_only_for_functions_that_post(
             for resource in _as_list(statement["Resource"]):
                 assert isinstance(resource, dict) and "Fn::Sub" in resource, resource
                 assert STAGE_CONNECTIONS.match(resource["Fn::Sub"]), resource
-    assert posting_roles == {"NotifyFunctionRole", "SubscribeFunctionRole"}
+    assert posting_roles == {"NotifyFunctionRole", "SubscribeFunctionRole", "DeliverFunctionRole"}
 
 
 def test_table_permissions_name_one_table_or_its_index(cfn: dict[str, Any]) -> None:
@@ -145,7 +145,7 @@ def test_no_secret_literal_in_the_template(source: dict[str, Any]) -> None:
 
 def test_tables_pay_per_request_with_ttl(source: dict[str, Any]) -> None:
     tables = {k: r for k, r in source["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"ConnectionsTable", "SubscriptionsTable", "JobsTable"}
+    assert set(tables) == {"ConnectionsTable", "SubscriptionsTable", "JobsTable", "FanoutTable"}
     for logical_id, res in tables.items():
         props = res["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", logical_id

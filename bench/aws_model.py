@@ -1,0 +1,406 @@
+"""AWS-scale model of a job event's delivery: a discrete-event simulation on a virtual clock.
+
+It runs the real, pure decisions of `tidings_core.shards` (layout from the first Query pages,
+key ranges, sweeps, offers, supersession) over synthetic connection ids, and charges each step
+with modelled services. Every figure below is listed with its source in docs/benchmarks.md
+("AWS-scale model"); the CPU per post is measured here, on the real `push.Pusher` +
+`ManagementApi` posting over HTTP to a server in another process. The loop is our own (a heap of
+timed callbacks, ~150 lines) rather than simpy: the model needs no processes or resources beyond
+two token buckets and a pool, and plain callbacks keep 100,000-post runs fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import heapq
+import itertools
+import math
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings_core import fanout, push, shards
+
+# --- modelled services (sources: docs/benchmarks.md, "AWS-scale model") --------------------------
+EVENTBRIDGE_P50_MS, EVENTBRIDGE_P99_MS = 150.0, 400.0
+DYNAMODB_MS = (5.0, 10.0)  # uniform per call
+INVOKE_API_MS = 15.0  # the caller's Invoke(Event) round trip (assumption)
+ASYNC_QUEUE_P50_MS, ASYNC_QUEUE_P99_MS = 25.0, 100.0  # Lambda's internal queue (assumption)
+INVOKE_CPU_MS = 2.0  # botocore call CPU in the caller (measured before: 1.3-2.8 ms)
+COLD_START_MS = 700.0  # sandbox + import + first call (assumption over the measured import)
+WARM_START_MS = 1.0
+SCALE_ENVIRONMENTS, SCALE_PERIOD_S = 1000, 10.0  # new environments per function per 10 s
+THROTTLE_BURST = 5000  # API Gateway account burst
+POST_THREADS = push.MAX_WORKERS
+API_LATENCIES_MS = (10.0, 20.0, 40.0)  # management API per post: an assumption (AWS publishes none)
+
+
+def _lognormal(rng: random.Random, p50: float, p99: float) -> float:
+    sigma = math.log(p99 / p50) / 2.326
+    return rng.lognormvariate(math.log(p50), sigma)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (when, next(self._order), action))
+
+    def run(self) -> None:
+        while self._heap:
+            self.now, _, action = heapq.heappop(self._heap)
+            action()
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.when = rate, burst, burst, 0.0
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.when) * self.rate)
+        self.when = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Environments:
+    """One function's execution environments: warm ones reused, new ones cold and rate-limited."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.free = 0
+        self.scaling = TokenBucket(SCALE_ENVIRONMENTS / SCALE_PERIOD_S, SCALE_ENVIRONMENTS)
+        self.waiting: list[Callable[[], None]] = []
+
+    def start(self, run: Callable[[], None]) -> None:
+        if self.free:
+            self.free -= 1
+            self.clock.at(self.clock.now + WARM_START_MS / 1000, run)
+        elif self.scaling.take(self.clock.now):
+            self.clock.at(self.clock.now + COLD_START_MS / 1000, run)
+        else:
+            self.waiting.append(run)
+            self.clock.at(self.clock.now + 0.1, self._retry)
+
+    def _retry(self) -> None:
+        if self.waiting:
+            self.start(self.waiting.pop(0))
+
+    def release(self) -> None:
+        self.free += 1
+
+
+@dataclass
+class World:
+    rng: random.Random
+    ids: list[str]
+    api_ms: float
+    cpu_post_ms: float
+    throttle: TokenBucket
+    clock: Clock = field(default_factory=Clock)
+    items: dict[str, tuple[shards.ShardItem, int]] = field(default_factory=dict)  # key -> item, msg seq
+    received: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    layout: int | None = None
+    lambda_s: float = 0.0  # busy time of notify and deliver environments
+    writes: int = 0
+    requests: int = 0
+
+    def ddb(self) -> float:
+        return self.rng.uniform(*DYNAMODB_MS) / 1000
+
+
+def _within(ids: list[str], window: shards.KeyRange, limit: int) -> list[str]:
+    lo = 0
+    if window.lower is not None:
+        cut = bisect.bisect_left if window.lower_inclusive else bisect.bisect_right
+        lo = cut(ids, window.lower)
+    hi = len(ids)
+    if window.upper is not None:
+        cut = bisect.bisect_right if window.upper_inclusive else bisect.bisect_left
+        hi = cut(ids, window.upper)
+    return ids[lo : min(hi, lo + limit)]
+
+
+class ShardRun:
+    """One invocation sweeping one shard: the real sweep decisions, modelled time."""
+
+    def __init__(
+        self, world: World, key: str, shard: shards.KeyRange, ids: list[str], env: Environments
+    ) -> None:
+        self.w, self.key, self.shard, self.ids, self.env = world, key, shard, ids, env
+        self.owner = f"{key}:{world.rng.random()}"
+
+    def offer(self, seq: int) -> None:
+        w = self.w
+        stored = w.items.get(self.key)
+        item = stored[0] if stored else None
+        decision = shards.decide_offer(item, seq, int(w.clock.now * 1000))
+        if decision in (shards.Offer.HAND_OVER,):
+            assert item is not None
+            w.items[self.key] = (
+                shards.ShardItem(seq, item.sweep, False, item.owner, item.lease_until, 0),
+                seq,
+            )
+        if decision is not shards.Offer.TAKE:
+            self.env.release()
+            return
+        self.sweep = shards.sweep_after_offer(item, decision, seq)
+        self.started = w.clock.now
+        w.requests += 1
+        self._store()
+        w.clock.at(w.clock.now + 2 * w.ddb(), self.page)  # GetItem + UpdateItem
+
+    def _store(self, done: bool = False) -> None:
+        self.w.writes += 1
+        lease = int(self.w.clock.now * 1000) + 20_000 if not done else 0
+        self.w.items[self.key] = (
+            shards.ShardItem(self.sweep.seq, self.sweep, done, self.owner, lease, 0),
+            self.sweep.seq,
+        )
+
+    def page(self) -> None:
+        w = self.w
+        todo = _within(self.ids, shards.next_range(self.sweep, self.shard), fanout.PAGE_SIZE)
+        if not todo:
+            following = shards.part_exhausted(self.sweep)
+            if following is not None:
+                self.sweep = following
+                w.clock.at(w.clock.now + w.ddb(), self.page)  # a Query for the next part
+                return
+            newer = w.items[self.key][0].seq
+            if newer > self.sweep.seq:
+                self.sweep = shards.supersede(self.sweep, newer, finished=True)
+                w.clock.at(w.clock.now + 2 * w.ddb(), self.page)
+                return
+            self._store(done=True)
+            w.lambda_s += w.clock.now - self.started
+            self.env.release()
+            return
+        self._post_page(todo)
+
+    def _post_page(self, todo: list[str]) -> None:
+        """POST_THREADS posts in flight; each needs cpu_post_ms on the one vCPU, then api_ms; 429s
+        retry with push.py's own backoff."""
+        w = self.w
+        seq = self.sweep.seq
+        state = {"cpu_free": w.clock.now, "left": len(todo), "end": w.clock.now}
+        pending = list(todo)
+        attempts: dict[str, int] = {}
+
+        def send(cid: str) -> None:
+            start = max(w.clock.now, state["cpu_free"])
+            state["cpu_free"] = start + w.cpu_post_ms / 1000
+            sent = state["cpu_free"] + w.api_ms / 1000
+            if w.throttle.take(state["cpu_free"]):
+                w.clock.at(sent, lambda: done(cid))
+            else:
+                attempts[cid] = attempts.get(cid, 0) + 1
+                backoff = w.rng.uniform(0, min(push.MAX_DELAY_S, push.BASE_DELAY_S * 2 ** attempts[cid]))
+                w.clock.at(sent + backoff, lambda: send(cid))
+
+        def done(cid: str) -> None:
+            w.received.setdefault(cid, []).append((w.clock.now, seq))
+            state["left"] -= 1
+            if pending:
+                send(pending.pop(0))
+            elif state["left"] == 0:
+                self._checkpoint(todo[-1])
+
+        for _ in range(min(POST_THREADS, len(pending))):
+            send(pending.pop(0))
+
+    def _checkpoint(self, last: str) -> None:
+        w = self.w
+        self.sweep = shards.delivered(self.sweep, last)
+        newer = w.items[self.key][0].seq
+        if newer > self.sweep.seq:
+            self.sweep = shards.supersede(self.sweep, newer)
+        self._store()
+        w.clock.at(w.clock.now + w.ddb(), self.page)  # checkpoint write; the next page was prefetched
+
+
+@dataclass
+class Functions:
+    notify: Environments
+    deliver: Environments
+
+
+def publish(w: World, fns: Functions, seq: int, at: float) -> None:
+    """PutEvents at `at`: EventBridge → notify → inline or one asynchronous invoke per shard."""
+
+    def notify() -> None:
+        t = w.clock.now + 3 * w.ddb()  # claim + the first page of each topic
+        complete = len(w.ids) <= 1000
+        first = [shards.FirstPage(w.ids[:1000], complete), shards.FirstPage([], True)]
+        w.layout = shards.choose_layout(shards.estimate_total(first), w.layout)
+        layout = w.layout
+        if layout == 1:
+            run = ShardRun(w, "job/1/0", shards.EVERYTHING, w.ids, fns.notify)
+            w.clock.at(t, lambda: run.offer(seq))
+            return
+        fns.notify.release()
+        threads = min(fanout.INVOKE_THREADS, layout)
+        for i in range(layout):
+            sent = t + (i // threads + 1) * INVOKE_API_MS / 1000 + (i + 1) * INVOKE_CPU_MS / 1000
+            queued = sent + _lognormal(w.rng, ASYNC_QUEUE_P50_MS, ASYNC_QUEUE_P99_MS) / 1000
+            shard = shards.shard_range(layout, i)
+            ids = _within(w.ids, shard, len(w.ids))
+            run = ShardRun(w, f"job/{layout}/{i}", shard, ids, fns.deliver)
+            w.clock.at(queued, lambda run=run: fns.deliver.start(lambda: run.offer(seq)))
+
+    delay = _lognormal(w.rng, EVENTBRIDGE_P50_MS, EVENTBRIDGE_P99_MS) / 1000
+    w.clock.at(at + delay, lambda: fns.notify.start(notify))
+
+
+def connection_ids(n: int, rng: random.Random) -> list[str]:
+    return sorted({base64.urlsafe_b64encode(rng.randbytes(11)).decode() for _ in range(n)})
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def one_event(n: int, rps: float, api_ms: float, cpu_post_ms: float, seed: int) -> dict[str, float]:
+    """p50/p99 of arrivals of one event after a warm-up event (environments warm)."""
+    rng = random.Random(seed)
+    w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, TokenBucket(rps, THROTTLE_BURST))
+    fns = Functions(Environments(w.clock), Environments(w.clock))
+    publish(w, fns, 1, 0.0)
+    w.clock.run()
+    w.received.clear()
+    w.lambda_s, w.writes, w.requests = 0.0, 0, 0
+    start = w.clock.now + 60.0  # a minute later: warm environments, a full throttle bucket
+    publish(w, fns, 2, start)
+    w.clock.run()
+    arrivals = [(t - start) * 1000 for got in w.received.values() for t, seq in got if seq == 2]
+    assert len(arrivals) == n, (len(arrivals), n)
+    return {"p50_ms": _percentile(arrivals, 0.5), "p99_ms": _percentile(arrivals, 0.99), **_cost(w, n)}
+
+
+# list prices, US East (docs/benchmarks.md "Cost assumptions")
+GB_S_USD, REQUEST_USD, MESSAGE_USD, WRITE_USD, EVENT_USD = 0.0000133334, 0.2e-6, 1.0e-6, 0.625e-6, 1.0e-6
+MEMORY_GB = 1769 / 1024
+
+
+def _cost(w: World, deliveries: int) -> dict[str, float]:
+    """$ per million deliveries of the measured event (the second), from the model's own tallies."""
+    dollars = (
+        w.lambda_s * MEMORY_GB * GB_S_USD
+        + (w.requests + 1) * REQUEST_USD
+        + deliveries * MESSAGE_USD
+        + (w.writes + 1) * WRITE_USD
+        + EVENT_USD
+    )
+    return {"usd_per_million": dollars / deliveries * 1e6}
+
+
+def starvation(
+    n: int, rate: float, seconds: float, api_ms: float, cpu_post_ms: float, seed: int
+) -> dict[str, float]:
+    rng = random.Random(seed)
+    w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, TokenBucket(10_000, THROTTLE_BURST))
+    fns = Functions(Environments(w.clock), Environments(w.clock))
+    events = int(rate * seconds)
+    for k in range(events):
+        publish(w, fns, k + 1, k / rate)
+    w.clock.run()
+    gaps = []
+    final = 0
+    for cid in w.ids:
+        got = w.received.get(cid, [])
+        times = [t for t, _ in got]
+        if got and got[-1][1] == events:
+            final += 1
+        if times:
+            gaps.append(max(b - a for a, b in itertools.pairwise([times[0], *times])) * 1000)
+    return {"max_gap_ms": max(gaps), "final_received": final / n}
+
+
+def measure_cpu_per_post(posts: int = 1500) -> float:
+    """CPU ms per post of the real Pusher + ManagementApi (SigV4, urllib3), server in another process."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        from botocore.credentials import Credentials
+
+        api = push.ManagementApi(
+            f"http://127.0.0.1:{port}/dev",
+            credentials=Credentials("AKIDEXAMPLE", "secret"),
+            region="us-east-1",
+        )
+        pusher = push.Pusher(api)
+        ids = [f"conn{n:06d}=" for n in range(posts)]
+        pusher.post_many(ids[:100], b'{"seq":1}')  # warm the pool
+        started = time.process_time()
+        results = pusher.post_many(ids, b'{"type":"progress","seq":1,"percent":50}')
+        cpu = time.process_time() - started
+        assert all(r.outcome is push.Outcome.DELIVERED for r in results)
+        pusher.close()
+        return cpu * 1000 / posts
+    finally:
+        server.kill()
+        server.wait()
+
+
+_SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def run(seeds: int = 3, starvation_seconds: float = 30.0) -> dict[str, Any]:
+    cpu_post_ms = measure_cpu_per_post()
+    out: dict[str, Any] = {"cpu_post_ms": round(cpu_post_ms, 3), "seeds": seeds}
+    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731 - tiny local helper
+    for n in (1000, 10_000, 100_000):
+        row: dict[str, Any] = {}
+        for name, rps in (("default", 10_000.0), ("raised", 100_000.0)):
+            runs = [one_event(n, rps, 20.0, cpu_post_ms, seed) for seed in range(seeds)]
+            row[name] = {k: round(median([r[k] for r in runs]), 1) for k in ("p50_ms", "p99_ms")}
+        row["by_api_latency_raised"] = {
+            f"{api:g}": round(
+                median([one_event(n, 100_000.0, api, cpu_post_ms, s)["p99_ms"] for s in range(seeds)]), 1
+            )
+            for api in API_LATENCIES_MS
+        }
+        out[str(n)] = row
+    out["cost_per_million_usd"] = round(
+        median(
+            [one_event(100_000, 100_000.0, 20.0, cpu_post_ms, s)["usd_per_million"] for s in range(seeds)]
+        ),
+        4,
+    )
+    runs = [starvation(10_000, 4.0, starvation_seconds, 20.0, cpu_post_ms, seed) for seed in range(seeds)]
+    out["starvation"] = {
+        "max_gap_ms": round(median([r["max_gap_ms"] for r in runs]), 1),
+        "final_received": median([r["final_received"] for r in runs]),
+    }
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(seeds=int(sys.argv[1]) if len(sys.argv) > 1 else 3), indent=1))
