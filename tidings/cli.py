@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+from tidings_core.tokens import MAX_LIFETIME_SECONDS
+
 from . import client
 from .watch_view import Mode
 
@@ -37,6 +39,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _token_ttl(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_LIFETIME_SECONDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LIFETIME_SECONDS} seconds (24 h)")
     return value
 
 
@@ -63,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a connection token (JWT) for a user")
     token.add_argument("user_arg", nargs="?", metavar="USER", help="the user id (same as --user)")
     token.add_argument("--user", help="the user id (the token's sub)")
-    token.add_argument("--ttl", type=_positive_int, default=DEFAULT_TTL_SECONDS, metavar="SECONDS")
+    token.add_argument("--ttl", type=_token_ttl, default=DEFAULT_TTL_SECONDS, metavar="SECONDS")
     _add_target_options(token)
 
     submit = commands.add_parser("submit", help="upload a video and start a transcoding job")

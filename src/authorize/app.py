@@ -36,8 +36,13 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
         return tokens.deny_policy(event.method_arn)
     token = tokens.token_from_request(headers, event.query_string_parameters or {})
     try:
-        secret = tokens.signing_secret(config.require("token_secret_arn"))
-        claims = tokens.verify_token(secret, token, config.token_audience)
+        claims = tokens.verify_with_secret(
+            config.require("token_secret_arn"),
+            token,
+            config.token_audience,
+            issuer=config.token_issuer,
+            max_lifetime=config.token_max_lifetime,
+        )
     except tokens.MissingToken as exc:
         logger.info("connection refused: 401", extra={"reason": str(exc)})
         metrics.add_metric(name="Unauthorized", unit=MetricUnit.Count, value=1)
@@ -65,8 +70,13 @@ def http_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> 
     config = settings()
     try:
         token = tokens.bearer_token(event.headers.get("authorization"))  # case-insensitive
-        secret = tokens.signing_secret(config.require("token_secret_arn"))
-        claims = tokens.verify_token(secret, token, config.token_audience)
+        claims = tokens.verify_with_secret(
+            config.require("token_secret_arn"),
+            token,
+            config.token_audience,
+            issuer=config.token_issuer,
+            max_lifetime=config.token_max_lifetime,
+        )
     except tokens.TokenError as exc:
         logger.info("request refused", extra={"reason": str(exc), "route": event.route_key})
         metrics.add_metric(name="HttpDenied", unit=MetricUnit.Count, value=1)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_AUDIENCE = "tidings"
+DEFAULT_ISSUER = "tidings"
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 60 * 60
 
 
 class ConfigError(RuntimeError):
@@ -25,6 +27,9 @@ class Settings:
     event_bus_name: str = ""
     fanout_table: str = ""
     deliver_function: str = ""
+    token_issuer: str = DEFAULT_ISSUER
+    # a stack may shorten tokens' maximum lifetime, never lengthen it past 24 h
+    token_max_lifetime: int = MAX_TOKEN_LIFETIME_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -39,6 +44,8 @@ class Settings:
             event_bus_name=env.get("EVENT_BUS_NAME", ""),
             fanout_table=env.get("FANOUT_TABLE", ""),
             deliver_function=env.get("DELIVER_FUNCTION", ""),
+            token_issuer=env.get("TOKEN_ISSUER") or DEFAULT_ISSUER,
+            token_max_lifetime=_lifetime(env.get("TOKEN_MAX_LIFETIME_SECONDS")),
         )
 
     def require(self, name: str) -> str:
@@ -47,6 +54,17 @@ class Settings:
         if not value:
             raise ConfigError(f"environment variable {name.upper()} is not set")
         return value
+
+
+def _lifetime(raw: str | None) -> int:
+    """TOKEN_MAX_LIFETIME_SECONDS, clamped to 1 s .. 24 h; empty means 24 h."""
+    if not raw:
+        return MAX_TOKEN_LIFETIME_SECONDS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"TOKEN_MAX_LIFETIME_SECONDS must be whole seconds, got {raw!r}") from None
+    return max(1, min(value, MAX_TOKEN_LIFETIME_SECONDS))
 
 
 @functools.cache

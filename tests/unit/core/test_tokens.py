@@ -42,7 +42,9 @@ def test_bad_signature_is_403() -> None:
 
 def test_expired_token_is_403() -> None:
     now = int(time.time())
-    token = jwt.encode({"sub": "alice", "aud": "tidings", "iat": now - 120, "exp": now - 60}, SECRET)
+    token = jwt.encode(
+        {"sub": "alice", "aud": "tidings", "iss": "tidings", "iat": now - 120, "exp": now - 60}, SECRET
+    )
     with pytest.raises(tokens.InvalidToken, match="expired"):
         tokens.verify_token(SECRET, token, "tidings")
 
@@ -70,10 +72,10 @@ def test_other_algorithm_is_403() -> None:
         tokens.verify_token(SECRET, token, "tidings")
 
 
-@pytest.mark.parametrize("missing", ["sub", "exp", "iat", "aud"])
+@pytest.mark.parametrize("missing", ["sub", "exp", "iat", "aud", "iss"])
 def test_a_missing_required_claim_is_403(missing: str) -> None:
     now = int(time.time())
-    claims = {"sub": "alice", "aud": "tidings", "iat": now, "exp": now + 60}
+    claims = {"sub": "alice", "aud": "tidings", "iss": "tidings", "iat": now, "exp": now + 60}
     del claims[missing]
     with pytest.raises(tokens.InvalidToken):
         tokens.verify_token(SECRET, jwt.encode(claims, SECRET), "tidings")
@@ -81,7 +83,9 @@ def test_a_missing_required_claim_is_403(missing: str) -> None:
 
 def test_a_subject_that_cannot_name_a_topic_is_403() -> None:
     now = int(time.time())
-    token = jwt.encode({"sub": "bob smith/../", "aud": "tidings", "iat": now, "exp": now + 60}, SECRET)
+    token = jwt.encode(
+        {"sub": "bob smith/../", "aud": "tidings", "iss": "tidings", "iat": now, "exp": now + 60}, SECRET
+    )
     with pytest.raises(tokens.InvalidToken):
         tokens.verify_token(SECRET, token, "tidings")
 
@@ -119,3 +123,78 @@ def test_allow_policy_names_exactly_the_method_arn_and_string_context() -> None:
     deny = tokens.deny_policy(arn)
     assert deny["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert deny["policyDocument"]["Statement"][0]["Resource"] == arn
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": "alice",
+        "aud": "tidings",
+        "iss": "tidings",
+        "iat": now,
+        "exp": now + 60,
+    }
+    claims.update(overrides)
+    return claims
+
+
+def test_a_token_living_longer_than_the_maximum_is_403() -> None:
+    """Issue 14: `exp` of 10^20 was accepted; the maximum lifetime is 24 h (or the stack's less)."""
+    now = int(time.time())
+    for claims in (
+        _claims(exp=10**20),
+        _claims(exp=now + 24 * 3600 + 120),
+        _claims(iat=now - 10, exp=now + 24 * 3600 + 60),
+        _claims(iat=now + 3600, exp=now + 3700),  # issued in the future
+    ):
+        with pytest.raises(tokens.InvalidToken):
+            tokens.verify_token(SECRET, jwt.encode(claims, SECRET), "tidings")
+    one_hour = jwt.encode(_claims(exp=now + 3600), SECRET)
+    assert tokens.verify_token(SECRET, one_hour, "tidings").user_id == "alice"
+    with pytest.raises(tokens.InvalidToken, match="lifetime"):
+        tokens.verify_token(SECRET, one_hour, "tidings", max_lifetime=600)  # a stack's shorter limit
+
+
+def test_issuing_refuses_a_ttl_beyond_the_maximum() -> None:
+    with pytest.raises(ValueError, match="at most"):
+        tokens.issue_token(SECRET, "alice", 10 * 365 * 24 * 3600)
+    with pytest.raises(ValueError, match="at most"):
+        tokens.issue_token(SECRET, "alice", 3600, max_lifetime=600)
+
+
+def test_issuer_is_set_and_checked() -> None:
+    token = tokens.issue_token(SECRET, "alice", 60)
+    assert jwt.decode(token, options={"verify_signature": False})["iss"] == "tidings"
+    with pytest.raises(tokens.InvalidToken, match="Issuer"):
+        tokens.verify_token(SECRET, jwt.encode(_claims(iss="someone-else"), SECRET), "tidings")
+    other = tokens.issue_token(SECRET, "alice", 60, issuer="stack-b")
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify_token(SECRET, other, "tidings")
+    assert tokens.verify_token(SECRET, other, "tidings", issuer="stack-b").user_id == "alice"
+
+
+def test_kid_selects_the_current_or_previous_key() -> None:
+    old, new = "old-key-" + "a" * 56, "new-key-" + "b" * 56
+    by_old, by_new = tokens.issue_token(old, "alice", 60), tokens.issue_token(new, "alice", 60)
+    assert jwt.get_unverified_header(by_old)["kid"] == tokens.key_id(old) != tokens.key_id(new)
+    ring = tokens.KeyRing(current=new, previous=old)
+    assert tokens.verify_token(ring, by_old, "tidings").user_id == "alice"
+    assert tokens.verify_token(ring, by_new, "tidings").user_id == "alice"
+    with pytest.raises(tokens.InvalidToken, match="unknown key"):  # after the next rotation
+        tokens.verify_token(tokens.KeyRing(current="third-" + "c" * 59, previous=new), by_old, "tidings")
+    forged = jwt.encode(_claims(), old, headers={"kid": tokens.key_id(new)})  # kid of one, key of another
+    with pytest.raises(tokens.InvalidToken, match="bad signature"):
+        tokens.verify_token(ring, forged, "tidings")
+
+
+@pytest.mark.parametrize("user_id", [".", "..", "...", "a" * 129, "a/b", ""])
+def test_ids_that_are_not_safe_key_segments_are_refused(user_id: str) -> None:
+    assert not tokens.valid_user_id(user_id)
+    with pytest.raises(ValueError):
+        tokens.issue_token(SECRET, user_id, 60)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify_token(SECRET, jwt.encode(_claims(sub=user_id), SECRET), "tidings")
+
+
+def test_ids_with_dots_inside_stay_valid() -> None:
+    assert tokens.valid_user_id("a.b") and tokens.valid_user_id(".a") and tokens.valid_user_id("alice@x.io")
