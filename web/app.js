@@ -3,6 +3,7 @@
 import {
   clearStoredSettings,
   decodeTokenPayload,
+  fetchDeployedConfig,
   fetchLocalConfig,
   fetchLocalToken,
   loadStoredSettings,
@@ -215,13 +216,26 @@ function startRemote(settings, heartbeatMs) {
   startWatching(getToken, heartbeatMs);
 }
 
+/** True when both describe the same endpoints (a link that only repeats the confirmed ones). */
+function sameEndpoints(a, b) {
+  return (a.websocketUrl || "") === (b.websocketUrl || "") && (a.apiUrl || "") === (b.apiUrl || "");
+}
+
 async function main() {
   wireUploads();
   const query = takeQuerySettings();
   const heartbeatMs = query.heartbeatSeconds > 0 ? query.heartbeatSeconds * 1000 : DEFAULT_HEARTBEAT_MS;
-  const stored = loadStoredSettings();
-  // A deployed stack chosen in this tab (?ws= or the form) wins over the local stack's config.
-  const remoteChosen = Boolean(query.websocketUrl || stored.websocketUrl);
+  let stored = loadStoredSettings();
+  // ?ws= and ?api= come from a link anyone can craft: they only fill in the form, and a token
+  // is never sent to them until the user confirms them (issue 14, item 12).
+  const proposal = query.websocketUrl || query.apiUrl ? { websocketUrl: query.websocketUrl, apiUrl: query.apiUrl } : null;
+  const newProposal = proposal && !sameEndpoints(proposal, stored);
+  if (newProposal && stored.token) {
+    clearStoredSettings(); // the stored token belongs to the endpoints the user confirmed, not these
+    stored = {};
+  }
+  // A deployed stack confirmed in this tab (the form) wins over the local stack's config.
+  const remoteChosen = Boolean(newProposal || stored.websocketUrl);
   const local = remoteChosen ? null : await fetchLocalConfig();
 
   if (local) {
@@ -258,15 +272,23 @@ async function main() {
       return;
     }
     $("remote-token").value = "";
-    startRemote(settings, heartbeatMs);
+    startRemote(settings, heartbeatMs); // the user's submit is the confirmation
   });
+  const deployed = newProposal ? null : await fetchDeployedConfig();
+  const endpoints = newProposal ? proposal : stored.websocketUrl ? stored : deployed || {};
   const settings = {
-    websocketUrl: query.websocketUrl || stored.websocketUrl || "",
-    apiUrl: query.apiUrl || stored.apiUrl || "",
-    token: query.token || stored.token || "",
+    websocketUrl: endpoints.websocketUrl || "",
+    apiUrl: endpoints.apiUrl || "",
+    token: newProposal ? "" : stored.token || "",
   };
   $("remote-ws").value = settings.websocketUrl;
   $("remote-api").value = settings.apiUrl;
+  if (newProposal) {
+    showSettings("remote", "");
+    $("settings-error").textContent =
+      "The link names these endpoints: paste a token only if you trust them.";
+    return;
+  }
   const error = validateSettings(settings);
   if (error) showSettings("remote", settings.token ? error : "");
   else startRemote(settings, heartbeatMs);

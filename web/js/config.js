@@ -1,9 +1,11 @@
 // Where the page connects and with which token.
 //
 // Served by the local stack: GET ./_tidings/config gives the URLs and ?user=NAME gets a token from
-// GET ./_tidings/token. Against a deployed stack the URLs come from ?ws=&api= or the settings
-// form, and the token is pasted into the form. Settings live in sessionStorage (this tab only);
-// the token is never left in the URL.
+// GET ./_tidings/token. Against a deployed stack the URLs come from the deployed configuration
+// (./tidings-config.json beside the page, written when the view is published) or from the
+// settings form; ?ws=&api= only fill the form in, and the token pasted into the form is used
+// only with the endpoints the user submitted with it. Settings live in sessionStorage (this tab
+// only); the token is never left in the URL.
 
 const STORAGE_KEY = "tidings.settings";
 
@@ -92,6 +94,17 @@ export async function fetchLocalConfig() {
   try {
     const config = await fetchJson(new URL("./_tidings/config", location.href));
     return config && isWebSocketUrl(config.websocketUrl) ? config : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The deployed stack's endpoints from ./tidings-config.json (same origin), or null. */
+export async function fetchDeployedConfig() {
+  try {
+    const config = await fetchJson(new URL("./tidings-config.json", location.href));
+    if (!config || !isWebSocketUrl(config.websocketUrl)) return null;
+    return { websocketUrl: config.websocketUrl, apiUrl: isHttpUrl(config.apiUrl) ? config.apiUrl : "" };
   } catch {
     return null;
   }

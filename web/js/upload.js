@@ -44,7 +44,10 @@ export function putFile(upload, file, onProgress) {
     const request = new XMLHttpRequest();
     request.open(upload.method || "PUT", upload.url);
     const headers = upload.headers && typeof upload.headers === "object" ? upload.headers : {};
-    for (const [name, value] of Object.entries(headers)) request.setRequestHeader(name, String(value));
+    for (const [name, value] of Object.entries(headers)) {
+      // the browser sets Content-Length from the file itself (it is signed: the sizes must agree)
+      if (name.toLowerCase() !== "content-length") request.setRequestHeader(name, String(value));
+    }
     request.upload.addEventListener("progress", (event) => {
       onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
     });
