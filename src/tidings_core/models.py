@@ -33,6 +33,9 @@ class Connection(Model):
     user_id = UnicodeAttribute(attr_name="userId")
     connected_at = NumberAttribute(attr_name="connectedAt")  # epoch ms
     ttl = TTLAttribute(attr_name="ttl")  # epoch seconds
+    # the per-connection token bucket of client frames (registry.take_frame_token)
+    bucket_tokens = NumberAttribute(null=True, attr_name="bucketTokens")
+    bucket_at = NumberAttribute(null=True, attr_name="bucketAt")  # epoch ms of the last refill
 
 
 class ByConnectionIndex(GlobalSecondaryIndex["Subscription"]):  # type: ignore[no-untyped-call]
@@ -96,6 +99,8 @@ class JobState(Model):
     # untyped constructor in pynamodb's stubs
     segment_percents = MapAttribute[str, Any](default=dict, attr_name="segmentPercents")  # type: ignore[no-untyped-call]
     input = MapAttribute[str, Any](null=True, attr_name="input")  # type: ignore[no-untyped-call]
+    # the one transcode execution that owns this job (the plan step's conditional claim)
+    transcode_execution = UnicodeAttribute(null=True, attr_name="transcodeExecution")
     by_user = ByUserIndex()
 
 

@@ -25,6 +25,9 @@ from .models import Connection, JobState, ShardCheckpoint, Subscription
 MAX_CONNECTION_SECONDS = 2 * 60 * 60  # API Gateway closes every connection after 2 hours
 TTL_MARGIN_SECONDS = 15 * 60  # so a live connection's rows never expire before it closes
 JOB_TTL_SECONDS = 7 * 24 * 60 * 60  # jobs are forgotten 7 days after their last update
+# a job nobody uploaded to is hidden after an hour (at read time) and deleted by TTL after it
+QUEUED_JOB_SECONDS = 60 * 60
+TERMINAL_STAGES = ("completed", "failed")
 # Items per Query page. Subscription keys are ~100 bytes, so 1,000 stay far under the 1 MB page
 # limit and a 1,000-subscriber fan-out is one round trip; tests lower it to force pagination.
 QUERY_PAGE_SIZE = 1000
@@ -176,7 +179,7 @@ def create_job(
         job_id,
         user_id=user_id,
         updated_at=updated_at,
-        ttl=_ttl(job_ttl(updated_at)),
+        ttl=_ttl(updated_at // 1000 + QUEUED_JOB_SECONDS),  # the first progress extends it to 7 days
         seq=0,
         stage="queued",
         percent=0,
@@ -264,10 +267,13 @@ def recent_jobs(user_id: str, *, limit: int) -> list[JobState]:
     BatchGetItem because an index lags its table and a snapshot must not be older than the row.
     """
     _tables()
-    keys = [
-        item.job_id
-        for item in JobState.by_user.query(user_id, scan_index_forward=False, limit=limit, page_size=limit)
-    ]
+    now = now_ms()
+    keys: list[str] = []
+    for item in JobState.by_user.query(user_id, scan_index_forward=False, page_size=limit):
+        if not is_ghost(item, now):  # never-uploaded jobs are hidden after an hour (TTL lags days)
+            keys.append(item.job_id)
+            if len(keys) >= limit:
+                break
     fresh = {job.job_id: job for job in JobState.batch_get(keys, consistent_read=True)}
     jobs = [fresh[k] for k in keys if k in fresh and fresh[k].user_id == user_id]
     return sorted(jobs, key=lambda job: job.updated_at, reverse=True)
@@ -323,6 +329,7 @@ def claim_job_event(
     updated_at = now_ms()
     newer = JobState.seq.does_not_exist() | (JobState.seq < seq)
     owner = JobState.user_id.does_not_exist() | (JobState.user_id == user_id)
+    open_job = JobState.stage.does_not_exist() | ~JobState.stage.is_in(*TERMINAL_STAGES)  # terminal is final
     job = JobState(job_id)
     try:
         actions: list[Action] = [
@@ -334,7 +341,7 @@ def claim_job_event(
             JobState.updated_at.set(updated_at),
             JobState.ttl.set(_ttl(job_ttl(updated_at))),
         ]
-        job.update(actions=actions, condition=newer & owner)  # ALL_NEW: fanoutShards comes back
+        job.update(actions=actions, condition=newer & owner & open_job)  # ALL_NEW: fanoutShards comes back
         return ClaimResult(Claim.NEW, layout=_layout(job))
     except UpdateError as exc:
         if not _conditional_failed(exc):
@@ -558,3 +565,58 @@ def checkpoint_shard(key: str, owner: str, sweep: shards.Sweep, *, done: bool = 
             raise
         return read_shard(key)
     return None
+
+
+# --- jobs: one transcode per job, limits per user (issues 10 and 13) -------------------------
+
+
+class TranscodeClaim(Enum):
+    CLAIMED = "claimed"  # this execution owns the job (first claim, or a retry of the same one)
+    TAKEN = "taken"  # another execution already owns it: a second upload or a redelivered event
+
+
+def claim_transcode(job_id: str, user_id: str, execution_id: str) -> TranscodeClaim:
+    """Record `execution_id` as the job's one transcode, unless another execution holds it.
+
+    The S3-to-bus rule cannot name executions after jobs, so the plan step claims the job with a
+    conditional UpdateItem before any work: one winner per job, idempotent for its own retries.
+    """
+    _tables()
+    free = JobState.transcode_execution.does_not_exist() | (JobState.transcode_execution == execution_id)
+    condition = JobState.job_id.exists() & (JobState.user_id == user_id) & free
+    try:
+        JobState(job_id).update(actions=[JobState.transcode_execution.set(execution_id)], condition=condition)
+    except UpdateError as exc:
+        if _conditional_failed(exc):
+            return TranscodeClaim.TAKEN
+        raise
+    return TranscodeClaim.CLAIMED
+
+
+def is_ghost(job: JobState, now: int) -> bool:
+    """A job still queued an hour after creation: its upload never came (hidden, then TTL-deleted)."""
+    return (job.stage or "queued") == "queued" and int(job.updated_at) < now - QUEUED_JOB_SECONDS * 1000
+
+
+def unfinished_jobs(user_id: str, *, limit: int) -> int:
+    """How many of the user's jobs are neither completed, failed nor ghosts (at most `limit`).
+
+    Query ByUser over the last hour only: a running job updates `updatedAt` every few seconds,
+    and a queued one older than an hour is a ghost, so older rows cannot be unfinished ones.
+    """
+    _tables()
+    now = now_ms()
+    recent = JobState.by_user.query(
+        user_id,
+        range_key_condition=JobState.updated_at >= now - QUEUED_JOB_SECONDS * 1000,
+        filter_condition=~JobState.stage.is_in(*TERMINAL_STAGES),
+        scan_index_forward=False,
+        page_size=100,
+    )
+    count = 0
+    for job in recent:
+        if not is_ghost(job, now):
+            count += 1
+            if count >= limit:
+                break
+    return count

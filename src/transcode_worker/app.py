@@ -16,9 +16,11 @@ from tidings_core import registry
 
 if TYPE_CHECKING:  # mypy resolves modules from src/; Lambda puts this folder itself on the path
     from transcode_worker.transcoder import steps, storage
+    from transcode_worker.transcoder.errors import UploadMismatch
     from transcode_worker.transcoder.sinks import BusSink
 else:
     from transcoder import steps, storage
+    from transcoder.errors import UploadMismatch
     from transcoder.sinks import BusSink
 
 logger = Logger()
@@ -39,6 +41,18 @@ class UnknownJob(LookupError):
     """The upload names a job that does not exist or belongs to someone else."""
 
 
+class DuplicateUpload(RuntimeError):
+    """Another execution already transcodes this job (a second upload, or a redelivered S3
+    event): the state machine ends this one quietly, without touching the job."""
+
+
+def _declared_size(stored: Any) -> int | None:
+    raw = stored.input
+    values = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    size = values.get("sizeBytes")
+    return int(size) if size is not None else None
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def plan_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -47,6 +61,15 @@ def plan_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     stored = registry.get_job(job.job_id)
     if stored is None or stored.user_id != job.user_id:
         raise UnknownJob(f"no job {job.job_id} for this user")
+    # the state machine passes its execution id; a direct invocation is claimed by its event id
+    execution = str(event.get("executionId") or event.get("id") or context.aws_request_id)
+    if registry.claim_transcode(job.job_id, job.user_id, execution) is registry.TranscodeClaim.TAKEN:
+        logger.warning("duplicate upload ignored", extra={"execution": execution})
+        raise DuplicateUpload(f"job {job.job_id} is already being transcoded")
+    declared = _declared_size(stored)
+    actual = storage.object_size(job.bucket, job.key)
+    if declared is None or declared != actual:  # S3 enforced it at upload; checked again here
+        raise UploadMismatch(f"the upload is {actual} bytes, the job declared {declared}")
     plan = steps.plan_step(event, settings, sink)
     logger.info("planned", extra={"segments": plan["segmentCount"]})
     return plan

@@ -33,6 +33,7 @@ else:
 logger = Logger()
 tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments
 api = APIGatewayHttpResolver()
+MAX_UNFINISHED_JOBS = 20  # per user: queued (for at most an hour), probing, transcoding, merging
 
 
 @functools.cache
@@ -71,6 +72,13 @@ def create_job() -> Response[str]:
         request = parse_upload_request(body)
     except InvalidUpload as exc:
         return _error(400, "invalid_request", exc.message)
+    if registry.unfinished_jobs(user_id, limit=MAX_UNFINISHED_JOBS) >= MAX_UNFINISHED_JOBS:
+        logger.info("job refused: too many unfinished", extra={"user_id": user_id})
+        return _error(
+            429,
+            "too_many_jobs",
+            f"you have {MAX_UNFINISHED_JOBS} unfinished jobs; wait for one to complete or fail",
+        )
     bucket = os.environ["INPUT_BUCKET"]
     job_id = uuid.uuid4().hex
     key = upload_key(user_id, job_id, request.filename)

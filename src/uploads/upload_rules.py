@@ -91,16 +91,32 @@ def upload_key(user_id: str, job_id: str, filename: str) -> str:
 
 
 def presigned_put(client: S3Client, bucket: str, key: str, request: UploadRequest) -> dict[str, Any]:
-    """The URL, method and headers the client must use; Content-Type is part of the signature."""
+    """The URL, method and headers the client must use.
+
+    Content-Type, Content-Length and `If-None-Match: *` are signed, so S3 itself refuses a body
+    of another size (403 SignatureDoesNotMatch) and a second PUT of the same key (412
+    PreconditionFailed): one upload per job, of the declared size. Browsers set Content-Length
+    from the body themselves.
+    """
     url = client.generate_presigned_url(
         "put_object",
-        Params={"Bucket": bucket, "Key": key, "ContentType": request.content_type},
+        Params={
+            "Bucket": bucket,
+            "Key": key,
+            "ContentType": request.content_type,
+            "ContentLength": request.size,
+            "IfNoneMatch": "*",
+        },
         ExpiresIn=PUT_URL_SECONDS,
     )
     return {
         "url": url,
         "method": "PUT",
-        "headers": {"Content-Type": request.content_type},
+        "headers": {
+            "Content-Type": request.content_type,
+            "Content-Length": str(request.size),
+            "If-None-Match": "*",
+        },
         "expiresIn": PUT_URL_SECONDS,
     }
 

@@ -27,6 +27,12 @@ class UnsupportedInput(TranscodeError):
     code = "unsupported_input"
 
 
+class UploadMismatch(TranscodeError):
+    """The stored object is not the upload the job declared (its size differs)."""
+
+    code = "upload_mismatch"
+
+
 class FfmpegFailed(TranscodeError):
     """ffmpeg exited non-zero on an input that probed fine: possibly transient (memory, disk)."""
 
@@ -66,6 +72,7 @@ ERRORS_BY_NAME: dict[str, type[TranscodeError]] = {
         EmptyInput,
         CorruptInput,
         UnsupportedInput,
+        UploadMismatch,
         FfmpegFailed,
         WorkerLost,
         VerificationFailed,

@@ -341,6 +341,9 @@ def fail_step(
     if stored is None or stored.user_id != job.user_id:
         logger.error("fail step for an unknown job %s: %s", job.job_id, error.code)
         return {"published": False}
+    if stored.stage in ("completed", "failed"):  # terminal states are final
+        logger.warning("fail step for a finished job %s (%s): %s", job.job_id, stored.stage, error.code)
+        return {"published": False}
     last_percent = float(stored.percent or 0) if stored is not None and stored.percent is not None else 0.0
     if last_percent >= 100:
         last_percent = 99.9  # a failed job never reads 100

@@ -75,10 +75,13 @@ def test_create_job_returns_a_presigned_put(api: ModuleType) -> None:
     assert status == 201
     job_id = body["jobId"]
     upload = body["upload"]
-    assert upload["method"] == "PUT" and upload["headers"] == {"Content-Type": "video/mp4"}
+    assert upload["method"] == "PUT"
+    assert upload["headers"] == {"Content-Type": "video/mp4", "Content-Length": "1000", "If-None-Match": "*"}
     url = urlparse(upload["url"])
     assert url.path.endswith(f"/uploads/alice/{job_id}/My-Clip.mp4")
-    assert "content-type" in parse_qs(url.query)["X-Amz-SignedHeaders"][0]
+    # S3 itself refuses another size (signed Content-Length) and a second PUT (If-None-Match)
+    signed = parse_qs(url.query)["X-Amz-SignedHeaders"][0].split(";")
+    assert {"content-type", "content-length", "if-none-match", "host"} <= set(signed)
     job = registry.get_job(job_id)
     assert job is not None and job.user_id == "alice" and job.stage == "queued"
     assert job.input is not None and job.input.as_dict()["key"] == f"uploads/alice/{job_id}/My-Clip.mp4"
@@ -142,3 +145,37 @@ def test_output_keys_outside_outputs_are_never_signed(api: ModuleType) -> None:
     _complete(job_id, {"bucket": "tidings-outputs", "key": "uploads/bob/secret.mp4"})
     _, job = call(api, http_event("GET", f"/jobs/{job_id}"))
     assert "url" not in job["output"] and job["output"]["key"] == "uploads/bob/secret.mp4"
+
+
+def test_a_21st_unfinished_job_is_429(api: ModuleType) -> None:
+    """Issue 14, item 13: at most 20 unfinished jobs per user; finished ones do not count."""
+    request = {"filename": "a.mp4", "contentType": "video/mp4", "size": 10}
+    created = []
+    for _ in range(20):
+        status, body = call(api, http_event("POST", "/jobs", body=request))
+        assert status == 201
+        created.append(body["jobId"])
+    status, answer = call(api, http_event("POST", "/jobs", body=request))
+    assert status == 429
+    assert answer["error"]["code"] == "too_many_jobs" and "20" in answer["error"]["message"]
+    status, _ = call(api, http_event("POST", "/jobs", user_id="bob", body=request))
+    assert status == 201  # per user
+    registry.claim_job_event(created[0], "alice", 9, "completed", 100, {"stage": "completed"})
+    status, _ = call(api, http_event("POST", "/jobs", body=request))
+    assert status == 201  # a finished job frees a place
+
+
+def test_queued_jobs_without_an_upload_are_hidden_after_an_hour(
+    api: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = {"filename": "a.mp4", "contentType": "video/mp4", "size": 10}
+    _, ghost = call(api, http_event("POST", "/jobs", body=request))
+    job = registry.get_job(ghost["jobId"])
+    assert job is not None and job.ttl is not None
+    # deleted by TTL an hour after creation, not 7 days
+    assert int(job.ttl.timestamp()) == int(job.updated_at) // 1000 + registry.QUEUED_JOB_SECONDS
+    assert [j.job_id for j in registry.recent_jobs("alice", limit=50)] == [ghost["jobId"]]
+    later = registry.now_ms() + registry.QUEUED_JOB_SECONDS * 1000 + 1
+    monkeypatch.setattr(registry, "now_ms", lambda: later)
+    assert registry.recent_jobs("alice", limit=50) == []  # TTL deletes take days: hidden at read time
+    assert registry.unfinished_jobs("alice", limit=20) == 0
