@@ -128,6 +128,23 @@ def local_site_dirs(template_path: Path) -> list[Path]:
     return sites
 
 
+def local_parameters(template_path: Path, site_origins: list[str]) -> dict[str, str]:
+    """Parameter values the template asks the local stack to supply (top-level Metadata
+    `Tidings.LocalParameters`); `{LocalSiteOrigins}` stands for the origins the site is served from."""
+    metadata = (parse_template(template_path).get("Metadata") or {}).get(LOCAL_SITE_METADATA) or {}
+    wanted = metadata.get("LocalParameters") if isinstance(metadata, dict) else None
+    if not isinstance(wanted, dict):
+        return {}
+    origins = ",".join(site_origins)
+    return {str(k): str(v).replace("{LocalSiteOrigins}", origins) for k, v in wanted.items()}
+
+
+def site_origins(host: str, port: int) -> list[str]:
+    """The origins a browser uses for the HTTP port (127.0.0.1 and localhost name the same one)."""
+    hosts = [host] + [alias for alias in ("127.0.0.1", "localhost") if host in ("127.0.0.1", "localhost")]
+    return [f"http://{name}:{port}" for name in dict.fromkeys(hosts)]
+
+
 class InvocationLog:
     """One line per invocation on the terminal (or JSON lines), the traceback on errors."""
 
@@ -245,10 +262,12 @@ class LocalStack:
             http_url_base=f"http://{shown}:{http_port}",
             aws_endpoint=aws_endpoint,
         )
+        overrides = local_parameters(Path(opts.template), site_origins(shown, http_port))
+        overrides.update(opts.parameter_overrides)  # the user's --parameter-overrides win
         self.app = app = load_app(
             opts.template,
             endpoints,
-            parameter_overrides=opts.parameter_overrides,
+            parameter_overrides=overrides,
             embedded=EmbeddedValues(self.aws),
         )
         for function_id, reason in app.skipped.items():
