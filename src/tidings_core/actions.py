@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from . import protocol, registry
+from . import protocol, ratelimit, registry
 from .protocol import Ping, ProtocolError, Subscribe, Topic, Unsubscribe
 from .push import Outcome, Pusher
 
@@ -24,10 +24,9 @@ class Caller:
 
 def _owned_job(topic: Topic, caller: Caller) -> None:
     job = registry.get_job(topic.id)
-    if job is None:
+    if job is None or job.user_id != caller.user_id:
+        # one answer for both: another user's job id must not be told apart from a missing one
         raise ProtocolError("not_found", f"no job {topic.id}")
-    if job.user_id != caller.user_id:
-        raise ProtocolError("forbidden", f"{topic} belongs to another user")
 
 
 def _snapshot_jobs(topic: Topic, caller: Caller) -> list[dict[str, Any]]:
@@ -56,6 +55,11 @@ def subscribe(topic: Topic, caller: Caller) -> list[dict[str, Any]]:
 def handle_frame(body: str | None, caller: Caller) -> list[dict[str, Any]]:
     """The replies to one frame, in order; errors become `error` replies and never escape."""
     try:
+        if not registry.take_frame_token(caller.connection_id):
+            raise ProtocolError(
+                "rate_limited",
+                f"at most {ratelimit.RATE_PER_SECOND} frames a second, bursts of {ratelimit.BURST}",
+            )
         action = protocol.parse_frame(body)
         if isinstance(action, Subscribe):
             return subscribe(action.topic, caller)

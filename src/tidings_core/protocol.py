@@ -25,7 +25,8 @@ _OPTIONAL_EVENT_FIELDS = (
 )  # fmt: skip
 
 ErrorCode = Literal[
-    "bad_json", "unknown_action", "bad_topic", "forbidden", "not_found", "too_large", "internal"
+    "bad_json", "unknown_action", "bad_topic", "forbidden", "not_found", "too_large", "rate_limited",
+    "internal",
 ]  # fmt: skip
 
 

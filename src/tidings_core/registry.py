@@ -18,7 +18,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from . import models, shards
+from . import models, ratelimit, shards
 from .config import Settings, settings
 from .models import Connection, JobState, ShardCheckpoint, Subscription
 
@@ -620,3 +620,51 @@ def unfinished_jobs(user_id: str, *, limit: int) -> int:
             if count >= limit:
                 break
     return count
+
+
+# --- connections: the frame rate limit (issue 13) --------------------------------------------
+
+FRAME_TOKEN_ATTEMPTS = 3
+
+
+def take_frame_token(connection_id: str) -> bool:
+    """Take one frame from the connection's token bucket (in its Connections row); False when empty.
+
+    GetItem, then an UpdateItem conditioned on the values read: concurrent invocations for one
+    connection (every function instance counts against the same row) retry on a lost race. A
+    connection still contended after FRAME_TOKEN_ATTEMPTS is sending far faster than the limit
+    and is refused. A connection without a row ($connect never stored it) is not limited here.
+    """
+    _tables()
+    for _ in range(FRAME_TOKEN_ATTEMPTS):
+        try:
+            row = Connection.get(connection_id, consistent_read=True)
+        except Connection.DoesNotExist:
+            return True
+        current = (
+            ratelimit.Bucket(int(row.bucket_tokens), int(row.bucket_at))
+            if row.bucket_tokens is not None and row.bucket_at is not None
+            else None
+        )
+        taken = ratelimit.take(current, now_ms())
+        if taken is None:
+            return False
+        unchanged = (
+            Connection.bucket_at.does_not_exist()
+            if current is None
+            else (Connection.bucket_at == current.at_ms) & (Connection.bucket_tokens == current.milli_tokens)
+        )
+        try:
+            Connection(connection_id).update(
+                actions=[
+                    Connection.bucket_tokens.set(taken.milli_tokens),
+                    Connection.bucket_at.set(taken.at_ms),
+                ],
+                condition=Connection.connection_id.exists() & unchanged,
+            )
+        except UpdateError as exc:
+            if not _conditional_failed(exc):
+                raise
+            continue
+        return True
+    return False

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tidings_core import registry
+from tidings_core import models, registry
 from tidings_core.config import Settings
 from tidings_core.models import Subscription
 
@@ -65,7 +65,7 @@ def test_user_snapshot_lists_own_jobs_newest_first(
         ({"action": "dance"}, "unknown_action"),
         ({"action": "subscribe"}, "bad_topic"),
         ({"action": "subscribe", "topic": "room:1"}, "bad_topic"),
-        ({"action": "subscribe", "topic": "job:bobs-job"}, "forbidden"),
+        ({"action": "subscribe", "topic": "job:bobs-job"}, "not_found"),
         ({"action": "subscribe", "topic": "user:bob"}, "forbidden"),
         ({"action": "subscribe", "topic": "job:missing"}, "not_found"),
         ({"action": "ping", "pad": "x" * 5000}, "too_large"),
@@ -174,3 +174,45 @@ def test_user_snapshot_without_jobs_is_empty(
 ) -> None:
     _send(handlers, {"action": "subscribe", "topic": "user:alice"})
     assert management.to(CONN)[1] == {"type": "snapshot", "topic": "user:alice", "jobs": []}
+
+
+def test_another_users_job_and_a_missing_job_get_the_same_answer(
+    aws: Settings, handlers: dict[str, ModuleType], management: FakeManagement
+) -> None:
+    """Issue 14, item 15: no existence oracle (GET /jobs/{id} hides it the same way)."""
+    registry.create_job("job-x", "bob")
+    _send(handlers, {"action": "subscribe", "topic": "job:job-x"})
+    others_reply = management.to(CONN)[-1]
+    _send(handlers, {"action": "subscribe", "topic": "job:job-y"})
+    missing_reply = management.to(CONN)[-1]
+    assert others_reply == {**missing_reply, "message": missing_reply["message"].replace("job-y", "job-x")}
+
+
+def test_frames_beyond_the_rate_limit_get_rate_limited_and_the_connection_stays(
+    aws: Settings,
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14, item 13: 10 frames/s with bursts of 20 per connection, kept in its DynamoDB row."""
+    clock = [CONNECTED_AT + 1_000]
+    monkeypatch.setattr(registry, "now_ms", lambda: clock[0])
+    registry.register_connection(CONN, "alice", CONNECTED_AT)
+    for marker in range(20):
+        _send(handlers, {"action": "ping", "id": marker})
+    _send(handlers, {"action": "ping", "id": 20})
+    replies = management.to(CONN)
+    assert [r["type"] for r in replies[:20]] == ["pong"] * 20
+    assert replies[20]["type"] == "error" and replies[20]["code"] == "rate_limited"
+    assert "10 frames a second" in replies[20]["message"]
+    # the count is in the connection's row, so every function instance shares it
+    row = models.Connection.get(CONN, consistent_read=True)
+    assert row.bucket_tokens is not None and int(row.bucket_tokens) < 1000
+    clock[0] += 100  # a tenth of a second refills one frame
+    _send(handlers, {"action": "ping", "id": 21})
+    _send(handlers, {"action": "ping", "id": 22})
+    assert [r.get("code") or r["type"] for r in management.to(CONN)[21:]] == ["pong", "rate_limited"]
+    other = "other-connection"
+    registry.register_connection(other, "alice", CONNECTED_AT)
+    _send(handlers, {"action": "ping", "id": 1}, conn=other)  # per connection
+    assert management.to(other)[-1]["type"] == "pong"

@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 import string
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,9 @@ from stack_harness import ROOT, RunningStack, create_job, local_token, start_sta
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-DOCUMENTED_CODES = {"bad_json", "unknown_action", "bad_topic", "forbidden", "not_found", "too_large"}
+DOCUMENTED_CODES = {
+    "bad_json", "unknown_action", "bad_topic", "forbidden", "not_found", "too_large", "rate_limited"
+}  # fmt: skip
 LIVE = settings(
     max_examples=50,
     deadline=None,
@@ -66,6 +69,11 @@ def replies_until_marker(ws: ClientConnection) -> list[dict[str, Any]]:
         message = json.loads(ws.recv(timeout=60))
         if message.get("type") == "pong" and message.get("id") == marker:
             return replies
+        if message.get("code") == "rate_limited" and replies:
+            # the fuzzed frame was answered; our marker ping met the frame limit: ask again later
+            time.sleep(0.2)
+            ws.send(json.dumps({"action": "ping", "id": marker}))
+            continue
         replies.append(message)
 
 

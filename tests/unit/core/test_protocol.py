@@ -106,3 +106,20 @@ def test_oversize_snapshot_drops_oldest_jobs() -> None:
     assert 0 < len(decoded["jobs"]) < 30
     assert decoded["jobs"][0]["jobId"] == "j0"  # newest kept
     assert all("segments" not in job for job in decoded["jobs"])
+
+
+def test_the_frame_bucket_allows_bursts_of_20_then_10_a_second() -> None:
+    from tidings_core import ratelimit
+
+    bucket = None
+    now = 1_000_000
+    for _ in range(20):
+        bucket = ratelimit.take(bucket, now)
+        assert bucket is not None
+    assert ratelimit.take(bucket, now) is None
+    assert ratelimit.take(bucket, now + 99) is None  # 0.99 of a frame refilled
+    refilled = ratelimit.take(bucket, now + 100)
+    assert refilled is not None and refilled.milli_tokens == 0
+    full = ratelimit.take(bucket, now + 60_000)  # a long pause refills only up to the burst
+    assert full is not None and full.milli_tokens == 19 * ratelimit.MILLI
+    assert ratelimit.take(ratelimit.Bucket(0, now), now - 5_000) is None  # clock went back: no refill
