@@ -1,0 +1,119 @@
+"""The embedded S3 checks presigned URLs and POST policies as S3 does (moto alone checks neither).
+
+Against the local stack's AWS endpoint on a free port: an upload of another size than signed,
+an expired URL, a tampered one and an oversize POST are refused with S3's error, and the
+signed `If-None-Match: *` makes a second PUT fail (412).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from tidings.local.aws import LOCAL_CREDENTIALS, AwsServices
+
+BUCKET = "upload-rules"
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[AwsServices]:
+    services = AwsServices(port=0)
+    services.start_server()
+    services.client("s3").create_bucket(Bucket=BUCKET)
+    yield services
+    services.stop()
+
+
+def signer(aws: AwsServices) -> Any:
+    """What a function of the stack presigns with (the uploads function's client)."""
+    return boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=aws.endpoint,
+        config=Config(signature_version="s3v4"),
+        **LOCAL_CREDENTIALS,
+    )
+
+
+def presigned_put(aws: AwsServices, key: str, size: int, expires: int = 900) -> str:
+    url: str = signer(aws).generate_presigned_url(
+        "put_object",
+        Params={
+            "Bucket": BUCKET,
+            "Key": key,
+            "ContentType": "video/mp4",
+            "ContentLength": size,
+            "IfNoneMatch": "*",
+        },
+        ExpiresIn=expires,
+    )
+    return url
+
+
+HEADERS = {"Content-Type": "video/mp4", "If-None-Match": "*"}
+
+
+def error_code(response: requests.Response) -> str:
+    match = re.search(r"<Code>([^<]+)</Code>", response.text)
+    return match.group(1) if match else ""
+
+
+def test_moto_server_entry_is_what_upload_rules_server_replaces() -> None:
+    """UploadRulesMotoServer copies moto 5's `_server_entry` to wrap its app: fail when it moves."""
+    source = inspect.getsource(ThreadedMotoServer._server_entry)
+    assert "DomainDispatcherApplication(create_backend_app)" in source
+    assert "self._server_ready_event.set()" in source and "serve_forever" in source
+
+
+def test_the_signed_size_is_enforced(aws: AwsServices) -> None:
+    url = presigned_put(aws, "uploads/a/1/clip.mp4", size=10)
+    bigger = requests.put(url, data=b"x" * 11, headers=HEADERS, timeout=10)
+    assert bigger.status_code == 403 and error_code(bigger) == "SignatureDoesNotMatch"
+    ok = requests.put(url, data=b"x" * 10, headers=HEADERS, timeout=10)
+    assert ok.status_code == 200
+    again = requests.put(url, data=b"y" * 10, headers=HEADERS, timeout=10)
+    assert again.status_code == 412  # one upload per key: the job's object stays
+    body = aws.client("s3").get_object(Bucket=BUCKET, Key="uploads/a/1/clip.mp4")["Body"].read()
+    assert body == b"x" * 10
+
+
+def test_an_expired_url_is_refused(aws: AwsServices) -> None:
+    url = presigned_put(aws, "uploads/a/2/clip.mp4", size=3, expires=1)
+    time.sleep(2.1)
+    expired = requests.put(url, data=b"abc", headers=HEADERS, timeout=10)
+    assert expired.status_code == 403 and error_code(expired) == "AccessDenied"
+    assert "Request has expired" in expired.text
+
+
+def test_a_tampered_url_is_refused(aws: AwsServices) -> None:
+    url = presigned_put(aws, "uploads/a/3/clip.mp4", size=3)
+    for tampered in (
+        url.replace("uploads/a/3/", "uploads/b/3/"),
+        url.replace("X-Amz-Expires=900", "X-Amz-Expires=9000"),
+    ):
+        refused = requests.put(tampered, data=b"abc", headers=HEADERS, timeout=10)
+        assert refused.status_code == 403 and error_code(refused) == "SignatureDoesNotMatch"
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="uploads/b/")
+
+
+def test_an_oversize_post_upload_is_entity_too_large(aws: AwsServices) -> None:
+    post = signer(aws).generate_presigned_post(
+        BUCKET, "uploads/a/4/clip.mp4", Conditions=[["content-length-range", 1, 5]], ExpiresIn=60
+    )
+    big = requests.post(post["url"], data=post["fields"], files={"file": ("clip.mp4", b"123456")}, timeout=10)
+    assert big.status_code == 400 and error_code(big) == "EntityTooLarge"
+    assert "<MaxSizeAllowed>5</MaxSizeAllowed>" in big.text
+    small = requests.post(
+        post["url"], data=post["fields"], files={"file": ("clip.mp4", b"12345")}, timeout=10
+    )
+    assert small.status_code in (200, 204)
+    assert aws.client("s3").head_object(Bucket=BUCKET, Key="uploads/a/4/clip.mp4")["ContentLength"] == 5
