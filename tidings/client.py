@@ -221,6 +221,8 @@ async def submit_job(
             headers["Content-Length"] = str(size)
             report = (lambda sent: on_progress(sent, size)) if on_progress else None
             async with session.request(method, url, data=_file_chunks(path, report), headers=headers) as put:
+                if put.status == 412:  # the URL signs If-None-Match: *, so S3 keeps the first upload
+                    raise CliError(f"upload of job {job_id} refused: the job already has its upload", 1)
                 if put.status >= 300:
                     text = await put.text()
                     raise CliError(f"upload of job {job_id} refused: {put.status} {text.strip()[:300]}", 1)

@@ -98,3 +98,12 @@ def test_submit_of_a_missing_or_empty_file_is_exit_two(
 def test_the_default_user_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER", "dana")
     assert cli._default_user() == "dana"
+
+
+def test_token_ttl_is_capped_at_24_hours(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14: `--ttl` allowed 10 years; tokens now live at most 24 h."""
+    assert parse("token", "--user", "alice", "--ttl", "86400").ttl == 86400
+    with pytest.raises(SystemExit) as caught:
+        parse("token", "--user", "alice", "--ttl", str(10 * 365 * 24 * 3600))
+    assert caught.value.code == 2
+    assert "at most 86400" in capsys.readouterr().err
