@@ -316,6 +316,10 @@ class PresignedS3Rules:
         query = str(environ.get("QUERY_STRING", ""))
         method = str(environ.get("REQUEST_METHOD", "GET"))
         headers = _headers(environ)
+        if (
+            method == "OPTIONS"
+        ):  # a CORS preflight carries no credentials; S3 answers it from the bucket's CORS
+            return None
         if is_presigned(query):
             host = headers.get("host", "")
             path = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))

@@ -117,3 +117,32 @@ def test_an_oversize_post_upload_is_entity_too_large(aws: AwsServices) -> None:
     )
     assert small.status_code in (200, 204)
     assert aws.client("s3").head_object(Bucket=BUCKET, Key="uploads/a/4/clip.mp4")["ContentLength"] == 5
+
+
+def test_a_cors_preflight_of_a_presigned_url_is_not_a_signed_request(aws: AwsServices) -> None:
+    """Browsers send OPTIONS to the presigned URL first, without its headers: S3 answers it from
+    the bucket's CORS rules, never with a signature error."""
+    aws.client("s3").put_bucket_cors(
+        Bucket=BUCKET,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["PUT"],
+                    "AllowedOrigins": ["http://127.0.0.1:3000"],
+                    "AllowedHeaders": ["content-type", "if-none-match"],
+                }
+            ]
+        },
+    )
+    url = presigned_put(aws, "uploads/a/5/clip.mp4", size=3)
+    preflight = requests.options(
+        url,
+        headers={
+            "Origin": "http://127.0.0.1:3000",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type,if-none-match",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:3000"

@@ -154,8 +154,16 @@ def test_state_machine_definition() -> None:
     asl = json.loads(text)
     states = asl["States"]
     for name in ("Plan", "Encode", "Merge"):
-        assert states[name]["Catch"][0]["Next"] == "ReportFailure"
-        assert states[name]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+        assert states[name]["Catch"][-1]["Next"] == "ReportFailure"
+        assert states[name]["Catch"][-1]["ErrorEquals"] == ["States.ALL"]
+    # a second execution for one job (issue 14, item 10) ends quietly, before the catch-all
+    assert states["Plan"]["Catch"][0] == {
+        "ErrorEquals": ["DuplicateUpload"],
+        "ResultPath": None,
+        "Next": "AlreadyTranscoding",
+    }
+    assert states["AlreadyTranscoding"]["Type"] == "Succeed"
+    assert states["Plan"]["Parameters"]["executionId.$"] == "$$.Execution.Id"
     segments = states["Encode"]["Branches"][0]["States"]["Segments"]
     assert segments["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     retry = segments["ItemProcessor"]["States"]["EncodeSegment"]["Retry"]
