@@ -124,7 +124,7 @@ def _run_watch(target: client.Target, user: str, job_id: str, stream: IO[str], m
     from tidings_core.tokens import issue_token
 
     def fresh_token() -> str:
-        return issue_token(secret, user, DEFAULT_TTL_SECONDS)
+        return issue_token(secret, user, DEFAULT_TTL_SECONDS, issuer=target.issuer)
 
     printer = client.WatchPrinter(stream, mode)
     return asyncio.run(client.watch_job(target.websocket_url, fresh_token, job_id, printer))

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from tidings_core.config import DEFAULT_AUDIENCE
 from tidings_core.protocol import SUBPROTOCOL, job_topic
-from tidings_core.tokens import issue_token
+from tidings_core.tokens import DEFAULT_ISSUER, issue_token
 
 from . import watch_view
 from .state import LocalStackState, StackNotRunning, read_state, state_path
@@ -56,6 +56,7 @@ class Target:
     region: str | None
     aws_endpoint: str | None  # the local stack's embedded AWS; None means real AWS
     description: str
+    issuer: str = DEFAULT_ISSUER  # the stack's `iss` (output TokenIssuer of a deployed stack)
     # the local stack's admin key for its embedded AWS (from the state file); None: real AWS
     aws_credentials: tuple[str, str] | None = None
 
@@ -101,6 +102,7 @@ def stack_target(stack_name: str, region: str | None = None, cloudformation: Any
         region=region or client.meta.region_name,
         aws_endpoint=None,
         description=f"stack {stack_name}",
+        issuer=outputs.get("TokenIssuer") or DEFAULT_ISSUER,
     )
 
 
@@ -158,7 +160,7 @@ def signing_secret(target: Target, client: Any = None) -> str:
 
 def make_token(target: Target, user_id: str, ttl_seconds: int, audience: str = DEFAULT_AUDIENCE) -> str:
     try:
-        return issue_token(signing_secret(target), user_id, ttl_seconds, audience)
+        return issue_token(signing_secret(target), user_id, ttl_seconds, audience, issuer=target.issuer)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

@@ -151,7 +151,8 @@ def test_stack_target_reads_the_cloudformation_outputs() -> None:
         def describe_stacks(self, StackName: str) -> dict[str, Any]:
             assert StackName == "tidings-prod"
             outputs = {"WebSocketUrl": "wss://a.example/dev", "JobsApiUrl": "https://b.example",
-                       "TokenSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:t"}  # fmt: skip
+                       "TokenSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:t",
+                       "TokenIssuer": "tidings-prod"}  # fmt: skip
             return {"Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}
 
     target = client.stack_target("tidings-prod", cloudformation=FakeCloudFormation())
@@ -159,6 +160,7 @@ def test_stack_target_reads_the_cloudformation_outputs() -> None:
         "wss://a.example/dev", "https://b.example", "arn:aws:secretsmanager:eu-west-1:1:secret:t"
     )  # fmt: skip
     assert (target.region, target.aws_endpoint) == ("eu-west-1", None)  # None: real AWS
+    assert target.issuer == "tidings-prod"  # tokens carry the stack's `iss`
 
 
 # watch

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
+from tidings.local import s3_presigned
 from tidings.local.iam import Principal, Statement, context_of, denial_message, evaluate, short_resource
 from tidings.local.iam_requests import AwsRequest, Check, Names, checks, s3_location
 from tidings.local.model import ACCOUNT_ID as ACCOUNT
@@ -397,6 +398,15 @@ class AwsGuard:
 
         if method == "OPTIONS":
             return self._preflight(environ, start_response, headers, path)
+        verdict = s3_presigned.check_request(environ, self._secret_for, self.clock())
+        if verdict is not None:  # S3's own rules: presigned URLs, POST policies (content-length-range)
+            if verdict.refusal is not None:
+                refusal = verdict.refusal
+                return _send(
+                    start_response, (refusal.status, [("Content-Type", "application/xml")], refusal.xml())
+                )
+            if verdict.authenticated_post:  # its signed policy is its authentication
+                return self._forward(environ, start_response, "s3")
         signature = parse_signature(headers, query)
         service = signature.service if signature else _guess_service(headers, path)
         from_browser = headers.get("origin") or headers.get("sec-fetch-site", "none") not in (
@@ -463,6 +473,10 @@ class AwsGuard:
                     )
                 return _send(start_response, access_denied(service, message))
         return self._forward(environ, start_response, service)
+
+    def _secret_for(self, access_key_id: str) -> str | None:
+        found = self.credentials.lookup(access_key_id)
+        return found[0].secret_access_key if found is not None else None
 
     def _signature_ok(
         self,

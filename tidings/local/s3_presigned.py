@@ -3,7 +3,7 @@
 moto accepts a presigned URL whatever its signature or expiry, and a POST upload whatever its
 policy. Real S3 refuses them, and an app's limits (a signed Content-Length, a POST policy's
 `content-length-range`) rest on that. This module decides like S3 (pure: values in, a refusal
-or None out); `PresignedS3Rules` is the thin WSGI shell in front of moto's server.
+or None out); ``check_request` reads a WSGI request for the AWS endpoint's guard (`aws_guard.py`).
 
 - Query-string SigV4 (`X-Amz-Signature` in the URL): algorithm, credential scope, `X-Amz-Expires`
   (at most 7 days), expiry against `X-Amz-Date`, every signed header present, and the
@@ -23,7 +23,7 @@ import binascii
 import hmac
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,81 +278,67 @@ def _check_condition(
     return None if matched else _policy_failed(condition)
 
 
-# ---------------------------------------------------------------- the WSGI shell
+# ---------------------------------------------------------------- on the AWS endpoint
 
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+@dataclass(frozen=True, slots=True)
+class S3Verdict:
+    """What S3 itself says of a request before anything else: refused, or (a browser POST
+    upload, which carries no request signature) authenticated by its policy."""
+
+    refusal: S3Refusal | None
+    authenticated_post: bool = False
 
 
-class PresignedS3Rules:
-    """In front of moto's WSGI app: presigned requests and POST uploads checked as S3 does."""
+def check_request(
+    environ: dict[str, Any], secret_for: SecretFor, now: datetime, *, max_form_bytes: int = 5 * 1024**3
+) -> S3Verdict | None:
+    """S3's checks of a WSGI request: a presigned URL, or a multipart POST upload with a policy.
 
-    def __init__(
-        self,
-        app: WsgiApp,
-        secret_for: SecretFor,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
-        max_form_bytes: int = 5 * 1024**3 + 1024**2,  # S3's POST limit is 5 GB
-    ) -> None:
-        self.app = app
-        self.secret_for = secret_for
-        self.clock = clock
-        self.max_form_bytes = max_form_bytes
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        refusal = self.refusal(environ)
-        if refusal is None:
-            return self.app(environ, start_response)
-        body = refusal.xml()
-        reason = {400: "Bad Request", 403: "Forbidden"}.get(refusal.status, "Error")
-        start_response(
-            f"{refusal.status} {reason}",
-            [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
-
-    def refusal(self, environ: dict[str, Any]) -> S3Refusal | None:
-        query = str(environ.get("QUERY_STRING", ""))
-        method = str(environ.get("REQUEST_METHOD", "GET"))
-        headers = _headers(environ)
-        if (
-            method == "OPTIONS"
-        ):  # a CORS preflight carries no credentials; S3 answers it from the bucket's CORS
-            return None
-        if is_presigned(query):
-            host = headers.get("host", "")
-            path = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
-            path = path.partition("?")[0]
-            url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}?{query}"
-            return check_presigned(method, url, headers, self.secret_for, self.clock())
-        content_type = headers.get("content-type", "")
-        if method == "POST" and content_type.startswith("multipart/form-data") and not query:
-            return self._post_upload(environ, headers)
+    None: neither (other checks apply). A POST's body is read here and put back for the next
+    reader. A CORS preflight carries no credentials: S3 answers it from the bucket's CORS rules.
+    """
+    query = str(environ.get("QUERY_STRING", ""))
+    method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+    if method == "OPTIONS":
         return None
+    headers = _headers(environ)
+    if is_presigned(query):
+        host = headers.get("host", "")
+        path = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path.partition('?')[0]}?{query}"
+        refusal = check_presigned(method, url, headers, secret_for, now)
+        return S3Verdict(refusal) if refusal is not None else None
+    if method == "POST" and headers.get("content-type", "").startswith("multipart/form-data") and not query:
+        return _post_upload(environ, headers, secret_for, now, max_form_bytes)
+    return None
 
-    def _post_upload(self, environ: dict[str, Any], headers: Mapping[str, str]) -> S3Refusal | None:
-        """Read the form (then hand moto the same bytes) and check its policy."""
-        from werkzeug.formparser import parse_form_data
 
-        length = int(headers.get("content-length") or 0)
-        if length > self.max_form_bytes:
-            return S3Refusal(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
-        raw = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(raw)
-        probe = dict(environ, **{"wsgi.input": io.BytesIO(raw)})
-        _, form, files = parse_form_data(probe)
-        if "policy" not in form:
-            return None  # not a browser upload (moto serves other POSTs, e.g. DeleteObjects)
-        upload = files.get("file")
-        size = 0
-        if upload is not None:
-            upload.stream.seek(0, io.SEEK_END)
-            size = upload.stream.tell()
-        bucket = str(environ.get("PATH_INFO", "/")).strip("/").split("/", 1)[0]
-        if not bucket:  # virtual-hosted style: bucket.s3...
-            bucket = headers.get("host", "").split(".", 1)[0]
-        return check_post_policy(bucket, dict(form.items()), size, self.secret_for, self.clock())
+def _post_upload(
+    environ: dict[str, Any], headers: Mapping[str, str], secret_for: SecretFor, now: datetime, limit: int
+) -> S3Verdict | None:
+    from werkzeug.formparser import parse_form_data
+
+    length = int(headers.get("content-length") or 0)
+    if length > limit:
+        return S3Verdict(
+            S3Refusal(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+        )
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    _, form, files = parse_form_data(dict(environ, **{"wsgi.input": io.BytesIO(raw)}))
+    if "policy" not in form:
+        return None  # not a browser upload
+    upload = files.get("file")
+    size = 0
+    if upload is not None:
+        upload.stream.seek(0, io.SEEK_END)
+        size = upload.stream.tell()
+    bucket = str(environ.get("PATH_INFO", "/")).strip("/").split("/", 1)[0]
+    if not bucket:  # virtual-hosted style: bucket.s3...
+        bucket = headers.get("host", "").split(".", 1)[0]
+    refusal = check_post_policy(bucket, dict(form.items()), size, secret_for, now)
+    return S3Verdict(refusal, authenticated_post=refusal is None)
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
