@@ -59,9 +59,11 @@ def test_dynamodb_calls_are_subsegments_of_the_invocation(traced: dict[str, Any]
     assert _operations(traced, "connect", "dynamodb") == ["PutItem"]
     assert _operations(traced, "subscribe", "dynamodb") == [
         "GetItem",
+        "UpdateItem",
+        "GetItem",
         "PutItem",
         "GetItem",
-    ]  # owner, subscription, latest state
+    ]  # the frame rate limit (read, take), owner, subscription, latest state
     notify = _operations(traced, "notify", "dynamodb")
     assert notify[0] == "UpdateItem" and "Query" in notify  # the claim, then the subscribers
     assert "Query" in _operations(traced, "disconnect", "dynamodb")  # its subscriptions, by index
@@ -89,7 +91,8 @@ def test_connection_handlers_annotate_the_connection(traced: dict[str, Any]) -> 
 def test_the_authorizer_traces_its_secret_read_but_never_the_token_or_the_policy(
     traced: dict[str, Any],
 ) -> None:
-    assert _operations(traced, "authorize", "secretsmanager") == ["GetSecretValue"]
+    # the key ring: AWSCURRENT and AWSPREVIOUS (a token of the previous key is valid until the next rotation)
+    assert _operations(traced, "authorize", "secretsmanager") == ["GetSecretValue", "GetSecretValue"]
     assert "metadata" not in _handler_segment(traced, "authorize")  # capture_response=False
     assert traced["invocations"]["authorize"]["result"]["principalId"] == "alice"  # it did allow
     signature = traced["token"].split(".")[2]  # enough of the token to recognise any copy of it

@@ -84,6 +84,9 @@ def test_a_second_execution_mid_transcode_is_ignored(clips: Clips, app: ModuleTy
     job = registry.get_job(JOB)
     assert job is not None and job.transcode_execution == "exec-1"
     assert planned(app, "exec-1")["segmentCount"] == plan["segmentCount"]  # its own retry still runs
+    storage.delete_prefix(
+        plan["job"]["work"]["bucket"], plan["job"]["work"]["prefix"]
+    )  # moto is process-wide
 
 
 def test_an_upload_after_completion_neither_runs_nor_fails_the_job(clips: Clips, app: ModuleType) -> None:
