@@ -1,4 +1,4 @@
-"""The `tidings` command: `dev` (the local stack), `token`, `submit` and `watch`.
+"""The `tidings` command: `dev` (the local stack), `token`, `submit`, `watch` and `generate-event`.
 
 Output rule: stdout carries only what a script captures (a token, a job id, JSON lines, the
 watch display of `tidings watch`); everything said to a person goes to stderr. Expected
@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from . import client
+from . import client, sample_events
 from .watch_view import Mode
 
 DEFAULT_TTL_SECONDS = 3600
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidings", description="Real-time job notifications: local stack and client tools."
     )
+    parser.add_argument("--version", action="version", version=f"tidings {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(
@@ -77,7 +80,79 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--user", default=None, help="the job's owner (default: $USER or demo)")
     watch.add_argument("--json", action="store_true", help="print each job message as a JSON line")
     _add_target_options(watch)
+
+    generate = commands.add_parser(
+        "generate-event", help="print a sample event in AWS's shape (like sam local generate-event)"
+    )
+    generate.add_argument(
+        "kind", choices=sample_events.KINDS, metavar="KIND", help=", ".join(sample_events.KINDS)
+    )
+    generate.add_argument("--route", help="WebSocket route key, or 'METHOD /path' for http-api")
+    generate.add_argument("--body", help="message or request body")
+    generate.add_argument("--stage", default="dev")
+    generate.add_argument("--region", default="us-east-1")
+    generate.add_argument("--header", action="append", default=[], metavar="NAME=VALUE")
+    generate.add_argument("--query", action="append", default=[], metavar="NAME=VALUE")
+    generate.add_argument("--authorizer", type=_json_object, default={}, metavar="JSON",
+                          help="the authorizer context the event carries")  # fmt: skip
+    generate.add_argument("--source", default="my.app", help="eventbridge: the source")
+    generate.add_argument("--detail-type", default="Sample", help="eventbridge: the detail-type")
+    generate.add_argument("--detail", type=_json_object, default=None, metavar="JSON", help="eventbridge")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tidings")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _pairs(items: list[str], option: str, parser: argparse.ArgumentParser) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"{option} takes NAME=VALUE, not {item!r}")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _generate_event(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from tidings.local.ids import new_id
+
+    sample = sample_events.Sample(
+        epoch_s=time.time(),
+        ids=(new_id(), new_id(), new_id()),
+        stage=args.stage,
+        region=args.region,
+        route=args.route,
+        body=args.body,
+        headers=_pairs(args.header, "--header", parser),
+        query=_pairs(args.query, "--query", parser),
+        authorizer=args.authorizer,
+        source=args.source,
+        detail_type=args.detail_type,
+        detail=args.detail,
+    )
+    try:
+        event = sample_events.generate(args.kind, sample)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(json.dumps(event, indent=2))
+    return 0
 
 
 def _token_user(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -122,6 +197,8 @@ def _run_watch(target: client.Target, user: str, job_id: str, stream: IO[str], m
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "generate-event":
+        return _generate_event(args, parser)
     if args.command == "token":
         user = _token_user(args, parser)
         target = client.resolve_target(args.stack, args.region, args.template)
@@ -169,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tidings generate-event ... | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
