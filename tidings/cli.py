@@ -193,7 +193,10 @@ def _run_watch(target: client.Target, user: str, job_id: str, stream: IO[str], m
         return issue_token(secret, user, DEFAULT_TTL_SECONDS)
 
     printer = client.WatchPrinter(stream, mode)
-    return asyncio.run(client.watch_job(target.websocket_url, fresh_token, job_id, printer))
+    try:
+        return asyncio.run(client.watch_job(target.websocket_url, fresh_token, job_id, printer))
+    finally:  # Ctrl-C included: end the live block and show the cursor again
+        printer.close()
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
