@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "dev", help="run the local stack (options: tidings dev --help)", add_help=False
     )  # its options are parsed by tidings.local.stack
+    commands.add_parser(
+        "invoke",
+        help="run one function locally, like sam local invoke (tidings invoke --help)",
+        add_help=False,
+    )  # its options are parsed by tidings.local.invoke
 
     token = commands.add_parser("token", help="print a connection token (JWT) for a user")
     token.add_argument("user_arg", nargs="?", metavar="USER", help="the user id (same as --user)")
@@ -239,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tidings.local.stack import main as dev_main  # lazy: the local stack is heavy
 
         return int(dev_main(arguments[1:]) or 0)
+    if arguments[:1] == ["invoke"]:
+        from tidings.local.invoke import main as invoke_main
+
+        return invoke_main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     try:
