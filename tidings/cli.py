@@ -22,6 +22,11 @@ from . import client, sample_events
 from .watch_view import Mode
 
 DEFAULT_TTL_SECONDS = 3600
+# top-level modules of the `local` extra (pyproject.toml): `dev`, `invoke`, `submit` need them
+LOCAL_EXTRA_MODULES = frozenset(
+    {"moto", "aiohttp", "samtranslator", "watchfiles", "yaml", "cfnlint", "jsonpath_ng", "pynamodb",
+     "pydantic", "aws_lambda_powertools", "imageio_ffmpeg", "av", "multidict"}
+)  # fmt: skip
 DEMO_USER = "demo"
 
 
@@ -240,6 +245,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(arguments)
+    except ModuleNotFoundError as exc:  # a `pip install tidings` without the local stack's extra
+        if (exc.name or "").split(".")[0] not in LOCAL_EXTRA_MODULES:
+            raise
+        command = arguments[0] if arguments else "tidings"
+        print(
+            f"tidings {command}: needs {exc.name}, part of the local extra: pip install 'tidings[local]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _main(arguments: list[str]) -> int:
     if arguments[:1] == ["dev"]:
         from tidings.local.stack import main as dev_main  # lazy: the local stack is heavy
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from tidings_core.config import DEFAULT_AUDIENCE
 from tidings_core.protocol import SUBPROTOCOL, job_topic
@@ -241,6 +241,16 @@ def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 
 
+class WatchSink(Protocol):
+    """Where `watch_job` reports: a terminal printer, or the `tidings.jobs` iterator."""
+
+    def update(self, state: watch_view.WatchState, accepted: tuple[Any, ...]) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def finish(self, lines: list[str]) -> None: ...
+
+
 class WatchPrinter:
     """Draws a WatchState to a stream: a redrawn block of bars on a terminal (the overall line and
     one line per segment), else one line per update.
@@ -333,7 +343,7 @@ async def watch_job(
     websocket_url: str,
     token_for_connect: Callable[[], str],
     job_id: str,
-    printer: WatchPrinter,
+    printer: WatchSink,
     *,
     ping_interval: float = PING_INTERVAL_SECONDS,
     max_attempts: int = MAX_RECONNECT_ATTEMPTS,
@@ -387,7 +397,7 @@ async def watch_job(
 
 
 async def _follow(
-    socket: Any, state: watch_view.WatchState, printer: WatchPrinter, ping_interval: float
+    socket: Any, state: watch_view.WatchState, printer: WatchSink, ping_interval: float
 ) -> _Connection:
     """Read one connection's messages until the job ends, the socket drops or a ping goes unanswered."""
     from websockets.exceptions import ConnectionClosed

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.local import events
-from tidings.local.bus import eventbridge_event
 
 KINDS = (
     "websocket-connect",
@@ -55,6 +54,8 @@ def generate(kind: str, sample: Sample) -> dict[str, Any]:
     if kind in ("http-api", "http-authorizer"):
         return _http(kind == "http-authorizer", sample)
     if kind == "eventbridge":
+        from tidings.local.bus import eventbridge_event  # the local bus (and its moto) only here
+
         return eventbridge_event(
             {
                 "version": "0",

@@ -28,7 +28,7 @@ FIRST_PARTY = {
     "upload_rules",
 }
 # groups of optional dependencies the shipped code may import (dev tools are for tests and lint)
-SHIPPED_EXTRAS: set[str] = set()
+SHIPPED_EXTRAS = {"local"}
 
 
 class _Imports(ast.NodeVisitor):
