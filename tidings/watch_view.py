@@ -19,6 +19,7 @@ JOB_MESSAGE_TYPES = frozenset({"progress", "completed", "failed"})
 FATAL_ERROR_CODES = frozenset({"forbidden", "not_found", "bad_topic"})
 EXIT_COMPLETED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 _LEVELS = " ▁▂▃▄▅▆▇█"
+PLAIN_SEGMENTS_SHOWN = 8  # plain lines list each segment's percent up to this many segments
 _ASCII_LEVELS = " .:-=+*#%@"
 
 
@@ -282,7 +283,11 @@ def render_plain_line(state: WatchState) -> str:
     parts = [f"{state.job_id}: {job.stage} {job.percent:.1f}%", *_details(job)]
     if job.segments:
         done = sum(1 for segment in job.segments if segment.state == "done")
-        parts.append(f"segments {done}/{len(job.segments)} done")
+        summary = f"segments {done}/{len(job.segments)} done"
+        if len(job.segments) <= PLAIN_SEGMENTS_SHOWN and job.stage not in TERMINAL_STAGES:
+            # side by side: each segment's percent, in index order
+            summary += " (" + " ".join(f"{segment.percent:.0f}%" for segment in job.segments) + ")"
+        parts.append(summary)
     return "  ".join(parts)
 
 

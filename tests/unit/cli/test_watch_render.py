@@ -74,7 +74,11 @@ def test_tty_line_before_any_job_message() -> None:
 
 def test_plain_line_is_self_contained() -> None:
     state = state_after(percent=42.5, etaSeconds=14.2, speed=3.1, segments=SEGMENTS)
-    assert render_plain_line(state) == "j-1: transcoding 42.5%  ETA 0:14  3.1x  segments 1/3 done"
+    assert render_plain_line(state) == (
+        "j-1: transcoding 42.5%  ETA 0:14  3.1x  segments 1/3 done (100% 50% 0%)"
+    )
+    many = [{"index": n, "percent": 10, "state": "running"} for n in range(9)]
+    assert render_plain_line(state_after(segments=many)).endswith("segments 0/9 done")
     assert "\r" not in render_plain_line(state) and "\x1b" not in render_plain_line(state)
 
 
