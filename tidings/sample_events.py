@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tidings.local import events
-
 KINDS = (
     "websocket-connect",
     "websocket-message",
@@ -79,6 +77,8 @@ def _uuid(seed: str) -> str:
 
 
 def _websocket(kind: str, sample: Sample) -> dict[str, Any]:
+    from tidings.local import events  # the local stack's model (and its extra) only when used
+
     domain = f"{sample.api_id}.execute-api.{sample.region}.amazonaws.com"
     api = events.WsApiContext(sample.api_id, sample.stage, domain, sample.region, sample.account_id)
     connection_id, request_id, message_id = sample.ids[:3]
@@ -126,6 +126,8 @@ def _route_of(body: str) -> str:
 
 
 def _http(authorizer: bool, sample: Sample) -> dict[str, Any]:
+    from tidings.local import events
+
     route = sample.route or "POST /items"
     method, _, path = route.partition(" ")
     if not path.startswith("/"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from tidings.jobs import SubscriptionError, job_states, resolve, token_for
 
@@ -31,7 +32,7 @@ def main() -> int:
     try:
         return asyncio.run(follow(args.job_id, args.user, args.stack))
     except SubscriptionError as exc:
-        print(f"watch_job: {exc}")
+        print(f"watch_job: {exc}", file=sys.stderr)
         return 2
 
 

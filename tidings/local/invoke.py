@@ -2,8 +2,10 @@
 
 The function runs in a worker process with its template environment (and `--env-vars`), as
 `tidings dev` runs it. Its AWS calls go to the running local stack's embedded services when
-`.tidings/state.json` beside the template names a live stack; otherwise the embedded services
-start for this call only, with the template's resources, and stop after it.
+`.tidings/state.json` beside the template names a live stack (signed with that stack's developer
+keys from the state file: the stack issued its functions' role keys in its own process, so the
+role is not checked); otherwise the embedded services start for this call only, with the
+template's resources and the function's role checked, and stop after it.
 The handler's result goes to stdout as JSON; its logs to stderr. Exit 0 when it returned, 1 when
 it raised (the error as Lambda reports it on stdout), 2 on bad input.
 """
@@ -67,15 +69,30 @@ def _base(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Services:
+    endpoints: LocalEndpoints
+    own: Any  # AwsServices started for this call, or None when a running stack serves it
+    developer_keys: dict[str, str] | None  # the running stack's keys (its state file), if any
+
+
 @contextlib.asynccontextmanager
-async def _services(template: Path) -> AsyncIterator[tuple[LocalEndpoints, Any]]:
+async def _services(template: Path) -> AsyncIterator[_Services]:
     """The running stack's endpoints (nothing to stop), else embedded services for this call."""
     try:
         state = read_state(state_path(template))
     except StackNotRunning:
         state = None
     if state is not None:
-        yield LocalEndpoints(_base(state.websocket_url), _base(state.http_url), state.aws_endpoint), None
+        # a stack without a WebSocket API has no WebSocket URL: its HTTP port fills the template
+        ws_base = _base(state.websocket_url) if state.websocket_url else "ws://127.0.0.1:9"
+        keys = None
+        if state.aws_access_key_id and state.aws_secret_access_key:
+            keys = {
+                "AWS_ACCESS_KEY_ID": state.aws_access_key_id,
+                "AWS_SECRET_ACCESS_KEY": state.aws_secret_access_key,
+            }
+        yield _Services(LocalEndpoints(ws_base, _base(state.http_url), state.aws_endpoint), None, keys)
         return
     from tidings.local.aws import AwsServices
 
@@ -83,7 +100,7 @@ async def _services(template: Path) -> AsyncIterator[tuple[LocalEndpoints, Any]]
     try:
         endpoint = await asyncio.to_thread(services.start_server)
         # nothing listens for WebSockets or HTTP during a lone invoke: the URLs only fill the template
-        yield LocalEndpoints("ws://127.0.0.1:9", "http://127.0.0.1:9", endpoint), services
+        yield _Services(LocalEndpoints("ws://127.0.0.1:9", "http://127.0.0.1:9", endpoint), services, None)
     finally:
         services.stop()
 
@@ -99,19 +116,29 @@ async def invoke(args: argparse.Namespace, event: dict[str, Any]) -> tuple[Invoc
         if not sep:
             raise InvokeError(f"--parameter-overrides takes KEY=VALUE, not {item!r}")
         overrides[key] = value
-    async with _services(args.template) as (endpoints, own_services):
-        app = load_app(args.template, endpoints, parameter_overrides=overrides)
+    async with _services(args.template) as services:
+        app = load_app(args.template, services.endpoints, parameter_overrides=overrides)
         _apply_env_vars(app, env_vars)
-        if own_services is not None:
-            await asyncio.to_thread(own_services.create_resources, app)
-        runner = FunctionRunner(app, endpoints.aws_endpoint, watch=False)
+        if services.own is not None:
+            from tidings.local.aws_guard import issue_app_credentials
+
+            # the function's own role, checked by the embedded services as tidings dev does
+            issued = issue_app_credentials(services.own.credentials, app, strict=False)
+            keys = {function_id: key.environment() for function_id, key in issued.functions.items()}
+            await asyncio.to_thread(services.own.create_resources, app)
+        else:
+            # the running stack issued its functions' keys in its own process: this call signs with
+            # the stack's developer keys (from its state file), so its role is not checked
+            developer = services.developer_keys
+            keys = {function_id: developer for function_id in app.functions} if developer else {}
+        runner = FunctionRunner(app, services.endpoints.aws_endpoint, watch=False, credentials=keys)
         async with runner:
             function_id = runner.function_id_for(args.function)
             if function_id is None:
                 known = ", ".join(sorted(app.functions)) or "none"
                 raise InvokeError(f"no function {args.function!r} in {args.template} (functions: {known})")
             invocation = await runner.invoke(function_id, event, source="tidings invoke")
-    return invocation, own_services is None
+    return invocation, services.own is None
 
 
 def _apply_env_vars(app: LocalApp, env_vars: dict[str, dict[str, str]]) -> None:

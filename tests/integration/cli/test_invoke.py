@@ -10,11 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from stack_harness import ROOT, RunningStack, start_stack, stop_stack  # tests/stack_harness.py
-
-from tidings.state import read_state
 
 TEMPLATE = Path(__file__).parent / "notes_app" / "template.yaml"
 
@@ -85,14 +82,7 @@ def test_invoke_uses_the_running_stacks_embedded_services(notes_stack: RunningSt
     assert first.returncode == 0, first.stderr
     assert "against the running local stack" in first.stderr
     # the item is in the running stack's table, and a second invoke reads it back
-    state = read_state(notes_stack.state_file)
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=state.aws_endpoint,
-        region_name=state.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    dynamodb = notes_stack.boto3_client("dynamodb")  # with the stack's developer keys
     tables = dynamodb.list_tables()["TableNames"]
     (table,) = [name for name in tables if "NotesTable" in name]
     assert dynamodb.get_item(TableName=table, Key={"id": {"S": "shared"}})["Item"]["note"]["S"] == "kept"

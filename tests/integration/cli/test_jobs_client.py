@@ -154,7 +154,7 @@ async def test_the_documented_python_example_follows_a_job(
             LocalStackState(
                 websocket_url=url, callback_url=endpoint, aws_endpoint=endpoint, http_url=endpoint,
                 progress_view_url=None, jobs_api_url=None, region="us-east-1", stage="dev",
-                token_secret_id=arn,
+                token_secret_id=arn, aws_access_key_id="testing", aws_secret_access_key="testing",
             ),
             state,
         )  # fmt: skip
@@ -166,7 +166,7 @@ async def test_the_documented_python_example_follows_a_job(
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     finally:
         moto.stop()
-    assert process.returncode == 0, err.decode()
+    assert process.returncode == 0, (out + err).decode()
     lines = out.decode().splitlines()
     assert [line.split()[1] for line in lines] == ["1", "2", "3", "4", "5"]
     assert "completed" in lines[-1]
