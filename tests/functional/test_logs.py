@@ -26,7 +26,7 @@ def test_a_tidings_core_info_line_is_a_json_record_with_its_keys_and_the_handler
     stream_handler = notify.logger.registered_handler
     previous = stream_handler.setStream(buffer)
     try:
-        assert notify.handler(bus_event("ev-5", seq=5, percent=50.0), FakeContext())["outcome"] == "duplicate"
+        assert notify.handler(bus_event("ev-3", seq=3, percent=30.0), FakeContext())["outcome"] == "stale"
     finally:
         stream_handler.setStream(previous)
     records = [json.loads(line) for line in buffer.getvalue().splitlines()]
@@ -36,8 +36,8 @@ def test_a_tidings_core_info_line_is_a_json_record_with_its_keys_and_the_handler
     assert record["level"] == "INFO"
     assert record["location"].startswith("deliver_job_event:")  # logged by tidings_core.fanout
     # the library's `extra` keys and the handler's keys (append_keys, Lambda context) together
-    assert (record["job_id"], record["seq"], record["stored_seq"]) == ("job-1", 5, 5)
-    assert record["event_id"] == "ev-5"
+    assert (record["job_id"], record["seq"], record["stored_seq"]) == ("job-1", 3, 5)
+    assert record["event_id"] == "ev-3"
     assert record["function_name"] == FakeContext.function_name
     assert record["service"] == POWERTOOLS_ENV["POWERTOOLS_SERVICE_NAME"]
 
