@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml package.json scripts/system-deps.sh
 	@bash scripts/system-deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[local,dev]'
 	npm install --silent --no-audit --no-fund
 	@touch $(STAMP)
 

@@ -7,19 +7,17 @@ from collections.abc import Sequence
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
-    """The `pct`-th percentile (0..100) with linear interpolation between closest ranks.
-
-    Same definition as numpy's default and `statistics.quantiles(method="inclusive")`.
-    """
+    """The `pct`-th percentile (a whole number 0..100), `statistics.quantiles(method="inclusive")`:
+    linear interpolation between closest ranks, as numpy's default."""
     if not values:
         raise ValueError("percentile of no values")
     if not 0 <= pct <= 100:
         raise ValueError(f"percentile must be within 0..100, got {pct}")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * pct / 100
-    lower = int(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+    if pct != int(pct):
+        raise ValueError(f"percentile must be a whole number, got {pct}")
+    if pct in (0, 100) or len(values) == 1:  # the ends, which quantiles() does not return
+        return float(min(values) if pct == 0 else max(values) if pct == 100 else values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
 
 
 def median(values: Sequence[float]) -> float:

@@ -5,6 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+# The demo clip: long enough at the template's default SegmentSeconds (20) for four segments
+# encoded side by side, small enough (270p at 15 fps) that the whole job stays well under a minute on two
+# cores. tests/functional/transcode/test_demo_clip.py plans it.
+DEMO_SECONDS = 80.0
+DEMO_SIZE = "480x270"
+DEMO_RATE = 15
+DEMO_FILE = "sample-270p-80s.mp4"
+
 
 def ffmpeg_exe() -> str:
     import imageio_ffmpeg
@@ -48,3 +56,7 @@ def make_sample_video(path: Path, *, seconds: float = 20.0, size: str = "1280x72
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     partial.replace(path)
     return path
+
+
+def make_demo_video(path: Path) -> Path:
+    return make_sample_video(path, seconds=DEMO_SECONDS, size=DEMO_SIZE, rate=DEMO_RATE)

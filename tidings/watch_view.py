@@ -19,6 +19,7 @@ JOB_MESSAGE_TYPES = frozenset({"progress", "completed", "failed"})
 FATAL_ERROR_CODES = frozenset({"forbidden", "not_found", "bad_topic"})
 EXIT_COMPLETED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 _LEVELS = " ▁▂▃▄▅▆▇█"
+PLAIN_SEGMENTS_SHOWN = 8  # plain lines list each segment's percent up to this many segments
 _ASCII_LEVELS = " .:-=+*#%@"
 
 
@@ -240,6 +241,40 @@ def render_tty_line(state: WatchState, *, width: int = 80, ascii_only: bool = Fa
     return f"{job.stage} {job.percent:.1f}%"[:width]
 
 
+def render_tty_block(
+    state: WatchState, *, width: int = 80, height: int = 24, ascii_only: bool = False
+) -> list[str]:
+    """The live view: the overall line, then one bar per segment while the job runs.
+
+    Every line fits `width` (a wrapped line would break the redraw). At most `height - 1` lines:
+    with more segments than that, the unfinished ones are shown first and one line counts the rest.
+    """
+    lines = [render_tty_line(state, width=width, ascii_only=ascii_only)]
+    job = state.job
+    if job is None or not job.segments or job.stage in TERMINAL_STAGES:
+        return lines
+    rows = max(0, height - 2)
+    segments = list(job.segments)
+    if len(segments) > rows:
+        unfinished = [segment for segment in segments if segment.state != "done"]
+        shown = sorted(unfinished[: max(0, rows - 1)], key=lambda segment: segment.index)
+        hidden = len(segments) - len(shown)
+        done = sum(1 for segment in segments if segment.state == "done")
+        lines += [_segment_line(segment, width, ascii_only) for segment in shown]
+        lines.append(f"  +{hidden} more segments ({done} done)"[:width])
+        return lines
+    return lines + [_segment_line(segment, width, ascii_only) for segment in segments]
+
+
+def _segment_line(segment: SegmentView, width: int, ascii_only: bool) -> str:
+    head = f"  seg {segment.index + 1:>2} "
+    tail = f" {segment.percent:5.1f}%  {segment.state}"
+    bar_width = min(30, width - len(head) - len(tail) - 2)
+    if bar_width < 5:
+        return f"{head}{segment.percent:.0f}%"[:width]
+    return f"{head}[{progress_bar(segment.percent, bar_width, ascii_only=ascii_only)}]{tail}"[:width]
+
+
 def render_plain_line(state: WatchState) -> str:
     """One self-contained line per update, for logs and pipes."""
     job = state.job
@@ -248,7 +283,11 @@ def render_plain_line(state: WatchState) -> str:
     parts = [f"{state.job_id}: {job.stage} {job.percent:.1f}%", *_details(job)]
     if job.segments:
         done = sum(1 for segment in job.segments if segment.state == "done")
-        parts.append(f"segments {done}/{len(job.segments)} done")
+        summary = f"segments {done}/{len(job.segments)} done"
+        if len(job.segments) <= PLAIN_SEGMENTS_SHOWN and job.stage not in TERMINAL_STAGES:
+            # side by side: each segment's percent, in index order
+            summary += " (" + " ".join(f"{segment.percent:.0f}%" for segment in job.segments) + ")"
+        parts.append(summary)
     return "  ".join(parts)
 
 

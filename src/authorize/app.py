@@ -13,10 +13,11 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import origins, protocol, tokens
+from tidings_core import logs, origins, protocol, tokens
 from tidings_core.config import settings
 
 logger = Logger()
+logs.route_package_logs(logger)  # tidings_core's records as JSON lines with their keys
 metrics = Metrics()
 tracer = Tracer(patch_modules=["botocore"])  # its Secrets Manager read (docs/observability.md)
 

@@ -9,9 +9,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import actions, push
+from tidings_core import actions, logs, push
 
 logger = Logger()
+logs.route_package_logs(logger)  # tidings_core's records as JSON lines with their keys
 metrics = Metrics()
 tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments (docs/observability.md)
 

@@ -102,9 +102,11 @@ def forget_connection(connection_id: str) -> int:
     """Delete a connection and every subscription of it; idempotent. Returns subscriptions deleted."""
     _tables()
     deleted = 0
-    for key in Subscription.by_connection.query(connection_id, page_size=QUERY_PAGE_SIZE):
-        Subscription(key.topic, connection_id).delete()
-        deleted += 1
+    # BatchWriteItem, 25 deletes a call; pynamodb resends unprocessed items with backoff
+    with Subscription.batch_write() as batch:
+        for key in Subscription.by_connection.query(connection_id, page_size=QUERY_PAGE_SIZE):
+            batch.delete(Subscription(key.topic, connection_id))
+            deleted += 1
     Connection(connection_id).delete()
     return deleted
 

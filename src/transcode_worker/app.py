@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import registry
+from tidings_core import logs, registry
 
 if TYPE_CHECKING:  # mypy resolves modules from src/; Lambda puts this folder itself on the path
     from transcode_worker.transcoder import steps, storage
@@ -24,6 +24,7 @@ else:
     from transcoder.sinks import BusSink
 
 logger = Logger()
+logs.route_package_logs(logger, ("tidings_core", "transcoder"))  # the steps log through transcoder.*
 tracer = Tracer(patch_modules=["botocore"])  # S3, EventBridge and DynamoDB calls as subsegments
 settings = storage.WorkerSettings.from_env()
 sink = BusSink()

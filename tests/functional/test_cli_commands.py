@@ -261,7 +261,7 @@ def test_watch_follows_a_job_to_completion(
     assert lines == [
         f"{JOB}: queued 0.0%",
         f"{JOB}: probing 10.0%",
-        f"{JOB}: transcoding 40.0%  ETA 0:06  2.5x  segments 0/1 done",
+        f"{JOB}: transcoding 40.0%  ETA 0:06  2.5x  segments 0/1 done (80%)",
         f"{JOB}: transcoding 70.0%",
         f"{JOB}: completed 100.0%",
         f"completed: s3://tidings-output/outputs/alice/{JOB}/video.mp4",

@@ -145,3 +145,29 @@ def test_disconnect_of_an_unknown_connection_is_200(aws: Settings, handlers: dic
     assert handlers["disconnect"].handler(ws_event("disconnect", "never-seen"), FakeContext()) == {
         "statusCode": 200
     }
+
+
+def test_forget_connection_deletes_subscriptions_in_batches_of_25(
+    aws: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pynamodb.connection.base import Connection as DynamoConnection
+
+    registry.register_connection("many", "alice", CONNECTED_AT)
+    for n in range(60):
+        registry.subscribe(f"job:j{n}", "many", "alice", CONNECTED_AT)
+    calls: list[tuple[str, int]] = []
+    original = DynamoConnection._make_api_call
+
+    def recording(self: DynamoConnection, operation: str, kwargs: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            calls.append((operation, sum(len(requests) for requests in kwargs["RequestItems"].values())))
+        elif operation == "DeleteItem":
+            calls.append((operation, 1))
+        return original(self, operation, kwargs)
+
+    monkeypatch.setattr(DynamoConnection, "_make_api_call", recording)
+    assert registry.forget_connection("many") == 60
+    batches = [("BatchWriteItem", 25), ("BatchWriteItem", 25), ("BatchWriteItem", 10)]
+    assert calls == [*batches, ("DeleteItem", 1)]
+    assert list(Subscription.by_connection.query("many")) == []
+    assert Connection.count("many") == 0

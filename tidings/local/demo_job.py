@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from tidings.client import WatchPrinter, submit_job, watch_job
-from tidings.demo import make_sample_video
+from tidings.demo import DEMO_FILE, make_demo_video
 
 if TYPE_CHECKING:
     from tidings.local.stack import LocalStack
@@ -32,9 +32,9 @@ async def run_demo(stack: LocalStack) -> None:
     if not stack.urls.jobs_api_url or not stack.urls.websocket_url or stack.token_secret_id is None:
         print("(no demo: this template has no jobs API)", flush=True)
         return
-    sample = stack.app.template_path.parent / ".tidings" / "demo" / "sample-720p.mp4"
+    sample = stack.app.template_path.parent / ".tidings" / "demo" / DEMO_FILE
     print(f"Demo: generating {sample.name} ...", flush=True)
-    await asyncio.to_thread(make_sample_video, sample)
+    await asyncio.to_thread(make_demo_video, sample)
     token = await asyncio.to_thread(local_token, stack, DEMO_USER)
     job_id = await submit_job(stack.urls.jobs_api_url, token, sample)
     print(f"Demo: submitted job {job_id} as user '{DEMO_USER}'. Watch it:", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import json
 import re
@@ -27,6 +28,7 @@ from typing import Any, TextIO
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tidings.local import samconfig
 from tidings.local.aws import AwsServices
 from tidings.local.aws_guard import AppCredentials, Denial, issue_app_credentials, may_invoke
 from tidings.local.bus import EventDelivery
@@ -84,6 +86,7 @@ class DevOptions:
     state_file: Path | None = None
     api: str | None = None  # logical id of the WebSocket API when the template has several
     iam: bool = True  # check each function's calls against its execution role (--no-iam: off)
+    env_vars: dict[str, dict[str, str]] = field(default_factory=dict)  # SAM's --env-vars JSON
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,9 @@ class LocalStack:
         )
         for function_id, reason in app.skipped.items():
             self.out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
+        for logical_id, function in app.functions.items():
+            environment = samconfig.function_environment(function, opts.env_vars)
+            app.functions[logical_id] = dataclasses.replace(function, environment=environment)
         try:
             issued = issue_app_credentials(self.aws.credentials, app, strict=opts.iam)
         except UnsupportedPolicy as error:
@@ -538,8 +544,13 @@ def parse_args(argv: list[str]) -> DevOptions:
         action="store_false",
         help="do not check the functions' AWS calls against their execution roles",
     )
+    parser.add_argument("--config-env", metavar="ENV", help="parameter_overrides of ENV in samconfig.toml")
+    parser.add_argument("--env-vars", type=Path, metavar="FILE", help='SAM\'s JSON: {"Parameters": {...}}')
     args = parser.parse_args(argv)
-    overrides = {}
+    try:
+        overrides, env_vars = samconfig_options(args.template, args.config_env, args.env_vars)
+    except (samconfig.ConfigError, OSError) as exc:
+        parser.error(str(exc))
     for item in args.parameter_overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -560,7 +571,22 @@ def parse_args(argv: list[str]) -> DevOptions:
         state_file=args.state_file,
         api=args.api,
         iam=args.iam,
+        env_vars=env_vars,
     )
+
+
+def samconfig_options(
+    template: Path, config_env: str | None, env_vars_file: Path | None
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """`--config-env`'s parameter overrides (samconfig.toml beside the template) and `--env-vars`."""
+    overrides: dict[str, str] = {}
+    if config_env is not None:
+        config = template.parent / "samconfig.toml"
+        if not config.is_file():
+            raise samconfig.ConfigError(f"--config-env {config_env}: no {config}")
+        overrides = samconfig.config_env_parameter_overrides(config.read_text(), config_env)
+    env_vars = samconfig.parse_env_vars(env_vars_file.read_text()) if env_vars_file else {}
+    return overrides, env_vars
 
 
 async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None = None) -> int:

@@ -1,15 +1,16 @@
 """Running ffmpeg: locating the binary, progress-reporting runs, probing and exact stream timing.
 
-There is no ffprobe (neither the Lambda layer nor imageio-ffmpeg ship one), so probing reads
-`ffmpeg -i`'s banner, and exact numbers come from `-f framecrc`: one line per packet or decoded
-frame with its timestamps in a declared time base.
+Probing reads the container with PyAV (FFmpeg's libraries, wheels for x86_64 and arm64, shipped in
+the FfmpegLayer): codecs, sizes, rates, rotation and dispositions as typed fields, not regular
+expressions over `ffmpeg -i`'s banner (no ffprobe binary is published for both architectures on
+PyPI). Exact numbers still come from `-f framecrc`: one line per packet or decoded frame with its
+timestamps in a declared time base.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import re
 import subprocess
 import threading
 from collections import deque
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from .errors import CorruptInput, EmptyInput, FfmpegFailed, UnsupportedInput, WorkerLost
 from .progress import ProgressBlock, ProgressParser
@@ -109,13 +111,7 @@ def check(result: RunResult, what: str) -> RunResult:
 
 # --- probing ---------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
-_VIDEO_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>[\w-]+)(?P<rest>.*)")
-_SIZE_RE = re.compile(r"(?<![\w.])(\d{2,5})x(\d{2,5})(?![\w.])")
-_FPS_RE = re.compile(r"(\d+(?:\.\d+)?)(k?) fps")
-_ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
-_AUDIO_RE = re.compile(r"Stream #\d+:\d+.*?: Audio: ")
-# a still image or attached cover art is a "video" stream that is not a video
+# a still image is a "video" stream that is not a video
 _STILL_CODECS = frozenset({"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpegls"})
 
 
@@ -189,23 +185,7 @@ def probe(path: str | Path) -> MediaInfo:
     size = file.stat().st_size if file.exists() else 0
     if size == 0:
         raise EmptyInput("the uploaded file is empty")
-    banner = run_ffmpeg(["-i", str(file)]).stderr_tail  # exits 1 ("no output"): the banner is the point
-    if "Invalid data found" in banner or "moov atom not found" in banner or "Input #0" not in banner:
-        raise CorruptInput(f"not a readable media file: {last_error_line(banner)}")
-    video = _VIDEO_RE.search(banner)
-    has_audio = _AUDIO_RE.search(banner) is not None
-    if video is None:
-        raise UnsupportedInput("no video stream" + (" (audio only)" if has_audio else ""))
-    codec = video.group("codec")
-    if codec in _STILL_CODECS or "attached pic" in video.group("rest"):
-        raise UnsupportedInput(f"a still image ({codec}), not a video")
-    size_match = _SIZE_RE.search(video.group("rest"))
-    if size_match is None:
-        raise CorruptInput("the video stream has no frame size")
-    width, height = int(size_match.group(1)), int(size_match.group(2))
-    rotation = _ROTATION_RE.search(banner)
-    if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
-        width, height = height, width
+    facts = _container_facts(file)
     timing = stream_timing(file, "v", decode=False)
     if timing is None or timing.count == 0:
         raise CorruptInput("the video stream has no readable frames")
@@ -213,29 +193,61 @@ def probe(path: str | Path) -> MediaInfo:
         raise UnsupportedInput("a single frame, not a video")
     frame_duration = min(timing.durations) * timing.time_base if timing.durations else Fraction(0)
     constant = len(timing.durations) == 1 and frame_duration > 0
-    if constant:
-        fps = 1 / frame_duration
-    else:
-        fps_match = _FPS_RE.search(video.group("rest"))
-        scale = 1000 if fps_match and fps_match.group(2) else 1
-        fps = Fraction(fps_match.group(1)) * scale if fps_match else timing.count / timing.duration
+    fps = 1 / frame_duration if constant else facts.average_rate or timing.count / timing.duration
     return MediaInfo(
         path=str(file),
         size_bytes=size,
         duration_s=float(timing.duration),
-        width=width,
-        height=height,
+        width=facts.width,
+        height=facts.height,
         fps=fps.limit_denominator(1001 * 1000),
         frames=timing.count,
         constant_frame_rate=constant,
-        has_audio=has_audio,
-        video_codec=codec,
+        has_audio=facts.has_audio,
+        video_codec=facts.codec,
     )
 
 
-def banner_duration(banner: str) -> float | None:
-    match = _DURATION_RE.search(banner)
-    if not match:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+@dataclass(frozen=True, slots=True)
+class _ContainerFacts:
+    codec: str
+    width: int  # as displayed (rotation applied)
+    height: int
+    average_rate: Fraction | None
+    has_audio: bool
+
+
+def _container_facts(file: Path) -> _ContainerFacts:
+    """The first video stream's codec, displayed size and rate, and whether there is audio."""
+    import av  # FFmpeg's demuxers and decoders in-process (the FfmpegLayer ships the wheel)
+
+    try:
+        container = av.open(str(file), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise CorruptInput(f"not a readable media file: {str(exc)[:200]}") from None
+    with container:
+        has_audio = len(container.streams.audio) > 0
+        if not container.streams.video:
+            raise UnsupportedInput("no video stream" + (" (audio only)" if has_audio else ""))
+        video = container.streams.video[0]
+        codec = video.codec_context.name
+        if codec in _STILL_CODECS or video.disposition & av.stream.Disposition.attached_pic:
+            raise UnsupportedInput(f"a still image ({codec}), not a video")
+        width, height = video.codec_context.width, video.codec_context.height
+        if width <= 0 or height <= 0:
+            raise CorruptInput("the video stream has no frame size")
+        if _rotation(container, video) % 180 == 90:
+            width, height = height, width
+        rate = video.average_rate
+        return _ContainerFacts(codec, width, height, Fraction(rate) if rate else None, has_audio)
+
+
+def _rotation(container: Any, video: Any) -> int:
+    """Degrees of the display matrix, read from the first decoded frame (0 when none decodes)."""
+    import av
+
+    try:
+        frame = next(container.decode(video), None)
+    except av.FFmpegError:
+        return 0  # stream_timing reports an undecodable stream
+    return round(abs(frame.rotation)) if frame is not None else 0

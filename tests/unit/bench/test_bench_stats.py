@@ -54,3 +54,18 @@ def test_median_ratio_pairs_each_repeat_and_skips_empty_denominators() -> None:
     pairs = [(1000.0, 100.0), (500.0, 50.0), (900.0, 300.0), (10.0, 0.0)]
     assert median_ratio(pairs) == 10.0
     assert median_ratio([(1.0, 0.0)]) is None
+
+
+def test_percentile_is_the_standard_librarys_quantile(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, str]] = []
+    original = statistics.quantiles
+
+    def spy(data: list[float], *, n: int, method: str) -> list[float]:
+        calls.append((n, method))
+        return original(data, n=n, method=method)
+
+    monkeypatch.setattr(statistics, "quantiles", spy)
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90) == pytest.approx(4.6)
+    assert calls == [(100, "inclusive")]
+    with pytest.raises(ValueError, match="whole number"):
+        percentile([1.0, 2.0], 99.5)

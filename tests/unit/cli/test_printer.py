@@ -25,8 +25,38 @@ def test_tty_mode_redraws_one_line_in_place_and_ends_it_before_the_summary() -> 
     printer.finish(["completed: s3://b/k"])
     text = stream.getvalue()
     assert text.count("\r") == 2 and text.count("\x1b[K") == 2
-    assert text.endswith("\x1b[K\ncompleted: s3://b/k\n")
+    assert text.startswith("\x1b[?25l")  # the cursor is hidden while the bar is live...
+    assert text.endswith("\x1b[K\x1b[J\n\x1b[?25hcompleted: s3://b/k\n")  # ...and shown after
     assert "25.0%" in text
+
+
+SEGMENTED = {
+    **PROGRESS,
+    "seq": 4,
+    "etaSeconds": 12,
+    "speed": 2.5,
+    "segments": [
+        {"index": 0, "percent": 100, "state": "done"},
+        {"index": 1, "percent": 60, "state": "encoding"},
+        {"index": 2, "percent": 10, "state": "encoding"},
+        {"index": 3, "percent": 0, "state": "queued"},
+    ],
+}
+
+
+def test_tty_mode_draws_a_bar_per_segment_and_redraws_the_block_in_place() -> None:
+    stream = io.StringIO()
+    printer = WatchPrinter(stream, "tty")
+    folded = fold(WatchState("j-1"), SEGMENTED)
+    printer.update(folded.state, folded.accepted)
+    first = stream.getvalue()
+    assert first.count("\n") == 4  # the overall line and four segment lines
+    assert "ETA 0:12" in first and "2.5x" in first
+    assert " seg  2 [" in first and " 60.0%  encoding" in first
+    printer.update(folded.state, ())
+    assert stream.getvalue()[len(first) :].startswith("\x1b[4A\r")  # back up to the first line
+    printer.close()
+    assert stream.getvalue().endswith("\n\x1b[?25h")
 
 
 def test_tty_mode_falls_back_to_ascii_on_a_non_utf8_stream() -> None:

@@ -15,6 +15,7 @@ from tidings.watch_view import (
     render_json_line,
     render_plain_line,
     render_result,
+    render_tty_block,
     render_tty_line,
     segment_bars,
 )
@@ -73,7 +74,11 @@ def test_tty_line_before_any_job_message() -> None:
 
 def test_plain_line_is_self_contained() -> None:
     state = state_after(percent=42.5, etaSeconds=14.2, speed=3.1, segments=SEGMENTS)
-    assert render_plain_line(state) == "j-1: transcoding 42.5%  ETA 0:14  3.1x  segments 1/3 done"
+    assert render_plain_line(state) == (
+        "j-1: transcoding 42.5%  ETA 0:14  3.1x  segments 1/3 done (100% 50% 0%)"
+    )
+    many = [{"index": n, "percent": 10, "state": "running"} for n in range(9)]
+    assert render_plain_line(state_after(segments=many)).endswith("segments 0/9 done")
     assert "\r" not in render_plain_line(state) and "\x1b" not in render_plain_line(state)
 
 
@@ -130,3 +135,26 @@ def test_tty_line_drops_frames_before_the_eta_when_narrow() -> None:
     line = render_tty_line(state, width=80)
     assert "ETA 0:14" in line and "3.1x" in line and "frames" not in line
     assert line.endswith("[█▄ ]")
+
+
+def test_the_tty_block_has_a_bar_per_segment_within_the_width() -> None:
+    state = state_after(percent=50.0, segments=SEGMENTS)
+    lines = render_tty_block(state, width=60, height=24)
+    assert lines[0] == render_tty_line(state, width=60)
+    assert [line.split("[")[0] for line in lines[1:]] == ["  seg  1 ", "  seg  2 ", "  seg  3 "]
+    assert lines[2].endswith(" 50.0%  running")
+    assert all(len(line) <= 60 for line in lines)
+
+
+def test_the_tty_block_keeps_to_the_terminal_height_showing_unfinished_segments_first() -> None:
+    many = [{"index": n, "percent": 100 if n < 20 else 30, "state": "done" if n < 20 else "running"}
+            for n in range(30)]  # fmt: skip
+    lines = render_tty_block(state_after(segments=many), width=80, height=8)
+    assert len(lines) == 7
+    assert [line.split("[")[0] for line in lines[1:-1]] == [f"  seg {n} " for n in (21, 22, 23, 24, 25)]
+    assert lines[-1] == "  +25 more segments (20 done)"
+
+
+def test_the_tty_block_is_one_line_before_the_job_and_once_it_ended() -> None:
+    assert render_tty_block(WatchState("j-1")) == ["j-1: connecting"]
+    assert len(render_tty_block(state_after(stage="completed", percent=100.0, segments=SEGMENTS))) == 1
