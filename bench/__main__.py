@@ -197,7 +197,11 @@ def main() -> int:
             for k in ("publish", "lambda_ms_per_1000_deliveries", "notify_memory_mb", "message_bytes")
         }
         results["cost"] = cost_section(stack)
-    results["cold_start"] = section(results, "cold start", lambda: coldstart.run(mode.repeats))
+    results["cold_start"] = section(results, "cold start", lambda: coldstart.run(max(mode.repeats, 5)))
+    if results["cold_start"]:
+        results["cold_start_ms"] = {
+            name: row["total_ms"] for name, row in results["cold_start"]["functions"].items()
+        }
     results["capacity"] = section(
         results, "capacity", lambda: asyncio.run(capacity.run(mode.capacity_connections))
     )

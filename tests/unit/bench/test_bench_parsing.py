@@ -75,3 +75,15 @@ def test_splice_replaces_only_the_generated_block() -> None:
 
 def test_splice_appends_when_there_are_no_markers() -> None:
     assert splice("# Title\n", f"{BEGIN}\nt\n{END}").endswith(f"{BEGIN}\nt\n{END}\n")
+
+
+def test_cold_start_events_are_what_the_handlers_accept() -> None:
+    from bench.coldstart import event_for
+    from tidings_core.events import parse_job_event
+
+    first, second = (parse_job_event(event_for("notify", n)["detail"]) for n in (0, 1))
+    assert second.seq > first.seq  # each cold notify is new, not dropped as a duplicate
+    connect, disconnect = event_for("connect", 3), event_for("disconnect", 3)
+    assert connect["requestContext"]["authorizer"]["userId"]
+    assert connect["requestContext"]["connectionId"] == disconnect["requestContext"]["connectionId"]
+    assert disconnect["requestContext"]["eventType"] == "DISCONNECT"
