@@ -138,6 +138,25 @@ def bind_tables(settings: Settings) -> None:
         ShardCheckpoint.Meta.table_name = settings.fanout_table
 
 
+def share_one_connection() -> None:
+    """Give every model the same pynamodb `Connection`, hence one botocore session and client.
+
+    Each model otherwise builds its own on first use: a botocore session and a DynamoDB client
+    each (60-80 ms of CPU apiece on a cold start, bench/coldstart.py), three in notify. The
+    shared Connection holds every table's key schema, which it keys by table name.
+    """
+    shared = None
+    for model in ALL_MODELS:
+        if not model.Meta.table_name:
+            continue
+        table = model._get_connection()
+        if shared is None:
+            shared = table.connection
+        elif table.connection is not shared:
+            shared.add_meta_table(table.connection.get_meta_table(table.table_name))
+            table.connection = shared
+
+
 def _key_schema(keys: Any) -> list[dict[str, str]]:
     """HASH first, as CloudFormation writes it."""
     ordered = sorted(keys, key=lambda k: k["KeyType"])

@@ -43,6 +43,7 @@ def configure(value: Settings | None = None) -> None:
     global _bound_to
     _bound_to = value or settings()
     models.bind_tables(_bound_to)
+    models.share_one_connection()
 
 
 def _tables() -> None:
