@@ -13,13 +13,17 @@ from tidings_core.models import Connection, JobState, ShardCheckpoint, Subscript
 from .conftest import CONNECTED_AT
 
 
-def test_all_tables_are_used_through_one_botocore_client(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_tables_are_used_through_one_botocore_client(
+    aws: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for model in models.ALL_MODELS:  # as in a fresh container: no connection yet
         monkeypatch.setattr(model, "_connection", None)
     created: list[str] = []
     original = botocore.session.Session.create_client
 
-    def counting(self: botocore.session.Session, service_name: str, *args: object, **kwargs: object) -> object:
+    def counting(
+        self: botocore.session.Session, service_name: str, *args: object, **kwargs: object
+    ) -> object:
         created.append(service_name)
         return original(self, service_name, *args, **kwargs)  # type: ignore[arg-type]
 
