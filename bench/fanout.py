@@ -112,13 +112,13 @@ def ms_per_1000_deliveries(durations_ms: list[float], deliveries: int) -> float:
 
 
 @contextlib.contextmanager
-def local_aws_environment(endpoint: str, region: str) -> Iterator[None]:
-    """boto3 and pynamodb in this process talk to the embedded services, with dummy credentials."""
+def local_aws_environment(endpoint: str, region: str, credentials: dict[str, str]) -> Iterator[None]:
+    """boto3 and pynamodb in this process (and its children) talk to the embedded services with
+    the run's admin key (`AWS_ACCESS_KEY_ID`, ...: the stack's `Credentials.environment()`)."""
     values = {
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": region,
+        **credentials,
     }
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -296,7 +296,7 @@ async def run(
     try:
         ready = (await stack.next_json(180))["ready"]
         raw_port = (await raw_server.next_json(60))["port"]
-        with local_aws_environment(ready["aws_endpoint"], ready["region"]):
+        with local_aws_environment(ready["aws_endpoint"], ready["region"], ready["credentials"]):
             session = StackSession(stack, ready)
             sequential = await Child.start(
                 "bench.sequential",

@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--callback", required=True, help="the @connections endpoint (stage included)")
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args()
-    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=args.region)
+    session = boto3.Session(region_name=args.region)  # the run's admin key, from the environment
     dynamodb = session.client("dynamodb", endpoint_url=args.endpoint)
     management = session.client(
         "apigatewaymanagementapi", endpoint_url=args.callback, config=Config(retries={"max_attempts": 1})

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 from pathlib import Path
 
+from bench.sampler import sample_if_asked
 from tidings.local.stack import DevOptions, LocalStack
 
 
@@ -31,9 +33,11 @@ async def main(template: Path) -> None:
     raise_open_files_limit()
     options = DevOptions(template=template, ws_port=0, http_port=0, aws_port=0, demo=False, log_format="json")
     stack = LocalStack(options, out=sys.stdout)
+    sampler = sample_if_asked(dict(os.environ))
     try:
         urls = await stack.start()
         assert stack.app is not None
+        assert stack.aws is not None
         environment = stack.app.functions["NotifyFunction"].environment
         ready = {
             "websocket_url": urls.websocket_url,
@@ -47,11 +51,15 @@ async def main(template: Path) -> None:
             "jobs_table": environment["JOBS_TABLE"],
             "event_bus_name": environment["EVENT_BUS_NAME"],
             "notify_memory_mb": stack.app.functions["NotifyFunction"].memory_mb,
+            # this run's admin key (the embedded AWS verifies signatures): to the parent's pipe only
+            "credentials": stack.aws.credentials.admin.environment(),
         }
         sys.stdout.write(json.dumps({"ready": ready}) + "\n")
         sys.stdout.flush()
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     finally:
+        if sampler is not None:
+            sampler.dump(Path(os.environ["BENCH_SAMPLE"]))
         await stack.stop()
 
 

@@ -8,13 +8,19 @@ WebSocket and HTTP servers; only `serve_forever` runs in the thread. Requests pa
 `hosts.py`'s policy first (DNS rebinding), then the optional `wrap` (another add-on, e.g. a
 signature check), then moto's dispatcher.
 
+moto's dispatcher resolves each request's backend with `get_backend_for_host`, which lists
+and stats moto's ~200 package folders every time, under a lock shared by every request: in a
+local fan-out of 1,000 that was half the samples taken inside moto (bench/sampler.py). The
+answer depends on the host string alone, so `dispatcher()` memoizes it per host.
+
 Pinned moto names (tests/unit/local/test_moto_server.py fails loudly when they move):
-`moto.moto_server.werkzeug_app.DomainDispatcherApplication`, `create_backend_app`,
-`MotoRequestHandler`.
+`moto.moto_server.werkzeug_app.DomainDispatcherApplication` (and its `get_backend_for_host`),
+`create_backend_app`, `MotoRequestHandler`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -63,6 +69,21 @@ def host_checked(app: WsgiApp, policy: HostPolicy) -> WsgiApp:
     return checked
 
 
+def dispatcher() -> WsgiApp:
+    """moto's WSGI dispatcher, its host-to-backend lookup memoized (bounded: hosts come from requests)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class Dispatcher(DomainDispatcherApplication):
+        def __init__(self) -> None:
+            super().__init__(create_backend_app)
+            self._backend_for = functools.lru_cache(maxsize=256)(super().get_backend_for_host)
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            return self._backend_for(host)
+
+    return Dispatcher()
+
+
 class MotoServer:
     """moto's WSGI dispatcher on `host:port` (0: a free one), bound on construction: a taken port
     raises OSError here. `hosts(port)` gives the host policy once the port is known."""
@@ -75,13 +96,9 @@ class MotoServer:
         hosts: Callable[[int], HostPolicy] | None = None,
         wrap: Callable[[WsgiApp], WsgiApp] | None = None,
     ) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-        app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+        app: WsgiApp = dispatcher()
         if wrap is not None:
             app = wrap(app)
         bound = {"app": app}
