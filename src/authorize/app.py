@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -13,13 +13,13 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import logs, origins, protocol, tokens
+from tidings_core import logs, origins, protocol, tokens, tracing
 from tidings_core.config import settings
 
 logger = Logger()
 logs.route_package_logs(logger)  # tidings_core's records as JSON lines with their keys
 metrics = Metrics()
-tracer = Tracer(patch_modules=["botocore"])  # its Secrets Manager read (docs/observability.md)
+tracer = tracing.tracer(patch_modules=["botocore"])  # its Secrets Manager read (docs/observability.md)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import fanout
+from tidings_core import fanout, tracing
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments (docs/observability.md)
+tracer = tracing.tracer(patch_modules=["botocore"])  # DynamoDB calls as subsegments (docs/observability.md)
 
 _COUNTS = {"Delivered": "delivered", "Gone": "gone", "Throttled": "throttled", "Failed": "failed"}
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import actions, logs, push
+from tidings_core import actions, logs, push, tracing
 
 logger = Logger()
 logs.route_package_logs(logger)  # tidings_core's records as JSON lines with their keys
 metrics = Metrics()
-tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments (docs/observability.md)
+tracer = tracing.tracer(patch_modules=["botocore"])  # DynamoDB calls as subsegments (docs/observability.md)
 
 
 @logger.inject_lambda_context(clear_state=True)

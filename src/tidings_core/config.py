@@ -10,6 +10,7 @@ from dataclasses import dataclass
 DEFAULT_AUDIENCE = "tidings"
 DEFAULT_ISSUER = "tidings"
 MAX_TOKEN_LIFETIME_SECONDS = 24 * 60 * 60
+DEFAULT_SERVICE = "tidings"
 
 
 class ConfigError(RuntimeError):
@@ -30,6 +31,13 @@ class Settings:
     token_issuer: str = DEFAULT_ISSUER
     # a stack may shorten tokens' maximum lifetime, never lengthen it past 24 h
     token_max_lifetime: int = MAX_TOKEN_LIFETIME_SECONDS
+    # tracing (docs/observability.md): the template's `Tracing` parameter, and what OpenTelemetry needs
+    tracing: str = "xray-sdk"
+    service_name: str = DEFAULT_SERVICE
+    function_name: str = ""
+    region: str = ""
+    otel_traces_exporter: str = "otlp"
+    otel_traces_endpoint: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +54,13 @@ class Settings:
             deliver_function=env.get("DELIVER_FUNCTION", ""),
             token_issuer=env.get("TOKEN_ISSUER") or DEFAULT_ISSUER,
             token_max_lifetime=_lifetime(env.get("TOKEN_MAX_LIFETIME_SECONDS")),
+            tracing=env.get("TRACING") or "xray-sdk",
+            service_name=env.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE,
+            function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
+            # the OpenTelemetry SDK's own variables, for the choices Tidings makes itself
+            otel_traces_exporter=(env.get("OTEL_TRACES_EXPORTER") or "otlp").strip().lower(),
+            otel_traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
         )
 
     def require(self, name: str) -> str:

@@ -170,9 +170,9 @@ def shard_invoker() -> ShardInvoker:
 def _tracer() -> Tracer:
     """Created on first use, after the handler's own Tracer: Powertools shares one configuration
     between instances, and this one (which patches nothing) must not change what the handler patches."""
-    from aws_lambda_powertools import Tracer
+    from . import tracing
 
-    return Tracer(auto_patch=False)
+    return tracing.tracer(auto_patch=False)
 
 
 # --- notify ---------------------------------------------------------------------------------------

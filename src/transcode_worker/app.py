@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import logs, registry
+from tidings_core import logs, registry, tracing
 
 if TYPE_CHECKING:  # mypy resolves modules from src/; Lambda puts this folder itself on the path
     from transcode_worker.transcoder import steps, storage
@@ -25,7 +25,7 @@ else:
 
 logger = Logger()
 logs.route_package_logs(logger, ("tidings_core", "transcoder"))  # the steps log through transcoder.*
-tracer = Tracer(patch_modules=["botocore"])  # S3, EventBridge and DynamoDB calls as subsegments
+tracer = tracing.tracer(patch_modules=["botocore"])  # S3, EventBridge and DynamoDB calls as subsegments
 settings = storage.WorkerSettings.from_env()
 sink = BusSink()
 MAX_CONCURRENCY = int(os.environ.get("MAX_CONCURRENCY", "10"))

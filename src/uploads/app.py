@@ -11,11 +11,11 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tidings_core import logs, registry
+from tidings_core import logs, registry, tracing
 
 if TYPE_CHECKING:  # mypy resolves modules from src/; Lambda puts this folder itself on the path
     from mypy_boto3_s3 import S3Client
@@ -32,7 +32,7 @@ else:
 
 logger = Logger()
 logs.route_package_logs(logger)  # tidings_core's records as JSON lines with their keys
-tracer = Tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments
+tracer = tracing.tracer(patch_modules=["botocore"])  # its DynamoDB calls as subsegments
 api = APIGatewayHttpResolver()
 MAX_UNFINISHED_JOBS = 20  # per user: queued (for at most an hour), probing, transcoding, merging
 
