@@ -57,6 +57,8 @@ def function_environment(
             # Tracing has no daemon locally; Powertools and the X-Ray SDK skip it when told so.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_XRAY_SDK_ENABLED": "false",
+            # nor an X-Ray OTLP endpoint: an OpenTelemetry SDK prints its spans into the invocation log
+            "OTEL_TRACES_EXPORTER": "console",
         }
     )
     environment.update(extra or {})

@@ -350,6 +350,18 @@ class Resolver:
                 return any(self._evaluate_condition(arg) for arg in args)
         raise TemplateError(f"{self._where}: unsupported condition {spec!r}")
 
+    def chosen(self, items: Any) -> list[Any]:
+        """A list's items with each `Fn::If` replaced by its chosen branch and `AWS::NoValue` dropped,
+        references left unresolved (a function's `Layers`: the layers named, not their ARNs)."""
+        out: list[Any] = []
+        for item in items if isinstance(items, list) else [items]:
+            while isinstance(item, dict) and set(item) == {"Fn::If"}:
+                condition, when_true, when_false = item["Fn::If"]
+                item = when_true if self.condition(condition) else when_false
+            if item != {"Ref": "AWS::NoValue"}:
+                out.append(item)
+        return out
+
     def included(self, logical_id: str) -> bool:
         condition = self.resources[logical_id].get("Condition")
         return condition is None or self.condition(condition)
@@ -817,7 +829,7 @@ class _AppReader:
         environment = {name: value for name, value in environment.items() if value is not None}
         layers = tuple(
             self.layer_dir(layer, f"{where}.Layers[{index}]")
-            for index, layer in enumerate(props.get("Layers", []))
+            for index, layer in enumerate(self.resolver.chosen(props.get("Layers", [])))
         )
         return Function(
             logical_id=logical_id,

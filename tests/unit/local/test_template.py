@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,28 @@ Resources:
     )
     with pytest.raises(TemplateError, match=r"Fn\.Properties\.Environment\.Variables\.BAD.*Queue\.Nonsense"):
         load_app(tmp_path / "template.yaml", ENDPOINTS)
+
+
+def test_a_layer_behind_a_condition_is_used_only_when_the_condition_holds() -> None:
+    shared = (TEMPLATES / "layers" / "shared" / "python").resolve()
+    without = load_app(TEMPLATES / "conditional_layer.yaml", ENDPOINTS)
+    assert without.functions["EchoFunction"].layer_dirs == (shared,)
+    with_extras = load_app(
+        TEMPLATES / "conditional_layer.yaml", ENDPOINTS, parameter_overrides={"Extras": "yes"}
+    )
+    assert with_extras.functions["EchoFunction"].layer_dirs == (
+        shared,
+        (TEMPLATES / "src" / "other").resolve(),
+    )
+
+
+def test_local_functions_print_opentelemetry_spans_unless_the_template_says_otherwise() -> None:
+    from tidings.local.functions import function_environment
+
+    app = load_app(TEMPLATES / "sam_websocket.yaml", ENDPOINTS)
+    echo = app.functions["EchoFunction"]
+    assert (
+        function_environment(echo, "us-east-1", ENDPOINTS.aws_endpoint)["OTEL_TRACES_EXPORTER"] == "console"
+    )
+    own = replace(echo, environment={**echo.environment, "OTEL_TRACES_EXPORTER": "none"})
+    assert function_environment(own, "us-east-1", ENDPOINTS.aws_endpoint)["OTEL_TRACES_EXPORTER"] == "none"

@@ -262,3 +262,23 @@ def test_layers_claim_only_the_runtimes_their_makefile_builds(source: dict[str, 
         assert built, f"{logical_id}: its Makefile names no Python version"
         claimed = set(layer["Properties"]["CompatibleRuntimes"])
         assert claimed == {f"python{version}" for version in built}, (logical_id, claimed, built)
+
+
+def test_opentelemetry_is_a_parameter_with_its_layer_and_export_permission_only_when_chosen(
+    source: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    parameter = source["Parameters"]["Tracing"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("xray-sdk", ["xray-sdk", "opentelemetry"])
+    assert source["Globals"]["Function"]["Environment"]["Variables"]["TRACING"] == {"Ref": "Tracing"}
+    for name in ("OpenTelemetryLayer", "OpenTelemetryExportPolicy"):
+        assert source["Resources"][name]["Condition"] == "UseOpenTelemetry"
+    policy = cfn["Resources"]["OpenTelemetryExportPolicy"]["Properties"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["xray:PutSpans", "xray:PutSpansForIndexing"]
+    # every function's role may export: a function added without its role here would lose its spans
+    function_roles = {
+        res["Properties"]["Role"]["Fn::GetAtt"][0]
+        for res in cfn["Resources"].values()
+        if res["Type"] == "AWS::Lambda::Function"
+    }
+    assert {role["Ref"] for role in policy["Roles"]} == function_roles
