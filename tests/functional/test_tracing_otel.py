@@ -65,9 +65,12 @@ def test_every_function_records_its_handler_as_a_child_of_the_lambda_segment(
 
 
 def test_botocore_calls_are_spans_under_the_handler_in_the_same_trace(traced: dict[str, Any]) -> None:
-    assert _aws_calls(traced, "authorize") == ["Secrets Manager.GetSecretValue"]
+    # the key ring: the current and the previous signing key
+    assert _aws_calls(traced, "authorize") == ["Secrets Manager.GetSecretValue"] * 2
     assert _aws_calls(traced, "connect") == ["DynamoDB.PutItem"]
-    assert _aws_calls(traced, "subscribe") == ["DynamoDB.GetItem", "DynamoDB.PutItem", "DynamoDB.GetItem"]
+    # the frame rate limit (read, take), owner, subscription, latest state
+    subscribe = ["GetItem", "UpdateItem", "GetItem", "PutItem", "GetItem"]
+    assert _aws_calls(traced, "subscribe") == [f"DynamoDB.{operation}" for operation in subscribe]
     notify = _aws_calls(traced, "notify")
     assert notify[0] == "DynamoDB.UpdateItem" and "DynamoDB.Query" in notify  # the claim, then subscribers
     assert "DynamoDB.Query" in _aws_calls(traced, "disconnect")
