@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -257,3 +258,32 @@ async def test_editing_a_handler_reloads_it(tmp_path: Path, runner_factory: Any)
     assert result is not None and result.result == "v2"
     assert result.cold
     assert runner.reloads >= 1
+
+
+CORE_LAYER = Path(__file__).resolve().parents[3] / "src" / "tidings_core"
+TRACED_HANDLER = """
+from tidings_core import tracing
+tracer = tracing.tracer()
+@tracer.capture_lambda_handler
+def handler(event, context):
+    tracer.put_annotation(key="job_id", value="job-7")
+    return {"ok": True}
+"""
+
+
+async def test_opentelemetry_spans_land_in_the_invocation_log(tmp_path: Path, runner_factory: Any) -> None:
+    """`Tracing: opentelemetry` locally: no X-Ray endpoint, each span is a JSON line in the log."""
+    environment = {"TRACING": "opentelemetry", "POWERTOOLS_SERVICE_NAME": "tidings"}
+    function = make_function(
+        tmp_path, "Traced", TRACED_HANDLER, layer_dirs=(CORE_LAYER,), environment=environment
+    )
+    runner = await runner_factory([function])
+    first, second = [await runner.invoke("Traced", {}) for _ in range(2)]
+    for invocation in (first, second):
+        assert invocation.ok, invocation
+        spans = [json.loads(line) for line in invocation.logs.splitlines() if line.startswith('{"name"')]
+        [span] = spans  # this invocation's span only, flushed before it returned
+        assert span["name"] == "## handler"
+        assert span["attributes"]["job_id"] == "job-7"
+        assert "job_id" in span["attributes"]["aws.xray.annotations"]
+    assert first.logs.count('"ColdStart": true') == 1 and '"ColdStart": true' not in second.logs
