@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aws_model, capacity, coldstart, cost, fanout, sizes
+from bench import aws_model, capacity, coldstart, cost, fanout, sizes, tracing_cost
 from bench.report import render, splice
 from bench.stats import median, median_ratio, rounded
 
@@ -202,6 +202,9 @@ def main() -> int:
         results["cold_start_ms"] = {
             name: row["total_ms"] for name, row in results["cold_start"]["functions"].items()
         }
+    results["tracing_backends"] = section(
+        results, "tracing backends", lambda: tracing_cost.run(max(mode.repeats, 5))
+    )
     results["capacity"] = section(
         results, "capacity", lambda: asyncio.run(capacity.run(mode.capacity_connections))
     )

@@ -50,6 +50,37 @@ def fanout_rows(fanout: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _backend_rows(backends: dict[str, Any], repeats: int) -> list[str]:
+    """The `Tracing` parameter's cost (bench/tracing_cost.py): CPU ms of import and first invocation."""
+    if not backends:
+        return []
+    lines = [
+        "### Cold start by tracing backend: X-Ray SDK or OpenTelemetry (CPU ms)",
+        "",
+        "| function | import, no Tracer | import, xray-sdk | import, opentelemetry "
+        "| first invocation, no Tracer | xray-sdk | opentelemetry |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in backends.items():
+        imports = [_fmt(row[b]["import_cpu_ms"]) for b in ("none", "xray-sdk", "opentelemetry")]
+        first = [
+            _fmt(row[b]["first_invocation_cpu_ms"]) if "first_invocation_cpu_ms" in row[b] else "—"
+            for b in ("none", "xray-sdk", "opentelemetry")
+        ]
+        lines.append("| " + " | ".join([name, *imports, *first]) + " |")
+    lines += [
+        "",
+        f"CPU time of the handler process (medians of {repeats} rotations, one fresh process per backend"
+        " and rotation; bench/tracing_probe.py): the import of `app`, then for `connect` its first"
+        " invocation against moto. No Tracer: Powertools' tracing module replaced by a no-op stub."
+        " xray-sdk emits its segments by UDP to a port nobody reads; opentelemetry signs and posts"
+        " its batch to a loopback OTLP endpoint answering 200 (no network round trip counted). CPU"
+        " time because the machine is shared: wall time there measures the other processes.",
+        "",
+    ]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [
@@ -87,6 +118,9 @@ def render(results: dict[str, Any]) -> str:
                 f"{_fmt(row['invoke_ms'])} | {_fmt(row['cpu_ms'])} | {goal} |"
             )
         lines += ["", f"Python {cold['python']}; medians of {cold['repeats']}: {cold['note']}.", ""]
+    backends = results.get("tracing_backends")
+    if backends:
+        lines += _backend_rows(backends["functions"], backends["repeats"])
     sizes = results.get("sizes")
     if sizes:
         lines += [

@@ -87,3 +87,20 @@ def test_cold_start_events_are_what_the_handlers_accept() -> None:
     assert connect["requestContext"]["authorizer"]["userId"]
     assert connect["requestContext"]["connectionId"] == disconnect["requestContext"]["connectionId"]
     assert disconnect["requestContext"]["eventType"] == "DISCONNECT"
+
+
+def test_the_tracing_backends_section_compares_no_tracer_xray_and_opentelemetry() -> None:
+    from bench.report import render
+
+    probe = {"import_cpu_ms": 300.0, "first_invocation_cpu_ms": 5.0}
+    backends = {"connect": {"none": probe, "xray-sdk": probe | {"import_cpu_ms": 340.0}}}
+    backends["connect"]["opentelemetry"] = {"import_cpu_ms": 410.0, "first_invocation_cpu_ms": 21.5}
+    backends["notify"] = {
+        backend: {"import_cpu_ms": 500.0} for backend in ("none", "xray-sdk", "opentelemetry")
+    }
+    machine = {"cpus": 2, "cpu_model": "test", "memory_gb": 4, "python": "3.12", "platform": "linux"}
+    run = {"date": "today", "command": "make bench", "mode": "quick", "repeats": 3, "machine": machine}
+    text = render({**run, "tracing_backends": {"python": "3.11", "repeats": 5, "functions": backends}})
+    assert "| connect | 300 | 340 | 410 | 5.0 | 5.0 | 21.5 |" in text
+    assert "| notify | 500 | 500 | 500 | — | — | — |" in text
+    assert "medians of 5 rotations" in text
