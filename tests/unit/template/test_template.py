@@ -275,10 +275,12 @@ def test_opentelemetry_is_a_parameter_with_its_layer_and_export_permission_only_
     policy = cfn["Resources"]["OpenTelemetryExportPolicy"]["Properties"]
     [statement] = policy["PolicyDocument"]["Statement"]
     assert sorted(statement["Action"]) == ["xray:PutSpans", "xray:PutSpansForIndexing"]
-    # every function's role may export: a function added without its role here would lose its spans
-    function_roles = {
-        res["Properties"]["Role"]["Fn::GetAtt"][0]
-        for res in cfn["Resources"].values()
-        if res["Type"] == "AWS::Lambda::Function"
+    # every traced function's role may export: one added without its role here would lose its spans
+    traced_roles = {
+        f"{logical_id}Role"
+        for logical_id, res in source["Resources"].items()
+        if res["Type"] == "AWS::Serverless::Function"
+        and "tracing.tracer(" in (ROOT / res["Properties"]["CodeUri"] / "app.py").read_text()
     }
-    assert {role["Ref"] for role in policy["Roles"]} == function_roles
+    assert len(traced_roles) >= 10
+    assert {role["Ref"] for role in policy["Roles"]} == traced_roles
