@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from bench.sampler import sample_if_asked
+from tidings.devtools.dev import add_ons
+from tidings.devtools.tokens import token_secret_id
 from tidings.local.stack import DevOptions, LocalStack
 
 
@@ -32,19 +34,17 @@ def raise_open_files_limit() -> int:
 async def main(template: Path) -> None:
     raise_open_files_limit()
     options = DevOptions(template=template, ws_port=0, http_port=0, aws_port=0, demo=False, log_format="json")
-    stack = LocalStack(options, out=sys.stdout)
+    stack = await LocalStack(options, add_ons=add_ons(options), out=sys.stdout).start()
     sampler = sample_if_asked(dict(os.environ))
     try:
-        urls = await stack.start()
-        assert stack.app is not None
-        assert stack.aws is not None
+        urls = stack.urls
         environment = stack.app.functions["NotifyFunction"].environment
         ready = {
             "websocket_url": urls.websocket_url,
             "callback_url": urls.callback_url,
             "aws_endpoint": urls.aws_endpoint,
             "region": stack.app.region,
-            "token_secret_id": stack.token_secret_id,
+            "token_secret_id": token_secret_id(stack.app),
             "token_audience": environment.get("TOKEN_AUDIENCE", "tidings"),
             "connections_table": environment["CONNECTIONS_TABLE"],
             "subscriptions_table": environment["SUBSCRIPTIONS_TABLE"],

@@ -1,4 +1,4 @@
-"""The local stack for tests: `tidings dev` as a subprocess, or `LocalStack` in a background thread.
+"""The local stack for tests: `tidings dev` as a subprocess, or a `RunningStack` in a background thread.
 
 Shared by tests/integration/stack and tests/browser (pytest puts tests/ on sys.path, so both
 `import stack_harness`). The subprocess is how a user runs it; the in-process stack is for tests
@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.request import urlopen
 
+from tidings.devtools.dev import add_ons
 from tidings.local.stack import DevOptions, LocalStack, StackUrls
+from tidings.local.stack import RunningStack as InProcessRunningStack
 
 ROOT = Path(__file__).resolve().parent.parent
 URL_LINE = re.compile(r"^(WebSocket URL|Callback URL|AWS endpoint|Progress view): (\S+)$")
@@ -85,7 +87,8 @@ class RunningStack:
 
 
 def start_stack(template: Path, tmp_path: Path, *extra: str, timeout: float = 90.0) -> RunningStack:
-    """Run `python -m tidings.local` on free ports (unless `extra` says otherwise) until `Ready.`."""
+    """Run `tidings dev` (`python -m tidings.devtools`) on free ports (unless `extra` says otherwise)
+    until `Ready.`."""
     state_file = tmp_path / "state.json"
     env = {**os.environ, "TIDINGS_STATE": str(state_file), "PYTHONUNBUFFERED": "1"}
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -93,7 +96,7 @@ def start_stack(template: Path, tmp_path: Path, *extra: str, timeout: float = 90
     command = [
         sys.executable,
         "-m",
-        "tidings.local",
+        "tidings.devtools",
         "--template",
         str(template),
         "--ws-port",
@@ -152,7 +155,8 @@ def local_token(stack: RunningStack, user: str) -> str:
 
 
 class InProcessStack:
-    """`LocalStack` on its own event loop in a daemon thread, driven from synchronous tests.
+    """`tidings dev`'s stack (with Tidings' add-ons) on its own event loop in a daemon thread,
+    driven from synchronous tests.
 
     The stack's log goes to `log` (a StringIO) instead of the terminal. `call` runs a coroutine
     on the stack's loop and waits for its result, e.g. `call(stack.gateway.stop())`.
@@ -160,19 +164,29 @@ class InProcessStack:
 
     def __init__(self, options: DevOptions) -> None:
         self.log = io.StringIO()
-        self.stack = LocalStack(options, out=self.log)
+        self.options = options
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="local-stack", daemon=True)
-        self.urls: StackUrls | None = None
+        self._running: InProcessRunningStack | None = None
+
+    @property
+    def stack(self) -> InProcessRunningStack:
+        assert self._running is not None, "not started"
+        return self._running
+
+    @property
+    def urls(self) -> StackUrls:
+        return self.stack.urls
 
     def start(self, timeout: float = 90.0) -> StackUrls:
         self._thread.start()
         try:
-            self.urls = self.call(self.stack.start(), timeout)
+            local = LocalStack(self.options, add_ons=add_ons(self.options), out=self.log)
+            self._running = self.call(local.start(), timeout)
         except BaseException:
             self.stop()
             raise
-        return self.urls
+        return self._running.urls
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -180,7 +194,8 @@ class InProcessStack:
     def stop(self) -> None:
         if self.loop.is_running():
             try:
-                self.call(self.stack.stop())
+                if self._running is not None:
+                    self.call(self._running.stop())
             finally:
                 self.loop.call_soon_threadsafe(self.loop.stop)
                 self._thread.join(timeout=30)
@@ -188,7 +203,6 @@ class InProcessStack:
 
     @property
     def http_url(self) -> str:
-        assert self.urls is not None, "not started"
         return self.urls.http_url
 
     def token(self, user: str) -> str:

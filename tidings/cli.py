@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "dev", help="run the local stack (options: tidings dev --help)", add_help=False
-    )  # its options are parsed by tidings.local.stack
+    )  # its options are parsed by tidings.local.stack, its add-ons chosen by tidings.devtools
     commands.add_parser(
         "invoke",
         help="run one function locally, like sam local invoke (tidings invoke --help)",
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(arguments: list[str]) -> int:
     if arguments[:1] == ["dev"]:
-        from tidings.local.stack import main as dev_main  # lazy: the local stack is heavy
+        from tidings.devtools.dev import main as dev_main  # lazy: the local stack is heavy
 
         return int(dev_main(arguments[1:]) or 0)
     if arguments[:1] == ["invoke"]:

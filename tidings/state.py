@@ -73,7 +73,7 @@ class LocalStackState:
     jobs_api_url: str | None
     region: str
     stage: str | None
-    token_secret_id: str | None
+    token_secret_id: str | None = None  # the app's token secret, when its dev tools know one
     # this run's admin key for the embedded AWS endpoint (the file is 0600; never a well-known key)
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None

@@ -1,10 +1,12 @@
-"""The local debug console: every invocation with its event, response and logs, live connections,
-and a job's path from publisher to each post.
+"""The local debug console: every invocation with its event, response and logs, replay, and the
+live connections with a Disconnect button; knows no app.
 
-The record store and everything that reads it (log parsing, redaction, filters, job chains) is
-plain code fed with values; `install` wires it to a running `LocalStack` (invocation and gateway
-listeners) and adds the page (`/console`) and its JSON API (`/_tidings/console/api/...`) with a
-Server-Sent Events stream of new invocations and connection changes.
+The record store and everything that reads it (log parsing, redaction, filters) is plain code
+fed with values; `Console` is an add-on (addons.py) that records the stack's invocation and
+gateway events and serves the page (`/console`) and its JSON API (`/_tidings/console/api/...`)
+with a Server-Sent Events stream of new invocations and connection changes. An app adds its own
+views as `ConsoleView` objects: labels found in invocations (a filter box each), columns of a
+connection, API routes for its page panels.
 """
 
 from __future__ import annotations
@@ -13,21 +15,22 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from tidings.local.addons import StackHost
 from tidings.local.invocation_line import outcome
-from tidings.local.model import Invocation
+from tidings.local.model import Invocation, LocalApp
 
-if TYPE_CHECKING:
-    from tidings.local.stack import LocalStack
+log = logging.getLogger(__name__)
 
 CONSOLE_PATH = "/console"
 API_PREFIX = "/_tidings/console/api"
@@ -41,10 +44,8 @@ MAX_REPLAY_BYTES = 1024 * 1024
 REDACTED = "[redacted token]"
 # A signed token (JWT) wherever it appears: header, query string, subprotocol list, log line
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-JOB_KEYS = frozenset({"jobId", "job_id"})
 CONNECTION_KEYS = frozenset({"connectionId", "connection_id"})
 USER_KEYS = frozenset({"userId", "user_id", "principalId"})
-JOB_TOPIC = re.compile(r"^job:(.+)$")
 LOG_CORE_KEYS = ("level", "message", "timestamp", "location", "service")
 # Set while the console replays an invocation, so the listener can link the new record to the old
 _REPLAY_OF: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -128,7 +129,7 @@ def _metrics_line(record: dict[str, Any]) -> LogLine:
     return LogLine("metrics", "METRICS", " ".join(values), None, fields)
 
 
-def _walk(value: Any) -> Iterator[tuple[str | None, Any]]:
+def walk(value: Any) -> Iterator[tuple[str | None, Any]]:
     """Every (key, value) pair in a JSON value, depth first; JSON strings in `body` are opened."""
     stack: list[tuple[str | None, Any]] = [(None, value)]
     while stack:
@@ -144,22 +145,25 @@ def _walk(value: Any) -> Iterator[tuple[str | None, Any]]:
             stack.extend((key, child) for child in item)
 
 
-def _strings_under(values: Iterable[Any], keys: frozenset[str]) -> set[str]:
+def strings_under(values: Iterable[Any], keys: frozenset[str]) -> set[str]:
     found = set()
     for value in values:
-        for key, item in _walk(value):
+        for key, item in walk(value):
             if key in keys and isinstance(item, str) and item:
                 found.add(item)
     return found
 
 
-def _job_topics(values: Iterable[Any]) -> set[str]:
-    found = set()
-    for value in values:
-        for key, item in _walk(value):
-            if key == "topic" and isinstance(item, str) and (match := JOB_TOPIC.match(item)):
-                found.add(match.group(1))
-    return found
+@dataclass(frozen=True)
+class Label:
+    """A kind of id an app's invocations carry (e.g. a job id): a filter box and a summary list.
+
+    `find` gets the invocation's event, result and log-record fields (redacted) and returns the ids.
+    """
+
+    name: str  # the filter's query parameter, e.g. "job"
+    plural: str  # its key in an invocation summary, e.g. "jobs"
+    find: Callable[[Sequence[Any]], set[str]]
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ class InvocationRecord:
     connection_id: str | None  # the caller's connection (WebSocket routes)
     connection_ids: frozenset[str]  # every connection the invocation names
     user_ids: frozenset[str]
-    job_ids: frozenset[str]
+    labels: Mapping[str, frozenset[str]] = field(default_factory=dict)  # Label.name -> ids
     replay_of: int | None = None
 
     @property
@@ -201,6 +205,7 @@ class InvocationRecord:
         *,
         ended_at: float,
         replay_of: int | None = None,
+        labels: Sequence[Label] = (),
     ) -> InvocationRecord:
         event = redact(event)
         result = redact(invocation.result)
@@ -225,14 +230,18 @@ class InvocationRecord:
             traceback=redact(invocation.traceback),
             logs=logs,
             connection_id=connection_id if isinstance(connection_id, str) else None,
-            connection_ids=frozenset(_strings_under(searched, CONNECTION_KEYS)),
-            user_ids=frozenset(_strings_under(searched, USER_KEYS)),
-            job_ids=frozenset(_strings_under(searched, JOB_KEYS) | _job_topics(searched)),
+            connection_ids=frozenset(strings_under(searched, CONNECTION_KEYS)),
+            user_ids=frozenset(strings_under(searched, USER_KEYS)),
+            labels={label.name: frozenset(label.find(searched)) for label in labels},
             replay_of=replay_of,
         )
 
-    def summary(self) -> dict[str, Any]:
+    def label(self, name: str) -> frozenset[str]:
+        return self.labels.get(name, frozenset())
+
+    def summary(self, labels: Sequence[Label] = ()) -> dict[str, Any]:
         return {
+            **{label.plural: sorted(self.label(label.name)) for label in labels},
             "seq": self.seq,
             "requestId": self.request_id,
             "function": self.function_id,
@@ -245,13 +254,12 @@ class InvocationRecord:
             "errorMessage": self.error_message,
             "connectionId": self.connection_id,
             "users": sorted(self.user_ids),
-            "jobs": sorted(self.job_ids),
             "replayOf": self.replay_of,
         }
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self, labels: Sequence[Label] = ()) -> dict[str, Any]:
         return {
-            **self.summary(),
+            **self.summary(labels),
             "event": self.event,
             "result": self.result,
             "traceback": self.traceback,
@@ -275,14 +283,14 @@ class InvocationFilter:
     """What the console's filter boxes ask for; empty fields match everything."""
 
     function: str = ""
-    job: str = ""
     connection: str = ""
     user: str = ""
     outcome: str = ""  # "" | "ok" | "error"
     after: int = 0  # only records with a larger seq
+    labels: tuple[tuple[str, str], ...] = ()  # (Label.name, id)
 
     @classmethod
-    def from_query(cls, query: Any) -> InvocationFilter:
+    def from_query(cls, query: Any, label_names: Iterable[str] = ()) -> InvocationFilter:
         outcome = str(query.get("outcome", ""))
         if outcome not in ("", "ok", "error"):
             raise ValueError("outcome must be ok or error")
@@ -291,11 +299,13 @@ class InvocationFilter:
             raise ValueError("after must be a record number")
         return cls(
             function=str(query.get("function", "")).strip(),
-            job=str(query.get("job", "")).strip(),
             connection=str(query.get("connection", "")).strip(),
             user=str(query.get("user", "")).strip(),
             outcome=outcome,
             after=int(after),
+            labels=tuple(
+                (name, value) for name in label_names if (value := str(query.get(name, "")).strip())
+            ),
         )
 
     def matches(self, record: InvocationRecord) -> bool:
@@ -303,7 +313,7 @@ class InvocationFilter:
             return False
         if self.function and record.function_id != self.function:
             return False
-        if self.job and self.job not in record.job_ids:
+        if any(value not in record.label(name) for name, value in self.labels):
             return False
         if self.connection and self.connection not in record.connection_ids:
             return False
@@ -322,10 +332,12 @@ class ConsoleStore:
         capacity: int = DEFAULT_CAPACITY,
         gateway_capacity: int = GATEWAY_CAPACITY,
         clock: Callable[[], float] = time.time,
+        labels: Sequence[Label] = (),
     ) -> None:
         if capacity < 1 or gateway_capacity < 1:
             raise ValueError("capacities must be at least 1")
         self.clock = clock
+        self.labels = tuple(labels)
         self._invocations: deque[InvocationRecord] = deque(maxlen=capacity)
         self._gateway: deque[GatewayEvent] = deque(maxlen=gateway_capacity)
         self._seq = 0
@@ -346,9 +358,10 @@ class ConsoleStore:
             event,
             ended_at=self.clock(),
             replay_of=_REPLAY_OF.get(),
+            labels=self.labels,
         )
         self._invocations.append(record)
-        self._publish({"type": "invocation", "invocation": record.summary()})
+        self._publish({"type": "invocation", "invocation": record.summary(self.labels)})
         return record
 
     def record_gateway_event(self, kind: str, details: dict[str, Any]) -> GatewayEvent:
@@ -390,25 +403,6 @@ class ConsoleStore:
     def functions(self) -> list[str]:
         return sorted({record.function_id for record in self._invocations})
 
-    def topics_from_frames(self, connection_id: str) -> list[str]:
-        """Topics a connection asked for, replaying its successful subscribe/unsubscribe frames."""
-        topics: dict[str, None] = {}
-        for record in self._invocations:
-            if record.connection_id != connection_id or not record.ok or not isinstance(record.event, dict):
-                continue
-            body = record.event.get("body")
-            try:
-                frame = json.loads(body) if isinstance(body, str) else None
-            except ValueError:
-                continue
-            if not isinstance(frame, dict) or not isinstance(frame.get("topic"), str):
-                continue
-            if frame.get("action") == "subscribe":
-                topics[frame["topic"]] = None
-            elif frame.get("action") == "unsubscribe":
-                topics.pop(frame["topic"], None)
-        return list(topics)
-
     def last_activity(self) -> dict[str, float]:
         """Latest gateway event time per connection id."""
         latest: dict[str, float] = {}
@@ -449,119 +443,76 @@ class ConsoleStore:
                 queue.get_nowait()
 
 
-# ------------------------------------------------------------------------------------ job chain
+# ------------------------------------------------------------------------------------------ views
 
 
-def _detail(record: InvocationRecord) -> dict[str, Any] | None:
-    """The EventBridge detail when `record` was a bus delivery of a job event."""
-    event = record.event
-    if isinstance(event, dict) and "detail-type" in event and isinstance(event.get("detail"), dict):
-        detail: dict[str, Any] = event["detail"]
-        return detail
-    return None
+class ConsoleView(Protocol):
+    """An app's part of the console (its labels, connection columns and API routes)."""
 
+    labels: Sequence[Label]
+    panels: Sequence[str]  # the page's optional panels it serves, e.g. "jobs"
 
-def follow_job(store: ConsoleStore, job_id: str) -> dict[str, Any]:
-    """The path of every event of `job_id`: publisher → bus → notify → each post, with the time at
-    each hop. Posts are attributed to the notify invocation running when they were made (the
-    gateway's post carries no job id); overlapping notify invocations share them."""
-    records = sorted(store.invocations(InvocationFilter(job=job_id), limit=DEFAULT_CAPACITY), key=_seq)
-    notifies = [record for record in records if (_detail(record) or {}).get("jobId") == job_id]
-    notify_seqs = {record.seq for record in notifies}
-    publishers = [record for record in records if record.seq not in notify_seqs]
-    posts = store.gateway_events("post")
-    hops = []
-    for notify in notifies:
-        detail = _detail(notify) or {}
-        emitted_ms = detail.get("emittedAt") if isinstance(detail.get("emittedAt"), int | float) else None
-        delivered = [post for post in posts if notify.started_at <= post.at <= notify.ended_at]
-        publisher = _publisher_of(publishers, emitted_ms)
-        result = notify.result if isinstance(notify.result, dict) else {}
-        hops.append(
-            {
-                "seq": detail.get("seq"),
-                "stage": detail.get("stage"),
-                "percent": detail.get("percent"),
-                "emittedAt": emitted_ms,
-                "publisher": publisher.summary() if publisher else None,
-                "bus": {
-                    "eventId": notify.event.get("id"),
-                    "time": notify.event.get("time"),
-                    "source": notify.event.get("source"),
-                    "detailType": notify.event.get("detail-type"),
-                    "rule": notify.source,
-                },
-                "notify": notify.summary(),
-                "outcome": result.get("outcome"),
-                "delivered": result.get("delivered"),
-                "gone": result.get("gone"),
-                "publishToNotifyMs": _ms_between(emitted_ms, notify.started_at),
-                "notifyMs": round(notify.duration_ms, 3),
-                "posts": [
-                    {
-                        "connectionId": post.details.get("connectionId"),
-                        "at": post.at,
-                        "bytes": post.details.get("bytes"),
-                        "afterNotifyStartMs": round((post.at - notify.started_at) * 1000, 3),
-                        "publishToReceiveMs": _ms_between(emitted_ms, post.at),
-                    }
-                    for post in delivered
-                ],
-            }
-        )
-    return {
-        "jobId": job_id,
-        "publishers": [record.summary() for record in publishers],
-        "events": hops,
-    }
+    def applies(self, app: LocalApp) -> bool:
+        """Whether the template is one this view knows (else the console leaves it out)."""
+        ...
 
+    def routes(self, store: ConsoleStore) -> list[web.RouteDef]:
+        """Extra routes under the console's API prefix, e.g. `GET /jobs/{job_id}`."""
+        ...
 
-def _seq(record: InvocationRecord) -> int:
-    return record.seq
-
-
-def _ms_between(emitted_ms: float | None, at_s: float) -> float | None:
-    return None if emitted_ms is None else round(at_s * 1000 - emitted_ms, 3)
-
-
-def _publisher_of(publishers: list[InvocationRecord], emitted_ms: float | None) -> InvocationRecord | None:
-    """The invocation that was running when the event was emitted (the worker that published it)."""
-    if emitted_ms is None:
-        return None
-    emitted_s = emitted_ms / 1000
-    # emittedAt is whole milliseconds: allow that much slack on both ends of the window. A client's
-    # frame (a route with a connection) may mention the job but never publishes its events.
-    running = [
-        r
-        for r in publishers
-        if r.connection_id is None and r.started_at - 0.001 <= emitted_s <= r.ended_at + 0.001
-    ]
-    return running[-1] if running else None
+    def describe_connections(
+        self, host: StackHost, store: ConsoleStore, connection_ids: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """More columns per connection id (called in a thread: it may query the embedded services)."""
+        ...
 
 
 # ------------------------------------------------------------------------------------------ http
 
 
 class ConsoleApi:
-    """The aiohttp handlers; `stack` is the running `LocalStack` (runner, gateway, app, urls)."""
+    """The aiohttp handlers, on the add-on host of a running stack."""
 
-    def __init__(self, store: ConsoleStore, stack: LocalStack, static_dir: Path = STATIC_DIR) -> None:
+    def __init__(
+        self,
+        store: ConsoleStore,
+        host: StackHost,
+        views: Sequence[ConsoleView] = (),
+        static_dir: Path = STATIC_DIR,
+    ) -> None:
         self.store = store
-        self.stack = stack
+        self.host = host
+        self.views = tuple(views)
         self.static_dir = static_dir
-        self._subscriptions_table = _subscriptions_table(stack)
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(CONSOLE_PATH, self.page)
-        app.router.add_get(CONSOLE_PATH + "/", self.page)
-        app.router.add_get(CONSOLE_PATH + "/{name}", self.asset)
-        app.router.add_get(API_PREFIX + "/invocations", self.list_invocations)
-        app.router.add_get(API_PREFIX + "/invocations/{seq}", self.get_invocation)
-        app.router.add_post(API_PREFIX + "/invocations/{seq}/replay", self.replay)
-        app.router.add_get(API_PREFIX + "/connections", self.list_connections)
-        app.router.add_delete(API_PREFIX + "/connections/{connection_id}", self.disconnect)
-        app.router.add_get(API_PREFIX + "/jobs/{job_id}", self.job)
-        app.router.add_get(API_PREFIX + "/stream", self.stream)
+    def page_routes(self) -> list[web.RouteDef]:
+        """Under CONSOLE_PATH."""
+        return [web.get("", self.page), web.get("/", self.page), web.get("/{name}", self.asset)]
+
+    def api_routes(self) -> list[web.RouteDef]:
+        """Under API_PREFIX: the console's own, then the views'."""
+        routes = [
+            web.get("/features", self.features),
+            web.get("/invocations", self.list_invocations),
+            web.get("/invocations/{seq}", self.get_invocation),
+            web.post("/invocations/{seq}/replay", self.replay),
+            web.get("/connections", self.list_connections),
+            web.delete("/connections/{connection_id}", self.disconnect),
+            web.get("/stream", self.stream),
+        ]
+        for view in self.views:
+            routes.extend(view.routes(self.store))
+        return routes
+
+    async def features(self, request: web.Request) -> web.Response:
+        """What the page shows besides the generic parts: the labels to filter by, the panels."""
+        return _json(
+            {
+                "labels": [label.name for label in self.store.labels],
+                "panels": [panel for view in self.views for panel in view.panels],
+                "websocket": self.host.gateway.present,
+            }
+        )
 
     # --- page --------------------------------------------------------------------------------
 
@@ -596,20 +547,23 @@ class ConsoleApi:
 
     async def list_invocations(self, request: web.Request) -> web.Response:
         try:
-            wanted = InvocationFilter.from_query(request.query)
+            wanted = InvocationFilter.from_query(request.query, (label.name for label in self.store.labels))
             limit = _int_query(request, "limit", 500, 1, DEFAULT_CAPACITY)
         except ValueError as exc:
             return _error(400, "bad_filter", str(exc))
         records = self.store.invocations(wanted, limit)
         return _json(
-            {"invocations": [record.summary() for record in records], "functions": self._functions()}
+            {
+                "invocations": [record.summary(self.store.labels) for record in records],
+                "functions": self._functions(),
+            }
         )
 
     async def get_invocation(self, request: web.Request) -> web.Response:
         record = self._record(request)
         if record is None:
             return _error(404, "not_found", "no such invocation (it may have left the buffer)")
-        return _json(record.detail())
+        return _json(record.detail(self.store.labels))
 
     async def replay(self, request: web.Request) -> web.Response:
         refused = _refuse_cross_site(request)
@@ -633,12 +587,9 @@ class ConsoleApi:
                 event = body["event"]
         if not isinstance(event, dict):
             return _error(400, "bad_event", "the event must be a JSON object")
-        runner = self.stack.runner
-        if runner is None:
-            return _error(503, "not_running", "the stack is not running")
         token = _REPLAY_OF.set(record.seq)
         try:
-            invocation = await runner.invoke(record.function_id, event, source=f"replay #{record.seq}")
+            invocation = await self.host.invoke(record.function_id, event, source=f"replay #{record.seq}")
         finally:
             _REPLAY_OF.reset(token)
         replayed = self.store.by_request_id(invocation.request_id)
@@ -647,87 +598,63 @@ class ConsoleApi:
             replayed = self.store.record_invocation(
                 invocation, record.function_id, f"replay #{record.seq}", event
             )
-        return _json(replayed.summary(), status=201)
+        return _json(replayed.summary(self.store.labels), status=201)
 
     def _record(self, request: web.Request) -> InvocationRecord | None:
         seq = request.match_info["seq"]
         return self.store.get(int(seq)) if seq.isdigit() else None
 
     def _functions(self) -> list[str]:
-        app = self.stack.app
-        known = set(app.functions) if app is not None else set()
-        return sorted(known | set(self.store.functions()))
+        return sorted(set(self.host.app.functions) | set(self.store.functions()))
 
     # --- connections ---------------------------------------------------------------------------
 
     async def list_connections(self, request: web.Request) -> web.Response:
-        gateway = self.stack.gateway
-        rows = gateway.connections() if gateway is not None else []
+        rows = self.host.gateway.connections()
         activity = self.store.last_activity()
         ids = [str(row["connectionId"]) for row in rows]
-        from_table = await asyncio.to_thread(self._topics_from_table, ids)
+        details = await asyncio.to_thread(self._describe, ids) if ids else {}
         connections = []
         for row in rows:
             connection_id = str(row["connectionId"])
-            topics = from_table.get(connection_id)
             connections.append(
                 {
                     "connectionId": connection_id,
                     "user": row.get("principalId"),
-                    "topics": topics if topics is not None else self.store.topics_from_frames(connection_id),
-                    "topicsFrom": "table" if topics is not None else "frames",
                     "connectedAt": row.get("connectedAt"),
                     "lastActiveAt": row.get("lastActiveAt"),
                     "lastEventAt": activity.get(connection_id),
                     "messagesIn": row.get("messagesIn"),
                     "messagesOut": row.get("messagesOut"),
                     "state": row.get("state"),
+                    **details.get(connection_id, {}),
                 }
             )
         return _json({"connections": connections})
 
-    def _topics_from_table(self, connection_ids: list[str]) -> dict[str, list[str]]:
-        """Each connection's topics by a Query on the subscriptions table's ByConnection index."""
-        table = self._subscriptions_table
-        urls = self.stack.urls
-        app = self.stack.app
-        if table is None or urls is None or app is None or not connection_ids:
-            return {}
-        assert self.stack.aws is not None
-        client = self.stack.aws.client("dynamodb")  # the run's admin key
-        found: dict[str, list[str]] = {}
-        try:
-            for connection_id in connection_ids:
-                topics: list[str] = []
-                paginator = client.get_paginator("query")
-                for page in paginator.paginate(
-                    TableName=table,
-                    IndexName="ByConnection",
-                    KeyConditionExpression="connectionId = :id",
-                    ExpressionAttributeValues={":id": {"S": connection_id}},
-                ):
-                    topics.extend(item["topic"]["S"] for item in page.get("Items", []) if "topic" in item)
-                found[connection_id] = topics
-        except Exception:  # the embedded services are stopping, or the table has another shape
-            return {}
+    def _describe(self, connection_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for view in self.views:
+            try:
+                described = view.describe_connections(self.host, self.store, connection_ids)
+            except Exception:  # a broken view: the generic columns still show
+                log.exception("console view %s failed to describe connections", type(view).__name__)
+                continue
+            for connection_id, columns in described.items():
+                found.setdefault(connection_id, {}).update(columns)
         return found
 
     async def disconnect(self, request: web.Request) -> web.Response:
         refused = _refuse_cross_site(request, need_json=False)
         if refused is not None:
             return refused
-        gateway = self.stack.gateway
-        if gateway is None:
+        gateway = self.host.gateway
+        if not gateway.present:
             return _error(404, "no_gateway", "this template has no WebSocket API")
         status = gateway.delete(request.match_info["connection_id"])
         if status == 410:
             return _error(410, "gone", "the connection is already gone")
         return web.Response(status=204)
-
-    # --- jobs ----------------------------------------------------------------------------------
-
-    async def job(self, request: web.Request) -> web.Response:
-        return _json(follow_job(self.store, request.match_info["job_id"]))
 
     # --- live stream ---------------------------------------------------------------------------
 
@@ -762,20 +689,6 @@ class ConsoleApi:
         return response
 
 
-def _subscriptions_table(stack: LocalStack) -> str | None:
-    """The table behind SUBSCRIPTIONS_TABLE, when the app has one with a ByConnection index."""
-    app = stack.app
-    if app is None:
-        return None
-    names = {f.environment.get("SUBSCRIPTIONS_TABLE") for f in app.functions.values()} - {None, ""}
-    for table in app.tables:
-        indexes = table.properties.get("GlobalSecondaryIndexes") or []
-        has_index = any(index.get("IndexName") == "ByConnection" for index in indexes)
-        if has_index and (not names or table.name in names):
-            return table.name
-    return None
-
-
 def _refuse_cross_site(request: web.Request, *, need_json: bool = True) -> web.Response | None:
     """Changes come only from the console itself: a page elsewhere must not replay or disconnect."""
     origin = request.headers.get("Origin")
@@ -803,31 +716,29 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json({"error": {"code": code, "message": message}}, status=status)
 
 
-# ------------------------------------------------------------------------------------ install
+# ------------------------------------------------------------------------------------ add-on
 
 
-@dataclass
 class Console:
-    """What `install` attached to a stack (tests read the store through it)."""
+    """The console add-on; `views` are an app's own parts of it (those that apply to the template)."""
 
-    store: ConsoleStore
-    api: ConsoleApi
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    name = "console"
 
+    def __init__(self, views: Sequence[ConsoleView] = (), static_dir: Path = STATIC_DIR) -> None:
+        self.views = tuple(views)
+        self.static_dir = static_dir
 
-def install(http_app: web.Application, stack: LocalStack) -> Console:
-    """Record every invocation and gateway event of `stack` and serve the console on `http_app`."""
-    store = ConsoleStore()
-    api = ConsoleApi(store, stack)
-    stack.invocation_listeners.append(store.record_invocation)
-    stack.gateway_listeners.append(store.record_gateway_event)
-    api.add_routes(http_app)
-    console = Console(store, api)
+    def install(self, host: StackHost) -> None:
+        views = [view for view in self.views if view.applies(host.app)]
+        store = ConsoleStore(labels=[label for view in views for label in view.labels])
+        api = ConsoleApi(store, host, views, self.static_dir)
+        host.on_invocation(store.record_invocation)
+        host.on_gateway_event(store.record_gateway_event)
+        host.add_routes(CONSOLE_PATH, api.page_routes(), purpose="the console")
+        host.add_routes(API_PREFIX, api.api_routes(), purpose="the console")
+        host.advertise("Console", CONSOLE_PATH)
 
-    async def on_shutdown(_: web.Application) -> None:
-        store.close_streams()
-        for task in console.tasks:
-            task.cancel()
+        async def close_streams() -> None:
+            store.close_streams()
 
-    http_app.on_shutdown.append(on_shutdown)
-    return console
+        host.on_stop(close_streams)

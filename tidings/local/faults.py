@@ -8,16 +8,19 @@ Active only when `TIDINGS_FAULTS=1` is set in the environment of `tidings dev`; 
                   "maxPerMessage": 2}}                  the same message to the same connection at most
                                                         twice (transient throttling; omit: no bound)
     {"killAfterPosts": {"function": "NotifyFunction",   kill that function's busy workers right after
-                        "posts": 50, "jobId": "j-1"}}   the 50th delivered post of job j-1 (once)
+                        "posts": 50, ...}}              the 50th delivered post (once); more keys are
+                                                        an app's post filters (`post_filters`), e.g.
+                                                        only the posts of one job
     {"killWhenBusy": {"function": "TranscodeSegmentFunction", "afterSeconds": 1.0}}
                                                         kill a worker that has been running that long (once)
     {"dynamodbOutage": {"seconds": 3}}                  every DynamoDB call answers 500 for 3 s
     {"reset": true}                                     everything off, counters kept
 
 `GET /_tidings/faults` returns the settings and counters (posts answered 429, workers killed,
-DynamoDB calls refused). The hooks replace attributes of this stack's own objects (the gateway's
-`post`, the runner's `_spawn`) and moto's DynamoDB handler in this process only, so nothing
-changes when the variable is not set.
+DynamoDB calls refused). `FaultInjection` is an add-on (addons.py): it wraps the gateway's
+PostToConnection, reads which workers are inside an invocation and answers DynamoDB calls on
+the embedded endpoint through the host's public hooks, so nothing changes when the variable is
+not set.
 """
 
 from __future__ import annotations
@@ -31,19 +34,20 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from tidings.local.stack import LocalStack
+from tidings.local.addons import StackHost
+from tidings.local.gateway import PostHandler
 
 log = logging.getLogger(__name__)
 
 ENVIRONMENT_VARIABLE = "TIDINGS_FAULTS"
 ROUTE = "/_tidings/faults"
+DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 BUSY_POLL_S = 0.05
 DYNAMODB_OUTAGE_BODY = json.dumps(
     {
@@ -57,11 +61,17 @@ class FaultRequestError(ValueError):
     """A fault request the control endpoint cannot apply (answered 400)."""
 
 
+# A post filter: the request's value in, a test of each posted body out (FaultRequestError when
+# the value is not one it takes). An app names its own, e.g. only the posts of one of its jobs.
+PostFilter = Callable[[Any], Callable[[bytes], bool]]
+
+
 @dataclass
 class KillAfterPosts:
     function_id: str
     posts: int
-    job_id: str | None
+    only: dict[str, Any] = field(default_factory=dict)  # the post filters asked for, as sent
+    counts: Callable[[bytes], bool] = lambda _data: True
     seen: int = 0
 
 
@@ -97,7 +107,7 @@ class Faults:
                 else {
                     "function": self.kill_after_posts.function_id,
                     "posts": self.kill_after_posts.posts,
-                    "jobId": self.kill_after_posts.job_id,
+                    **self.kill_after_posts.only,
                     "seen": self.kill_after_posts.seen,
                 },
                 "killWhenBusy": None
@@ -179,8 +189,11 @@ class FaultChange:
                 faults.dynamodb_down_until = time.monotonic() + self.dynamodb_outage_s
 
 
-def parse_request(functions: Collection[str], body: Any) -> FaultChange:
+def parse_request(
+    functions: Collection[str], body: Any, post_filters: Mapping[str, PostFilter] | None = None
+) -> FaultChange:
     """Validate a control request (see the module docstring); FaultRequestError names the problem."""
+    post_filters = post_filters or {}
     if not isinstance(body, dict) or not body:
         raise FaultRequestError("the body must be a non-empty JSON object")
     known = {"throttle", "killAfterPosts", "killWhenBusy", "dynamodbOutage", "reset"}
@@ -203,13 +216,19 @@ def parse_request(functions: Collection[str], body: Any) -> FaultChange:
     if "killAfterPosts" in body:
         spec = _object(body, "killAfterPosts", '{"function": "F", "posts": 50}', nullable=True)
         if spec is not None:
-            job_id = spec.get("jobId")
-            if job_id is not None and not isinstance(job_id, str):
-                raise FaultRequestError("killAfterPosts.jobId must be a string")
+            only = {key: value for key, value in spec.items() if key not in ("function", "posts")}
+            unknown_filters = set(only) - set(post_filters)
+            if unknown_filters:
+                known_filters = ", ".join(["function", "posts", *sorted(post_filters)])
+                raise FaultRequestError(
+                    f"killAfterPosts takes {known_filters}, not {', '.join(sorted(unknown_filters))}"
+                )
+            tests = [post_filters[key](value) for key, value in only.items() if value is not None]
             changes["kill_after_posts"] = KillAfterPosts(
                 function_id=_function(functions, spec.get("function"), "killAfterPosts.function"),
                 posts=int(_number(spec.get("posts"), "killAfterPosts.posts", 1, 1_000_000)),
-                job_id=job_id,
+                only=only,
+                counts=lambda data: all(test(data) for test in tests),
             )
         else:
             changes["kill_after_posts"] = None
@@ -229,12 +248,6 @@ def parse_request(functions: Collection[str], body: Any) -> FaultChange:
     return FaultChange(**changes)
 
 
-def apply_request(faults: Faults, stack: LocalStack, body: Any) -> None:
-    """Validate the whole request, then apply it; raises FaultRequestError having changed nothing."""
-    assert stack.app is not None
-    parse_request(set(stack.app.functions), body).apply(faults)
-
-
 def refuse_cross_site(request: web.Request) -> web.Response | None:
     """Only the stack's own pages (or a client without a browser) may change faults, as JSON."""
     origin = request.headers.get("Origin")
@@ -249,56 +262,29 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-class WorkerTracker:
-    """Which worker processes each function has: the runner's `_spawn`, recorded."""
+class Workers:
+    """The host's view of which workers are inside an invocation, and how long they have been."""
 
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self.spawned: dict[str, list[Any]] = {}
+    def __init__(self, host: StackHost) -> None:
+        self.host = host
         self.busy_since: dict[int, float] = {}
-        original = runner._spawn
 
-        async def spawn(function: Any, generation: int) -> Any:
-            worker = await original(function, generation)
-            self.spawned.setdefault(function.logical_id, []).append(worker)
-            return worker
+    def busy(self, function_id: str) -> list[int]:
+        return self.host.busy_worker_pids(function_id)
 
-        runner._spawn = spawn
-
-    def busy(self, function_id: str) -> list[Any]:
-        """Live workers of the function that are not idle in its pool, i.e. inside an invocation."""
-        pool = self.runner._pools.get(function_id)
-        idle = {id(worker) for worker in pool.idle} if pool is not None else set()
-        workers = [w for w in self.spawned.get(function_id, []) if w.alive]
-        self.spawned[function_id] = workers
-        return [w for w in workers if id(w) not in idle]
-
-    def kill(self, workers: list[Any]) -> list[int]:
-        pids = []
-        for worker in workers:
+    def kill(self, pids: Iterable[int]) -> list[int]:
+        killed = []
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.process.pid, signal.SIGKILL)
-                pids.append(int(worker.process.pid))
-        return pids
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        return killed
 
 
-def _job_id_of(data: bytes) -> str | None:
-    try:
-        message = json.loads(data)
-    except ValueError:
-        return None
-    job_id = message.get("jobId") if isinstance(message, dict) else None
-    return job_id if isinstance(job_id, str) else None
+def throttle_and_count(faults: Faults, workers: Workers) -> Callable[[str, bytes, PostHandler], int]:
+    """Throttle and post-counting kills in front of the gateway's PostToConnection."""
 
-
-def _hook_gateway(stack: LocalStack, faults: Faults, workers: WorkerTracker) -> None:
-    """Throttle and post-counting kills in front of the gateway's `post` (the @connections POST)."""
-    gateway = stack.gateway
-    if gateway is None:
-        return
-    original_post = gateway.post
-
-    def post(connection_id: str, data: bytes) -> int:
+    def post(connection_id: str, data: bytes, deliver: PostHandler) -> int:
         with faults.lock:
             if faults.throttle_fraction and faults.rng.random() < faults.throttle_fraction:
                 key = (connection_id, hash(data))
@@ -308,9 +294,9 @@ def _hook_gateway(stack: LocalStack, faults: Faults, workers: WorkerTracker) -> 
                     faults.throttled_messages[key] = times + 1
                     faults.throttled += 1
                     return 429  # http.py answers LimitExceededException, as API Gateway does
-        status = original_post(connection_id, data)
+        status = deliver(connection_id, data)
         kill = faults.kill_after_posts
-        if status == 200 and kill is not None and (kill.job_id is None or kill.job_id == _job_id_of(data)):
+        if status == 200 and kill is not None and kill.counts(data):
             with faults.lock:
                 kill.seen += 1
                 due = kill.seen >= kill.posts and faults.kill_after_posts is kill
@@ -325,25 +311,30 @@ def _hook_gateway(stack: LocalStack, faults: Faults, workers: WorkerTracker) -> 
                     )
         return status
 
-    gateway.post = post  # type: ignore[method-assign]
+    return post
 
 
-def _hook_dynamodb(faults: Faults) -> None:
-    """Every DynamoDB API call answers 500 InternalServerError while an outage is on."""
-    from moto.dynamodb.responses import DynamoHandler
+def dynamodb_outage(faults: Faults) -> Callable[[dict[str, Any]], Callable[..., Iterable[bytes]] | None]:
+    """An embedded-AWS interceptor: every DynamoDB API call answers 500 while an outage is on."""
 
-    original = DynamoHandler.call_action
+    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = DYNAMODB_OUTAGE_BODY.encode()
+        start_response(
+            "500 Internal Server Error",
+            [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
 
-    def call_action(handler: DynamoHandler) -> tuple[int, dict[str, Any], str | bytes]:
-        if faults.dynamodb_down():
-            return 500, {"Content-Type": "application/x-amz-json-1.0"}, DYNAMODB_OUTAGE_BODY
-        response: tuple[int, dict[str, Any], str | bytes] = original(handler)
-        return response
+    def intercept(environ: dict[str, Any]) -> Callable[..., Iterable[bytes]] | None:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith(DYNAMODB_TARGET_PREFIX) and faults.dynamodb_down():
+            return refuse
+        return None
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    return intercept
 
 
-async def _watch_busy_workers(faults: Faults, workers: WorkerTracker) -> None:
+async def _watch_busy_workers(faults: Faults, workers: Workers) -> None:
     """Kill a worker of the armed function once it has been inside an invocation long enough."""
     while True:
         await asyncio.sleep(BUSY_POLL_S)
@@ -353,9 +344,9 @@ async def _watch_busy_workers(faults: Faults, workers: WorkerTracker) -> None:
             continue
         now = time.monotonic()
         busy = workers.busy(armed.function_id)
-        for worker in busy:
-            workers.busy_since.setdefault(id(worker), now)
-        ripe = [w for w in busy if now - workers.busy_since[id(w)] >= armed.after_s]
+        for pid in busy:
+            workers.busy_since.setdefault(pid, now)
+        ripe = [pid for pid in busy if now - workers.busy_since[pid] >= armed.after_s]
         if not ripe:
             continue
         with faults.lock:
@@ -368,46 +359,46 @@ async def _watch_busy_workers(faults: Faults, workers: WorkerTracker) -> None:
             faults.killed.append({"function": armed.function_id, "pids": pids, "busySeconds": armed.after_s})
 
 
-def install(http_app: web.Application, stack: LocalStack) -> None:
-    """Called by stack.py before the HTTP server starts; a no-op unless TIDINGS_FAULTS=1."""
-    if os.environ.get(ENVIRONMENT_VARIABLE) != "1":
-        return
-    assert stack.runner is not None
-    faults = Faults()
-    workers = WorkerTracker(stack.runner)
-    _hook_gateway(stack, faults, workers)
-    _hook_dynamodb(faults)
-    watcher = asyncio.get_running_loop().create_task(_watch_busy_workers(faults, workers))
+class FaultInjection:
+    """The faults add-on; does nothing unless TIDINGS_FAULTS=1. `post_filters`: an app's own
+    `killAfterPosts` keys (e.g. only the posts of one job)."""
 
-    async def stop_watching(_: web.Application) -> None:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+    name = "faults"
 
-    http_app.on_cleanup.append(stop_watching)
+    def __init__(self, post_filters: Mapping[str, PostFilter] | None = None) -> None:
+        self.post_filters = dict(post_filters or {})
 
-    @web.middleware
-    async def control(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path != ROUTE:
-            response: web.StreamResponse = await handler(request)
-            return response
-        if request.method == "POST":
-            refused = refuse_cross_site(request)
-            if refused is not None:
-                return refused
-            try:
-                body = await request.json()
-                apply_request(faults, stack, body)
-            except FaultRequestError as exc:
-                return _error(400, "bad_fault", str(exc))
-            except ValueError as exc:
-                return _error(400, "bad_json", f"the body is not JSON: {exc}")
-            log.warning("faults: %s", json.dumps(body))
-        elif request.method != "GET":
-            return _error(405, "method", "GET or POST")
-        return web.json_response(faults.snapshot(), headers={"Cache-Control": "no-store"})
+    def install(self, host: StackHost) -> None:
+        if os.environ.get(ENVIRONMENT_VARIABLE) != "1":
+            return
+        faults = Faults()
+        workers = Workers(host)
+        functions = set(host.app.functions)
+        host.gateway.wrap_post(throttle_and_count(faults, workers))
+        host.intercept_aws(dynamodb_outage(faults))
+        watcher = asyncio.get_running_loop().create_task(_watch_busy_workers(faults, workers))
 
-    # after the host check and the stack's own /_tidings/ middleware (which passes other
-    # /_tidings/ paths on), before the router and its static catch-all
-    http_app.middlewares.append(control)
-    print(f"Faults: enabled ({ENVIRONMENT_VARIABLE}=1), control at {ROUTE}", file=stack.out, flush=True)
+        async def stop_watching() -> None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+        host.on_stop(stop_watching)
+
+        async def control(request: web.Request) -> web.Response:
+            if request.method == "POST":
+                refused = refuse_cross_site(request)
+                if refused is not None:
+                    return refused
+                try:
+                    body = await request.json()
+                    parse_request(functions, body, self.post_filters).apply(faults)
+                except FaultRequestError as exc:
+                    return _error(400, "bad_fault", str(exc))
+                except ValueError as exc:
+                    return _error(400, "bad_json", f"the body is not JSON: {exc}")
+                log.warning("faults: %s", json.dumps(body))
+            return web.json_response(faults.snapshot(), headers={"Cache-Control": "no-store"})
+
+        host.add_routes(ROUTE, [web.get("", control), web.post("", control)], purpose="fault control")
+        host.say(f"Faults: enabled ({ENVIRONMENT_VARIABLE}=1), control at {ROUTE}")

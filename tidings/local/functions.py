@@ -163,6 +163,7 @@ class _Pool:
     busy: int = 0
     generation: int = 0
     freed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    running: set[_WorkerProcess] = field(default_factory=set)  # inside an invocation now
 
 
 class FunctionRunner:
@@ -234,6 +235,14 @@ class FunctionRunner:
             if name_or_arn in (function.name, function.arn) or name_or_arn.startswith(function.arn + ":"):
                 return logical_id
         return None
+
+    def busy_worker_pids(self, function_id: str) -> list[int]:
+        """Process ids of the function's live workers that are inside an invocation now (what a
+        fault injector kills to crash an invocation midway)."""
+        pool = self._pools.get(function_id)
+        if pool is None:
+            return []
+        return [worker.process.pid for worker in pool.running if worker.alive]
 
     # ---------------------------------------------------------------- invoking
     async def invoke(
@@ -346,6 +355,7 @@ class FunctionRunner:
                 "function_arn": function.arn,
                 "deadline_ms": int((time.time() + function.timeout_s) * 1000),
             }
+            pool.running.add(worker)
             try:
                 response = await asyncio.wait_for(worker.call(request), timeout=function.timeout_s)
             except TimeoutError:
@@ -384,6 +394,8 @@ class FunctionRunner:
             log.exception("invocation of %s failed", function.logical_id)
             return self._failure(function, request_id, started, "Runtime.Unknown", str(error))
         finally:
+            if worker is not None:
+                pool.running.discard(worker)
             await self._release(pool, worker)
 
     @staticmethod

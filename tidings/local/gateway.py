@@ -51,6 +51,10 @@ from tidings.local.service_integrations import ServiceBackend
 log = logging.getLogger(__name__)
 
 OnEvent = Callable[[str, dict[str, Any]], None]
+# PostToConnection: (connection id, data) -> status
+PostHandler = Callable[[str, bytes], int]
+# Sits in front of PostToConnection: answers itself (e.g. 429) or calls the next handler
+PostWrapper = Callable[[str, bytes, PostHandler], int]
 Clock = Callable[[], float]
 
 # Response headers a $connect handler may not override: they carry the handshake itself
@@ -76,6 +80,8 @@ class _Live:
 
 class Gateway:
     """One WebSocket API served on `host:port` at path `/{stage}`."""
+
+    present = True  # (addons.Connections: a stack without a WebSocket API has NoWebSocketApi)
 
     def __init__(
         self,
@@ -121,6 +127,7 @@ class Gateway:
         self._response_headers: dict[ServerConnection, list[tuple[str, str]]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
+        self._post: PostHandler = self._deliver
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -170,8 +177,21 @@ class Gateway:
 
     # --- management operations (used by http.py) ------------------------------------------------
 
+    def wrap_post(self, wrapper: PostWrapper) -> None:
+        """Put `wrapper` in front of PostToConnection (fault injection: throttling, counting);
+        the last one added runs first."""
+        inner = self._post
+
+        def post(connection_id: str, data: bytes) -> int:
+            return wrapper(connection_id, data, inner)
+
+        self._post = post
+
     def post(self, connection_id: str, data: bytes) -> int:
         """PostToConnection: 200, 410 Gone, 413 too large or 429 when the client's queue is full."""
+        return self._post(connection_id, data)
+
+    def _deliver(self, connection_id: str, data: bytes) -> int:
         if limits.post_too_large(len(data)):
             return 413
         live = self._live.get(connection_id)

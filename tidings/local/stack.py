@@ -2,7 +2,9 @@
 
 Order matters: ports first (the template's execute-api URLs resolve to them), then the
 embedded AWS services (queue URLs contain their endpoint), then the app, its resources, the
-function runner, event delivery, the WebSocket gateway and the HTTP server.
+function runner, event delivery, the WebSocket gateway, the add-ons (addons.py: the console,
+fault injection, an app's own tools, passed in as objects) and the HTTP server.
+`LocalStack(options, add_ons=...).start()` returns a `RunningStack` whose parts all exist.
 """
 
 from __future__ import annotations
@@ -11,16 +13,14 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import json
-import re
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,12 +29,13 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tidings.local import samconfig
-from tidings.local.aws import AwsServices
+from tidings.local.addons import AddOn, GatewayListener, InvocationListener, ReadyTask, StopHook
+from tidings.local.aws import AwsServices, Interceptor
 from tidings.local.aws_guard import AppCredentials, Denial, issue_app_credentials, may_invoke
 from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
-from tidings.local.gateway import Gateway
+from tidings.local.gateway import Gateway, PostWrapper
 from tidings.local.hosts import LOOPBACK_NAMES, HostPolicy, browser_host, is_loopback, is_wildcard
 from tidings.local.http import build_http_app
 from tidings.local.iam import UnsupportedPolicy
@@ -55,19 +56,28 @@ from tidings.state import (
     write_state,
 )
 
-USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# Metadata: {Tidings: {LocalSite: web/}} on a bucket serves that folder at /
 LOCAL_SITE_METADATA = "Tidings"
-# Optional parts of the local stack; each module has `install(http_app, stack)` and may register
-# invocation listeners, gateway event listeners and routes before the HTTP server starts.
-EXTENSIONS = ("tidings.local.console", "tidings.local.faults")
-# Whatever --host exposes, these answer only to this machine (token minting, console, faults)
-LOCAL_ONLY_PATHS = ("/_tidings", "/console")
+# Whatever --host exposes, these answer only to this machine: the stack's own prefix, and every
+# add-on's routes (addons.StackHost.add_routes)
+LOCAL_ONLY_PATHS = ("/_tidings",)
 # The AWS endpoint never follows --host: it holds every secret and table of the stack
 AWS_HOST = "127.0.0.1"
-InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Any]
-GatewayListener = Callable[
-    [str, dict[str, Any]], Any
-]  # Metadata: {Tidings: {LocalSite: web/}} on a bucket serves that folder at /
+# State-file fields an add-on may fill (the rest are the stack's own)
+STATE_FIELDS_FOR_ADD_ONS = frozenset(item.name for item in dataclasses.fields(LocalStackState)) - {
+    "websocket_url",
+    "callback_url",
+    "aws_endpoint",
+    "http_url",
+    "progress_view_url",
+    "jobs_api_url",
+    "region",
+    "stage",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "pid",
+    "started_at",
+}
 
 
 @dataclass
@@ -97,7 +107,7 @@ class StackUrls:
     http_url: str
     progress_view_url: str | None
     jobs_api_url: str | None
-    console_url: str | None = None
+    links: tuple[tuple[str, str], ...] = ()  # (label, URL) the add-ons advertise, e.g. the console
 
     def lines(self) -> list[str]:
         lines = []
@@ -106,8 +116,7 @@ class StackUrls:
         lines.append(f"AWS endpoint: {self.aws_endpoint}")
         if self.progress_view_url:
             lines.append(f"Progress view: {self.progress_view_url}")
-        if self.console_url:
-            lines.append(f"Console: {self.console_url}")
+        lines.extend(f"{label}: {url}" for label, url in self.links)
         return lines
 
 
@@ -220,46 +229,194 @@ class DenialLog:
             return self._pending.pop(function_id, [])
 
 
+class NoWebSocketApi:
+    """The gateway of a template without a WebSocket API: no connections, nothing to post to."""
+
+    present = False
+    stage: str | None = None
+
+    def connections(self) -> list[dict[str, Any]]:
+        return []
+
+    def delete(self, connection_id: str) -> int:
+        return 410
+
+    def wrap_post(self, wrapper: PostWrapper) -> None:
+        """Nothing is ever posted: the wrapper would never run."""
+
+
+class _Fanout:
+    """Calls every listener; one broken listener must not hide the event from the others."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[..., Any]] = []
+
+    def __call__(self, *args: Any) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(*args)
+            except Exception:
+                traceback.print_exc()
+
+
+@dataclass(frozen=True)
+class _Routes:
+    prefix: str
+    routes: tuple[web.RouteDef, ...]
+    purpose: str
+
+
+class _AddOnHost:
+    """`StackHost` for the add-ons of one run: every part exists before an add-on sees it."""
+
+    def __init__(
+        self,
+        *,
+        app: LocalApp,
+        aws: AwsServices,
+        runner: FunctionRunner,
+        gateway: Gateway | NoWebSocketApi,
+        urls: StackUrls,
+        out: TextIO,
+        invocations: _Fanout,
+        gateway_events: _Fanout,
+    ) -> None:
+        self._app = app
+        self._aws = aws
+        self._runner = runner
+        self._gateway = gateway
+        self._urls = urls
+        self._out = out
+        self._invocations = invocations
+        self._gateway_events = gateway_events
+        self.routes: list[_Routes] = []
+        self.links: list[tuple[str, str]] = []
+        self.stop_hooks: list[StopHook] = []
+        self.ready_tasks: list[ReadyTask] = []
+        self.state_fields: dict[str, str | None] = {}
+
+    @property
+    def app(self) -> LocalApp:
+        return self._app
+
+    @property
+    def websocket_url(self) -> str | None:
+        return self._urls.websocket_url
+
+    @property
+    def http_url(self) -> str:
+        return self._urls.http_url
+
+    @property
+    def http_api_url(self) -> str | None:
+        return self._urls.jobs_api_url
+
+    @property
+    def site_url(self) -> str | None:
+        return self._urls.progress_view_url
+
+    @property
+    def gateway(self) -> Gateway | NoWebSocketApi:
+        return self._gateway
+
+    def say(self, line: str) -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    def add_routes(self, prefix: str, routes: Iterable[web.RouteDef], *, purpose: str) -> None:
+        if not prefix.startswith("/") or prefix.endswith("/") or "{" in prefix:
+            raise ValueError(f"an add-on's route prefix is a fixed path like /console, not {prefix!r}")
+        self.routes.append(_Routes(prefix, tuple(routes), purpose))
+
+    def advertise(self, label: str, path: str) -> None:
+        self.links.append((label, f"{self._urls.http_url}{path}"))
+
+    def on_invocation(self, listener: InvocationListener) -> None:
+        self._invocations.listeners.append(listener)
+
+    def on_gateway_event(self, listener: GatewayListener) -> None:
+        self._gateway_events.listeners.append(listener)
+
+    def on_stop(self, hook: StopHook) -> None:
+        self.stop_hooks.append(hook)
+
+    def when_ready(self, task: ReadyTask) -> None:
+        self.ready_tasks.append(task)
+
+    def set_state(self, name: str, value: str | None) -> None:
+        if name not in STATE_FIELDS_FOR_ADD_ONS:
+            raise ValueError(f"no add-on field {name!r} in the state file")
+        self.state_fields[name] = value
+
+    def admin_client(self, service: str) -> Any:
+        return self._aws.client(service)
+
+    def intercept_aws(self, interceptor: Interceptor) -> None:
+        self._aws.add_interceptor(interceptor)
+
+    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str) -> Invocation:
+        return await self._runner.invoke(function_id, event, source=source)
+
+    def busy_worker_pids(self, function_id: str) -> list[int]:
+        return self._runner.busy_worker_pids(function_id)
+
+    def local_paths(self) -> tuple[str, ...]:
+        return (*LOCAL_ONLY_PATHS, *(routes.prefix for routes in self.routes))
+
+    def register_routes(self, http_app: web.Application) -> None:
+        for group in self.routes:
+            for route in group.routes:
+                prefixed = web.RouteDef(route.method, group.prefix + route.path, route.handler, route.kwargs)
+                prefixed.register(http_app.router)
+
+    async def run_stop_hooks(self) -> None:
+        for hook in reversed(self.stop_hooks):
+            try:
+                await hook()
+            except Exception:
+                traceback.print_exc()
+
+
 class LocalStack:
-    """Everything `tidings dev` runs, startable and stoppable from tests."""
+    """What `tidings dev` runs, for one template, with the given add-ons; `start()` runs it."""
 
-    def __init__(self, options: DevOptions, *, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, options: DevOptions, *, add_ons: Sequence[AddOn] = (), out: TextIO = sys.stdout
+    ) -> None:
         self.options = options
+        self.add_ons = tuple(add_ons)
         self.out = out
-        self.aws: AwsServices | None = None
-        self.runner: FunctionRunner | None = None
-        self.delivery: EventDelivery | None = None
-        self.machines: StepFunctions | None = None
-        self.gateway: Gateway | None = None
-        self.http_runner: web.AppRunner | None = None
-        self.app: LocalApp | None = None
-        self.urls: StackUrls | None = None
-        self.token_secret_id: str | None = None
-        self.invocation_listeners: list[InvocationListener] = []
-        self.extensions: list[str] = []
-        self.gateway_listeners: list[GatewayListener] = []
-        self.denials = DenialLog()
 
-    async def start(self) -> StackUrls:
+    async def start(self) -> RunningStack:
+        """Start everything, or stop what had started and raise (TemplateError, OSError)."""
+        async with contextlib.AsyncExitStack() as cleanup:
+            running = await self._start(cleanup)
+            cleanup.pop_all()  # the running stack stops them now
+            return running
+        raise AssertionError("unreachable")  # pragma: no cover - the exit stack never swallows
+
+    async def _start(self, cleanup: contextlib.AsyncExitStack) -> RunningStack:
         opts = self.options
         host = opts.host
         ws_port = opts.ws_port or free_port(host)
         http_port = opts.http_port or free_port(host)
         shown = browser_host(host)  # never 0.0.0.0 in a URL: browsers cannot use it
         extra_names = frozenset({socket.gethostname().lower()}) if is_wildcard(host) else frozenset()
+        denials = DenialLog()
 
         def aws_hosts(port: int) -> HostPolicy:
             # the stack's pages (the HTTP port) may upload to presigned URLs
             return HostPolicy(port=port, bind_host=AWS_HOST, origin_ports=frozenset({http_port}))
 
-        self.aws = AwsServices(
+        aws = AwsServices(
             port=opts.aws_port,
             host=AWS_HOST,
             hosts=aws_hosts,
             enforce_iam=opts.iam,
-            on_denied=self.denials,
+            on_denied=denials,
         )
-        aws_endpoint = self.aws.start_server()
+        aws_endpoint = aws.start_server()
+        cleanup.callback(aws.stop)
         endpoints = LocalEndpoints(
             ws_url_base=f"ws://{shown}:{ws_port}",
             http_url_base=f"http://{shown}:{http_port}",
@@ -267,11 +424,11 @@ class LocalStack:
         )
         overrides = local_parameters(Path(opts.template), site_origins(shown, http_port))
         overrides.update(opts.parameter_overrides)  # the user's --parameter-overrides win
-        self.app = app = load_app(
+        app = load_app(
             opts.template,
             endpoints,
             parameter_overrides=overrides,
-            embedded=EmbeddedValues(self.aws),
+            embedded=EmbeddedValues(aws),
         )
         for function_id, reason in app.skipped.items():
             self.out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
@@ -279,208 +436,174 @@ class LocalStack:
             environment = samconfig.function_environment(function, opts.env_vars)
             app.functions[logical_id] = dataclasses.replace(function, environment=environment)
         try:
-            issued = issue_app_credentials(self.aws.credentials, app, strict=opts.iam)
+            issued = issue_app_credentials(aws.credentials, app, strict=opts.iam)
         except UnsupportedPolicy as error:
             raise TemplateError(f"IAM: {error}") from None
         try:
-            self.aws.create_resources(app)
+            aws.create_resources(app)
         except (BotoCoreError, ClientError) as exc:  # the embedded service refused what it declares
             raise TemplateError(f"{app.template_path}: cannot create its resources: {exc}") from None
-        self.token_secret_id = _token_secret_id(app)
 
-        self.invocation_listeners.insert(0, InvocationLog(app, opts.log_format, self.out, self.denials))
-        self.runner = FunctionRunner(
+        invocations = _Fanout()
+        invocations.listeners.append(InvocationLog(app, opts.log_format, self.out, denials))
+        gateway_events = _Fanout()
+        runner = FunctionRunner(
             app,
             aws_endpoint,
-            on_invocation=self._on_invocation,
+            on_invocation=invocations,
             credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
         )
-        await self.runner.start()
-        self.machines = StepFunctions(
-            app, self.runner, may_invoke=self._machine_may_invoke(issued) if opts.iam else None
-        )
-        self.delivery = EventDelivery(
+        await runner.start()
+        cleanup.push_async_callback(runner.stop)
+        machines = StepFunctions(app, runner, may_invoke=_machine_may_invoke(issued) if opts.iam else None)
+        cleanup.push_async_callback(machines.stop)
+        delivery = EventDelivery(
             app,
-            self.runner,
+            runner,
             aws_endpoint,
-            start_execution=self.machines.start_execution,
-            credentials=self.aws.credentials.boto_credentials,
-            may_invoke=self._function_may_invoke(issued) if opts.iam else None,
+            start_execution=machines.start_execution,
+            credentials=aws.credentials.boto_credentials,
+            may_invoke=_function_may_invoke(aws, issued) if opts.iam else None,
         )
-        self.delivery.install()
+        delivery.install()
+        cleanup.callback(delivery.uninstall)
         # Invoke of the template's functions on the embedded endpoint runs them here
-        self.aws.add_interceptor(
-            LambdaInvoke(app, self.runner, self.delivery.lambda_async.invoke, asyncio.get_running_loop())
-        )
+        loop = asyncio.get_running_loop()
+        aws.add_interceptor(LambdaInvoke(app, runner, delivery.lambda_async.invoke, loop))
         # StartExecution and the other execution calls on the endpoint run the interpreter
-        self.aws.add_interceptor(StepFunctionsApi(self.machines, asyncio.get_running_loop()))
+        aws.add_interceptor(StepFunctionsApi(machines, loop))
 
         api = _choose_api(app, opts.api)
+        gateway: Gateway | NoWebSocketApi = NoWebSocketApi()
         if api is not None:
-            self.gateway = Gateway(
+            gateway = Gateway(
                 api,
-                self.runner,
+                runner,
                 host=host,
                 port=ws_port,
                 idle_timeout_s=opts.idle_timeout_s,
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
-                on_event=self._on_gateway_event,
-                services=EmbeddedServiceBackend(self.aws, self.machines),
+                on_event=gateway_events,
+                services=EmbeddedServiceBackend(aws, machines),
                 aws_endpoint=aws_endpoint,
                 hosts=HostPolicy(port=ws_port, bind_host=host, extra_names=extra_names),
             )
-            await self.gateway.start()
+            await gateway.start()
+            cleanup.push_async_callback(gateway.stop)
 
         sites = local_site_dirs(app.template_path)
-        management = ("/@connections", f"/{api.stage}/@connections") if api is not None else ()
-        http_hosts = HostPolicy(
-            port=http_port,
-            bind_host=host,
-            extra_names=extra_names,
-            local_only=LOCAL_ONLY_PATHS,
-            origin_checked=(*LOCAL_ONLY_PATHS, *management),
-        )
-        http_app = build_http_app(
-            self.gateway,
-            static_dirs=sites,
-            http_routes=app.http_routes,
-            invoker=self.runner,
-            region=app.region,
-            hosts=http_hosts,
-        )
-        http_app.middlewares.append(self._local_routes)
-        for name in EXTENSIONS:
-            try:
-                extension = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name != name:
-                    raise
-                continue
-            extension.install(http_app, self)
-            self.extensions.append(name)
-        self.http_runner = web.AppRunner(http_app, access_log=None)
-        await self.http_runner.setup()
-        await web.TCPSite(self.http_runner, host, http_port).start()
-
         stage = api.stage if api is not None else ""
-        self.urls = StackUrls(
+        urls = StackUrls(
             websocket_url=f"ws://{shown}:{ws_port}/{stage}" if api is not None else None,
             callback_url=f"http://{shown}:{http_port}/{stage}" if api is not None else None,
             aws_endpoint=aws_endpoint,
             http_url=f"http://{shown}:{http_port}",
             progress_view_url=f"http://{shown}:{http_port}/" if sites else None,
             jobs_api_url=f"http://{shown}:{http_port}" if app.http_routes else None,
-            console_url=f"http://{shown}:{http_port}/console"
-            if "tidings.local.console" in self.extensions
-            else None,
         )
-        return self.urls
+        add_on_host = _AddOnHost(
+            app=app,
+            aws=aws,
+            runner=runner,
+            gateway=gateway,
+            urls=urls,
+            out=self.out,
+            invocations=invocations,
+            gateway_events=gateway_events,
+        )
+        cleanup.push_async_callback(add_on_host.run_stop_hooks)
+        for add_on in self.add_ons:
+            add_on.install(add_on_host)
 
-    def _machine_may_invoke(self, issued: AppCredentials) -> Callable[[str, str], str | None]:
-        def check(machine_id: str, function_arn: str) -> str | None:
-            return may_invoke(issued.machines[machine_id], function_arn)
+        management = ("/@connections", f"/{api.stage}/@connections") if api is not None else ()
+        local_paths = add_on_host.local_paths()
+        http_hosts = HostPolicy(
+            port=http_port,
+            bind_host=host,
+            extra_names=extra_names,
+            local_only=local_paths,
+            origin_checked=(*local_paths, *management),
+        )
+        http_app = build_http_app(
+            gateway if isinstance(gateway, Gateway) else None,
+            static_dirs=sites,
+            http_routes=app.http_routes,
+            invoker=runner,
+            region=app.region,
+            hosts=http_hosts,
+        )
+        add_on_host.register_routes(http_app)
+        http_runner = web.AppRunner(http_app, access_log=None)
+        await http_runner.setup()
+        cleanup.push_async_callback(http_runner.cleanup)
+        await web.TCPSite(http_runner, host, http_port).start()
+        return RunningStack(
+            options=opts,
+            app=app,
+            aws=aws,
+            runner=runner,
+            machines=machines,
+            delivery=delivery,
+            gateway=gateway,
+            http_runner=http_runner,
+            urls=dataclasses.replace(urls, links=tuple(add_on_host.links)),
+            denials=denials,
+            add_ons=add_on_host,
+        )
 
-        return check
 
-    def _function_may_invoke(self, issued: AppCredentials) -> Callable[[str, str], str | None]:
-        """Lambda destinations of type Lambda: the sending function's role must allow the invoke."""
+@dataclass
+class RunningStack:
+    """A started local stack: every part is running until `stop()`."""
 
-        def check(function_id: str, function_arn: str) -> str | None:
-            found = (
-                self.aws.credentials.lookup(issued.functions[function_id].access_key_id) if self.aws else None
-            )
-            if found is None or found[1].principal is None:
-                return None
-            return may_invoke(found[1].principal, function_arn)
+    options: DevOptions
+    app: LocalApp
+    aws: AwsServices
+    runner: FunctionRunner
+    machines: StepFunctions
+    delivery: EventDelivery
+    gateway: Gateway | NoWebSocketApi  # NoWebSocketApi: the template has no WebSocket API
+    http_runner: web.AppRunner
+    urls: StackUrls
+    denials: DenialLog
+    add_ons: _AddOnHost
 
-        return check
+    @property
+    def ready_tasks(self) -> list[ReadyTask]:
+        """What the add-ons start once `tidings dev` has said it is ready (e.g. a demo)."""
+        return list(self.add_ons.ready_tasks)
 
     def exposure_warning(self) -> str | None:
         """What `--host` exposes beyond this machine, or None when it binds a loopback address."""
         host = self.options.host
         if host.strip("[]").lower() in LOOPBACK_NAMES or is_loopback(host.strip("[]")):
             return None
-        assert self.urls is not None
         exposed = [f"the HTTP API, callback and static site (port {self.urls.http_url.rsplit(':', 1)[1]})"]
-        if self.gateway is not None:
+        if isinstance(self.gateway, Gateway):
             exposed.insert(0, f"the WebSocket API (port {self.gateway.port})")
+        local = [*dict.fromkeys(routes.purpose for routes in self.add_ons.routes), "the AWS endpoint"]
         return (
             f"warning: --host {host} exposes {' and '.join(exposed)} to the network; "
-            "token minting, the console and the AWS endpoint answer only on this machine"
+            f"{', '.join(local[:-1])}{' and ' if len(local) > 1 else ''}{local[-1]} "
+            "answer only on this machine"
         )
 
-    def _on_invocation(
-        self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
-    ) -> None:
-        for listener in self.invocation_listeners:
-            try:
-                listener(invocation, function_id, source, event)
-            except Exception:  # one broken listener must not hide the invocation from the others
-                traceback.print_exc()
-
-    def _on_gateway_event(self, kind: str, details: dict[str, Any]) -> None:
-        for listener in self.gateway_listeners:
-            try:
-                listener(kind, details)
-            except Exception:
-                traceback.print_exc()
-
-    @web.middleware
-    async def _local_routes(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """`/_tidings/config` and `/_tidings/token`: what the progress view needs from a local stack.
-
-        A middleware, so these win over the site's catch-all static route. Tokens are minted only
-        here, on the developer's own machine, with the secret the local stack generated.
-        """
-        if not request.path.startswith("/_tidings/"):
-            response: web.StreamResponse = await handler(request)
-            return response
-        if self.urls is None:
-            raise web.HTTPServiceUnavailable()
-        if request.path == "/_tidings/config" and request.method == "GET":
-            return web.json_response(
-                {"websocketUrl": self.urls.websocket_url, "apiUrl": self.urls.jobs_api_url},
-                headers={"Cache-Control": "no-store"},
-            )
-        if request.path == "/_tidings/token" and request.method == "GET":
-            from tidings.local.demo_job import local_token
-
-            user = request.query.get("user", "")
-            if not USER_ID.fullmatch(user):
-                return web.json_response(
-                    {"error": {"code": "bad_user", "message": "user must be 1-64 of [A-Za-z0-9_.@-]"}},
-                    status=400,
-                )
-            if self.token_secret_id is None:
-                return web.json_response(
-                    {"error": {"code": "no_secret", "message": "this template has no token secret"}},
-                    status=404,
-                )
-            token = await asyncio.to_thread(local_token, self, user)
-            return web.json_response({"token": token}, headers={"Cache-Control": "no-store"})
-        response = await handler(request)  # other /_tidings/ paths belong to extensions
-        return response
-
     async def stop(self) -> None:
-        """Stop what produces events (executions, workers) before event delivery goes: moto's own
-        delivery, back once ours is uninstalled, cannot reach Lambda or Step Functions targets."""
-        if self.gateway is not None:
+        """Stop the add-ons, then what produces events (executions, workers) before event delivery
+        goes: moto's own delivery, back once ours is uninstalled, cannot reach Lambda or Step
+        Functions targets."""
+        await self.add_ons.run_stop_hooks()
+        if isinstance(self.gateway, Gateway):
             with contextlib.suppress(Exception):
                 await self.gateway.stop()
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
-        if self.machines is not None:
-            await self.machines.stop()
-        if self.runner is not None:
-            await self.runner.stop()
-        if self.delivery is not None:
-            self.delivery.uninstall()
-        if self.aws is not None:
-            self.aws.stop()
+        await self.http_runner.cleanup()
+        await self.machines.stop()
+        await self.runner.stop()
+        self.delivery.uninstall()
+        self.aws.stop()
 
     def state(self) -> LocalStackState:
-        assert self.urls is not None and self.app is not None
         return LocalStackState(
             websocket_url=self.urls.websocket_url,
             callback_url=self.urls.callback_url,
@@ -489,11 +612,30 @@ class LocalStack:
             progress_view_url=self.urls.progress_view_url,
             jobs_api_url=self.urls.jobs_api_url,
             region=self.app.region,
-            stage=self.gateway.stage if self.gateway else None,
-            token_secret_id=self.token_secret_id,
-            aws_access_key_id=self.aws.credentials.admin.access_key_id if self.aws else None,
-            aws_secret_access_key=self.aws.credentials.admin.secret_access_key if self.aws else None,
+            stage=self.gateway.stage,
+            aws_access_key_id=self.aws.credentials.admin.access_key_id,
+            aws_secret_access_key=self.aws.credentials.admin.secret_access_key,
+            **self.add_ons.state_fields,  # type: ignore[arg-type]
         )
+
+
+def _machine_may_invoke(issued: AppCredentials) -> Callable[[str, str], str | None]:
+    def check(machine_id: str, function_arn: str) -> str | None:
+        return may_invoke(issued.machines[machine_id], function_arn)
+
+    return check
+
+
+def _function_may_invoke(aws: AwsServices, issued: AppCredentials) -> Callable[[str, str], str | None]:
+    """Lambda destinations of type Lambda: the sending function's role must allow the invoke."""
+
+    def check(function_id: str, function_arn: str) -> str | None:
+        found = aws.credentials.lookup(issued.functions[function_id].access_key_id)
+        if found is None or found[1].principal is None:
+            return None
+        return may_invoke(found[1].principal, function_arn)
+
+    return check
 
 
 def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
@@ -507,16 +649,6 @@ def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
         names = ", ".join(api.logical_id for api in apis)
         raise TemplateError(f"the template has several WebSocket APIs ({names}): choose one with --api")
     return apis[0] if apis else None
-
-
-def _token_secret_id(app: LocalApp) -> str | None:
-    """The secret the functions verify tokens with (TOKEN_SECRET_ARN), else the only secret."""
-    for function in app.functions.values():
-        arn = function.environment.get("TOKEN_SECRET_ARN")
-        if arn:
-            return arn
-    secrets = [r for r in app.resources if r.kind == "secret"]
-    return secrets[0].arn if len(secrets) == 1 else None
 
 
 def parse_args(argv: list[str]) -> DevOptions:
@@ -589,8 +721,19 @@ def samconfig_options(
     return overrides, env_vars
 
 
-async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None = None) -> int:
-    stack = LocalStack(options)
+AddOnsFor = Callable[[DevOptions], Sequence[AddOn]]
+
+
+def generic_add_ons(options: DevOptions) -> list[AddOn]:
+    """The emulator's own add-ons: the console, and fault injection (when TIDINGS_FAULTS=1)."""
+    from tidings.local.console import Console
+    from tidings.local.faults import FaultInjection
+
+    return [Console(), FaultInjection()]
+
+
+async def run(options: DevOptions, add_ons: Sequence[AddOn] = ()) -> int:
+    stack = LocalStack(options, add_ons=add_ons)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -603,55 +746,53 @@ async def run(options: DevOptions, *, demo: Callable[[LocalStack], Any] | None =
         print(f"tidings dev: {exc}", file=sys.stderr)
         return 2
     try:
-        return await _serve(stack, options, state_file, stop, demo)
+        return await _serve(stack, options, state_file, stop)
     finally:
         lock.release()
 
 
-async def _serve(
-    stack: LocalStack,
-    options: DevOptions,
-    state_file: Path,
-    stop: asyncio.Event,
-    demo: Callable[[LocalStack], Any] | None,
-) -> int:
+async def _serve(stack: LocalStack, options: DevOptions, state_file: Path, stop: asyncio.Event) -> int:
     try:
-        urls = await stack.start()
+        running = await stack.start()  # on failure it has stopped whatever it had started
     except (TemplateError, OSError) as exc:
-        await stack.stop()
         print(f"tidings dev: {exc}", file=sys.stderr)
         return 2
+    tasks: list[asyncio.Task[None]] = []
     try:
-        write_state(stack.state(), state_file)
-        warning = stack.exposure_warning()
+        write_state(running.state(), state_file)
+        warning = running.exposure_warning()
         if warning is not None:
             print(f"tidings dev: {warning}", file=sys.stderr, flush=True)
-        for line in urls.lines():
+        for line in running.urls.lines():
             print(line, flush=True)
         if options.iam:
             print("IAM: each function's AWS calls are checked against its role (--no-iam turns this off)")
         else:
             print("IAM: NOT enforced (--no-iam): functions may call any embedded AWS service", flush=True)
         print("Ready. Ctrl-C stops everything.", flush=True)
-        demo_task = asyncio.create_task(demo(stack)) if demo is not None and options.demo else None
+        tasks = [asyncio.create_task(_ready_task(task)) for task in running.ready_tasks]
         await stop.wait()
-        if demo_task is not None:
-            demo_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await demo_task
     finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         print("Stopping...", flush=True)
-        await stack.stop()
+        await running.stop()
         remove_state(state_file)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(list(sys.argv[1:] if argv is None else argv))
-    from tidings.local.demo_job import run_demo
+async def _ready_task(task: ReadyTask) -> None:
+    await task()
 
+
+def main(argv: list[str] | None = None, add_ons: AddOnsFor = generic_add_ons) -> int:
+    """`tidings dev` with the add-ons `add_ons(options)` chooses (default: the emulator's own)."""
+    options = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        return asyncio.run(run(options, demo=run_demo))
+        return asyncio.run(run(options, add_ons(options)))
     except KeyboardInterrupt:
         return 130
     except Exception:

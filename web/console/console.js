@@ -14,6 +14,8 @@ const state = {
   loading: false,
   reloadAgain: false,
   generation: 0,
+  labels: [], // the app's labels (filter boxes), e.g. "job"
+  panels: [], // the app's panels and columns, e.g. "jobs", "topics"
 };
 
 function el(tag, props = {}, ...children) {
@@ -72,7 +74,7 @@ async function api(path, options = {}) {
 
 function filterQuery(extra = {}) {
   const params = new URLSearchParams();
-  for (const name of ["function", "job", "connection", "user", "outcome"]) {
+  for (const name of ["function", ...state.labels, "connection", "user", "outcome"]) {
     const value = $(`filter-${name}`).value.trim();
     if (value) params.set(name, value);
   }
@@ -222,7 +224,7 @@ function renderDetail(detail) {
       `request ${detail.requestId}`,
       detail.connectionId ? ` · connection ${detail.connectionId}` : "",
       detail.users.length ? ` · user ${detail.users.join(", ")}` : "",
-      detail.jobs.length ? ` · job ${detail.jobs.join(", ")}` : "",
+      detail.jobs?.length ? ` · job ${detail.jobs.join(", ")}` : "",
       detail.replayOf ? ` · replay of #${detail.replayOf}` : "",
     ),
     el("h3", { text: "Event" }),
@@ -330,7 +332,9 @@ function showConnections(connections) {
         { class: "connection", "data-connection-id": connection.connectionId },
         el("td", { class: "id", text: connection.connectionId }),
         el("td", { text: connection.user ?? "–" }),
-        el("td", { class: "topics", text: connection.topics.join(", ") || "–" }),
+        state.panels.includes("topics")
+          ? el("td", { class: "topics", text: (connection.topics ?? []).join(", ") || "–" })
+          : null,
         el("td", { text: isoTime(connection.connectedAt) }),
         el("td", { text: isoTime(connection.lastActiveAt) }),
         el(
@@ -459,7 +463,25 @@ function connectStream() {
   });
 }
 
-function start() {
+// The app's own parts of the page (labels, panels) are shown only when the stack has them
+async function applyFeatures() {
+  try {
+    const features = await api("/features");
+    state.labels = features.labels;
+    state.panels = features.panels;
+  } catch {
+    return;
+  }
+  for (const node of document.querySelectorAll("[data-label]")) {
+    node.hidden = !state.labels.includes(node.dataset.label);
+  }
+  for (const node of document.querySelectorAll("[data-panel]")) {
+    node.hidden = !state.panels.includes(node.dataset.panel);
+  }
+}
+
+async function start() {
+  await applyFeatures();
   const reload = () => reloadInvocations().catch(() => {});
   $("filters").addEventListener("input", reload);
   $("filters").addEventListener("change", reload);

@@ -65,9 +65,9 @@ def test_dev_passes_every_option_through_to_the_local_stack(monkeypatch: pytest.
         received.append(argv)
         return 3
 
-    fake = types.ModuleType("tidings.local.stack")
-    fake.main = fake_main
-    monkeypatch.setitem(sys.modules, "tidings.local.stack", fake)
+    fake = types.ModuleType("tidings.devtools.dev")
+    fake.main = fake_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tidings.devtools.dev", fake)
     assert cli.main(["dev", "--ws-port", "0", "--help"]) == 3
     assert received == [["--ws-port", "0", "--help"]]
 

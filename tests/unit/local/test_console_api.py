@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -33,6 +31,8 @@ class FakeRunner:
 
 
 class FakeGateway:
+    present = True
+
     def __init__(self) -> None:
         self.live = {
             "c1": {"connectionId": "c1", "principalId": "alice", "connectedAt": "x", "lastActiveAt": "y"}
@@ -49,43 +49,61 @@ class FakeGateway:
         return 204
 
 
-@dataclass
-class FakeStack:
-    runner: FakeRunner = field(default_factory=FakeRunner)
-    gateway: FakeGateway = field(default_factory=FakeGateway)
-    app: LocalApp = field(
-        default_factory=lambda: LocalApp(template_path=__file__, region="us-east-1", parameters={})
-    )  # type: ignore[arg-type]
-    urls: Any = None
-    out: io.StringIO = field(default_factory=io.StringIO)
-    invocation_listeners: list[Any] = field(default_factory=list)
-    gateway_listeners: list[Any] = field(default_factory=list)
+class FakeHost:
+    """The parts of `StackHost` the console uses, around the fake runner and gateway."""
+
+    def __init__(self, views: Any = ()) -> None:
+        self.runner = FakeRunner()
+        self.gateway = FakeGateway()
+        self.app = LocalApp(template_path=__file__, region="us-east-1", parameters={})  # type: ignore[arg-type]
+        self.routes: list[tuple[str, list[web.RouteDef]]] = []
+        self.links: list[tuple[str, str]] = []
+        self.invocation_listeners: list[Any] = []
+        self.gateway_listeners: list[Any] = []
+        self.stop_hooks: list[Any] = []
+        self.runner.on_invocation = self._on_invocation  # as the stack wires its runner
 
     def _on_invocation(self, *args: Any) -> None:
         for listener in self.invocation_listeners:
             listener(*args)
 
+    def on_invocation(self, listener: Any) -> None:
+        self.invocation_listeners.append(listener)
 
-@web.middleware
-async def stack_local_routes(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Like LocalStack._local_routes: it answers its own /_tidings/ paths and passes the rest on."""
-    if request.path == "/_tidings/config":
-        return web.json_response({})
-    response: web.StreamResponse = await handler(request)
-    return response
+    def on_gateway_event(self, listener: Any) -> None:
+        self.gateway_listeners.append(listener)
+
+    def add_routes(self, prefix: str, routes: Any, *, purpose: str) -> None:
+        self.routes.append((prefix, list(routes)))
+
+    def advertise(self, label: str, path: str) -> None:
+        self.links.append((label, path))
+
+    def on_stop(self, hook: Any) -> None:
+        self.stop_hooks.append(hook)
+
+    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str) -> Invocation:
+        return await self.runner.invoke(function_id, event, source=source)
+
+    def register(self, app: web.Application) -> None:
+        for prefix, routes in self.routes:
+            for route in routes:
+                web.RouteDef(route.method, prefix + route.path, route.handler, route.kwargs).register(
+                    app.router
+                )
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], FakeStack]]:
-    app = web.Application(middlewares=[stack_local_routes])
-    stack = FakeStack()
-    stack.runner.on_invocation = stack._on_invocation  # as LocalStack wires its runner
-    console.install(app, stack)  # type: ignore[arg-type]
+async def client() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], FakeHost]]:
+    app = web.Application()
+    host = FakeHost()
+    console.Console().install(host)  # type: ignore[arg-type]
+    host.register(app)
     async with TestClient(TestServer(app)) as test_client:
-        yield test_client, stack
+        yield test_client, host
 
 
-async def record_one(stack: FakeStack) -> None:
+async def record_one(stack: FakeHost) -> None:
     await stack.runner.invoke("SubscribeFunction", {"body": '{"action": "ping"}'}, source="ping")
 
 
@@ -153,5 +171,20 @@ async def test_bad_filters_are_400_and_the_page_is_served(client: Any) -> None:
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert (await test_client.get("/console/console.js")).status == 200
     assert (await test_client.get("/console/secret.txt")).status == 404
-    assert (await test_client.get("/_tidings/other")).status == 404  # nobody's path
-    assert (await test_client.get("/_tidings/config")).status == 200  # the stack's own paths stay its own
+    assert (await test_client.get("/console/")).status == 200
+
+
+async def test_the_console_advertises_itself_and_closes_its_streams_at_stop(client: Any) -> None:
+    _, host = client
+    assert host.links == [("Console", "/console")]
+    assert [prefix for prefix, _ in host.routes] == ["/console", API]
+    [close_streams] = host.stop_hooks
+    await close_streams()
+
+
+async def test_features_name_no_app_labels_or_panels_without_views(client: Any) -> None:
+    test_client, _ = client
+    features = await (await test_client.get(f"{API}/features")).json()
+    assert features == {"labels": [], "panels": [], "websocket": True}
+    listed = await (await test_client.get(f"{API}/connections")).json()
+    assert "topics" not in listed["connections"][0]  # an app's column, from its view only

@@ -1,4 +1,4 @@
-"""The console's record store: bounded memory, filters, log parsing, redaction and job chains."""
+"""The console's record store: bounded memory, filters and labels, log parsing, redaction."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from tidings.local.console import (
     REDACTED,
     ConsoleStore,
     InvocationFilter,
-    follow_job,
+    Label,
     parse_log_lines,
     redact,
+    strings_under,
 )
 from tidings.local.model import Invocation
 
@@ -112,25 +113,26 @@ def test_start_time_is_the_end_time_minus_the_duration() -> None:
     assert record.ended_at == pytest.approx(1000.0)
 
 
-def test_filters_by_function_connection_user_job_and_outcome() -> None:
-    store = ConsoleStore()
+def order_ids(values: Any) -> set[str]:
+    return strings_under(values, frozenset({"orderId"}))
+
+
+ORDERS = Label("order", "orders", order_ids)
+
+
+def test_filters_by_function_connection_user_label_and_outcome() -> None:
+    store = ConsoleStore(labels=[ORDERS])
     store.record_invocation(
         invocation("ConnectFunction"), "ConnectFunction", "$connect", ws_event("c1", "alice")
     )
     store.record_invocation(
-        invocation(),
-        "SubscribeFunction",
-        "subscribe",
-        ws_event("c2", "bob", {"action": "subscribe", "topic": "job:j9"}),
+        invocation(), "SubscribeFunction", "send", ws_event("c2", "bob", {"action": "buy", "orderId": "o9"})
     )
     store.record_invocation(
-        invocation("NotifyFunction", ok=False),
-        "NotifyFunction",
-        "EventBridge rule R",
-        bus_event("j7", "alice", 1, 1),
+        invocation("NotifyFunction", ok=False), "NotifyFunction", "rule", {"detail": {"userId": "alice"}}
     )
     store.record_invocation(
-        invocation("Worker", logs=powertools_line("segment done", job_id="j7")), "Worker", "states", {}
+        invocation("Worker", logs=powertools_line("packed", orderId="o7")), "Worker", "states", {}
     )
 
     def functions(**wanted: Any) -> list[str]:
@@ -139,16 +141,27 @@ def test_filters_by_function_connection_user_job_and_outcome() -> None:
     assert functions(function="ConnectFunction") == ["ConnectFunction"]
     assert functions(connection="c2") == ["SubscribeFunction"]
     assert functions(user="alice") == ["NotifyFunction", "ConnectFunction"]
-    assert functions(job="j7") == ["Worker", "NotifyFunction"]  # from the bus detail and from a log field
-    assert functions(job="j9") == ["SubscribeFunction"]  # from the topic in the frame's JSON body
+    assert functions(labels=(("order", "o7"),)) == ["Worker"]  # from a log record's field
+    assert functions(labels=(("order", "o9"),)) == ["SubscribeFunction"]  # from the frame's JSON body
     assert functions(outcome="error") == ["NotifyFunction"]
     assert functions(outcome="ok", user="alice") == ["ConnectFunction"]
     assert functions(after=3) == ["Worker"]
-    assert functions(job="nope") == []
+    assert functions(labels=(("order", "nope"),)) == []
+    [summary] = [r.summary(store.labels) for r in store.invocations(InvocationFilter(function="Worker"))]
+    assert summary["orders"] == ["o7"]
+
+
+def test_an_app_without_labels_has_none_in_its_summaries() -> None:
+    store = ConsoleStore()
+    record = store.record_invocation(invocation(), "F", "send", {"orderId": "o1"})
+    assert record.labels == {} and "orders" not in record.summary()
 
 
 def test_filter_from_query_refuses_bad_values() -> None:
-    assert InvocationFilter.from_query({"job": " j1 ", "after": "4"}) == InvocationFilter(job="j1", after=4)
+    assert InvocationFilter.from_query({"order": " o1 ", "after": "4"}, ["order"]) == InvocationFilter(
+        after=4, labels=(("order", "o1"),)
+    )
+    assert InvocationFilter.from_query({"order": "o1"}) == InvocationFilter()  # not a label of this app
     with pytest.raises(ValueError, match="outcome"):
         InvocationFilter.from_query({"outcome": "maybe"})
     with pytest.raises(ValueError, match="after"):
@@ -214,24 +227,6 @@ def test_errors_keep_their_traceback() -> None:
     assert "ValueError: boom" in detail["traceback"]
 
 
-def test_topics_follow_successful_subscribe_and_unsubscribe_frames() -> None:
-    store = ConsoleStore()
-    for action, topic in [("subscribe", "job:a"), ("subscribe", "user:alice"), ("unsubscribe", "job:a")]:
-        store.record_invocation(
-            invocation(), "S", action, ws_event("c1", "alice", {"action": action, "topic": topic})
-        )
-    store.record_invocation(
-        invocation(ok=False),
-        "S",
-        "subscribe",
-        ws_event("c1", "alice", {"action": "subscribe", "topic": "job:b"}),
-    )
-    store.record_invocation(
-        invocation(), "S", "subscribe", ws_event("c2", "bob", {"action": "subscribe", "topic": "x"})
-    )
-    assert store.topics_from_frames("c1") == ["user:alice"]
-
-
 def test_last_activity_is_the_latest_gateway_event_per_connection() -> None:
     clock = FakeClock(10.0)
     store = ConsoleStore(clock=clock)
@@ -241,63 +236,6 @@ def test_last_activity_is_the_latest_gateway_event_per_connection() -> None:
     store.record_gateway_event("connect", {"connectionId": "c2", "principalId": "bob"})
     assert store.last_activity() == {"c1": 12.0, "c2": 12.0}
     assert [event.kind for event in store.gateway_events("post")] == ["post"]
-
-
-def test_follow_job_links_publisher_bus_notify_and_posts_with_latencies() -> None:
-    clock = FakeClock(100.0)
-    store = ConsoleStore(clock=clock)
-    # The worker runs from 99.5 to 100.0 and emits at 99.9
-    store.record_invocation(
-        invocation("SegmentFunction", logs=powertools_line("progress", job_id="j1"), duration_ms=500.0),
-        "SegmentFunction",
-        "states",
-        {"jobId": "j1"},
-    )
-    # A client subscribing to the job at the same moment is not its publisher
-    store.record_invocation(
-        invocation(duration_ms=500.0),
-        "SubscribeFunction",
-        "subscribe",
-        ws_event("c1", "alice", {"action": "subscribe", "topic": "job:j1"}),
-    )
-    clock.now = 100.05
-    store.record_gateway_event("post", {"connectionId": "before-notify", "bytes": 5})
-    clock.now = 100.10
-    store.record_gateway_event("post", {"connectionId": "c1", "bytes": 50})
-    clock.now = 100.15
-    store.record_gateway_event("post", {"connectionId": "c2", "bytes": 50})
-    clock.now = 100.2  # notify ran from 100.08 to 100.2
-    store.record_invocation(
-        invocation("NotifyFunction", result={"outcome": "new", "delivered": 2, "gone": 0}, duration_ms=120.0),
-        "NotifyFunction",
-        "EventBridge rule R",
-        bus_event("j1", "alice", 3, 99_900),
-    )
-    store.record_invocation(invocation("Other"), "Other", "x", bus_event("other-job", "alice", 1, 99_900))
-
-    chain = follow_job(store, "j1")
-    assert [p["function"] for p in chain["publishers"]] == ["SegmentFunction", "SubscribeFunction"]
-    [hop] = chain["events"]
-    assert hop["seq"] == 3 and hop["outcome"] == "new" and hop["delivered"] == 2
-    assert hop["publisher"]["function"] == "SegmentFunction"
-    assert hop["bus"]["eventId"] == "event-3" and hop["bus"]["rule"] == "EventBridge rule R"
-    assert hop["publishToNotifyMs"] == pytest.approx(180.0)
-    assert [post["connectionId"] for post in hop["posts"]] == ["c1", "c2"]
-    assert [post["publishToReceiveMs"] for post in hop["posts"]] == [
-        pytest.approx(200.0),
-        pytest.approx(250.0),
-    ]
-    assert hop["posts"][0]["afterNotifyStartMs"] == pytest.approx(20.0)
-
-
-def test_follow_job_without_a_local_publisher() -> None:
-    store = ConsoleStore(clock=FakeClock(50.0))
-    store.record_invocation(
-        invocation("NotifyFunction"), "NotifyFunction", "rule", bus_event("j2", "u", 1, 1_000)
-    )
-    [hop] = follow_job(store, "j2")["events"]
-    assert hop["publisher"] is None and hop["posts"] == []
-    assert follow_job(store, "unknown") == {"jobId": "unknown", "publishers": [], "events": []}
 
 
 async def test_subscribers_get_invocations_and_connection_changes_but_not_each_post() -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from tidings.local.stack import StackUrls, parse_args
 
 
-def urls(**overrides: str | None) -> StackUrls:
-    values: dict[str, str | None] = {
+def urls(**overrides: object) -> StackUrls:
+    values: dict[str, object] = {
         "websocket_url": "ws://127.0.0.1:3001/dev",
         "callback_url": "http://127.0.0.1:3000/dev",
         "aws_endpoint": "http://127.0.0.1:4566",
         "http_url": "http://127.0.0.1:3000",
         "progress_view_url": "http://127.0.0.1:3000/",
         "jobs_api_url": "http://127.0.0.1:3000",
-        "console_url": "http://127.0.0.1:3000/console",
+        "links": (("Console", "http://127.0.0.1:3000/console"),),
         **overrides,
     }
     return StackUrls(**values)  # type: ignore[arg-type]
@@ -30,7 +30,7 @@ def test_every_url_line_in_order() -> None:
 
 
 def test_progress_view_and_console_only_when_served() -> None:
-    lines = urls(progress_view_url=None, console_url=None).lines()
+    lines = urls(progress_view_url=None, links=()).lines()
     assert [line.split(":")[0] for line in lines] == ["WebSocket URL", "Callback URL", "AWS endpoint"]
 
 
