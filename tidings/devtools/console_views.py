@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tidings.devtools.app import SUBSCRIPTIONS_VARIABLE, is_tidings_app
 from tidings.local.addons import StackHost
 from tidings.local.console import (
     DEFAULT_CAPACITY,
@@ -31,14 +32,7 @@ from tidings.local.model import LocalApp
 JOB_LABEL = "job"
 JOB_KEYS = frozenset({"jobId", "job_id"})
 JOB_TOPIC = re.compile(r"^job:(.+)$")
-SUBSCRIPTIONS_VARIABLE = "SUBSCRIPTIONS_TABLE"
 BY_CONNECTION = "ByConnection"
-# What marks a template as Tidings': a function told where the subscriptions are
-TIDINGS_VARIABLES = frozenset({SUBSCRIPTIONS_VARIABLE, "TOKEN_SECRET_ARN"})
-
-
-def is_tidings_app(app: LocalApp) -> bool:
-    return any(TIDINGS_VARIABLES & set(function.environment) for function in app.functions.values())
 
 
 def job_ids(values: Sequence[Any]) -> set[str]:

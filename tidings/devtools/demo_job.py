@@ -8,6 +8,7 @@ import sys
 
 from tidings.client import WatchPrinter, submit_job, watch_job
 from tidings.demo import DEMO_FILE, make_demo_video
+from tidings.devtools.app import is_tidings_app
 from tidings.devtools.tokens import mint_token, token_secret_id
 from tidings.local.addons import StackHost
 
@@ -39,6 +40,9 @@ class DemoJob:
     name = "demo"
 
     def install(self, host: StackHost) -> None:
+        if not is_tidings_app(host.app):
+            return
+
         async def demo() -> None:
             await run_demo(host)
 

@@ -13,12 +13,12 @@ import re
 
 from aiohttp import web
 
+from tidings.devtools.app import SECRET_VARIABLE, is_tidings_app
 from tidings.local.addons import StackHost
 from tidings.local.model import LocalApp
 
 PREFIX = "/_tidings"
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-SECRET_VARIABLE = "TOKEN_SECRET_ARN"  # noqa: S105 - the name of a variable, not a secret
 DEFAULT_AUDIENCE = "tidings"
 
 
@@ -46,11 +46,14 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class TokenRoute:
-    """The add-on; on a template without a token secret `/_tidings/token` answers 404."""
+    """The add-on, on a Tidings template (another app gets no `/_tidings/token`); without a token
+    secret `/_tidings/token` answers 404."""
 
     name = "tokens"
 
     def install(self, host: StackHost) -> None:
+        if not is_tidings_app(host.app):
+            return
         secret_id = token_secret_id(host.app)
         host.set_state("token_secret_id", secret_id)
 

@@ -97,3 +97,17 @@ def test_ctrl_c_stops_everything_and_removes_the_state_file(tmp_path: Path) -> N
     assert stop_stack(stack) == 0
     assert not stack.state_file.exists()
     assert "Stopping" in stack.log_text()
+
+
+def test_tidings_dev_on_another_app_runs_only_the_generic_add_ons(echo_stack: RunningStack) -> None:
+    """The console is there without Tidings' labels and panels; Tidings' token and config routes are not."""
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    with urlopen(f"{echo_stack.http_url}/_tidings/console/api/features", timeout=30) as response:  # noqa: S310
+        assert json.loads(response.read()) == {"labels": [], "panels": [], "websocket": True}
+    for path in ("/_tidings/config", "/_tidings/token?user=alice"):
+        with pytest.raises(HTTPError) as missing:
+            urlopen(f"{echo_stack.http_url}{path}", timeout=30)  # noqa: S310
+        assert missing.value.code == 404
+    assert "Console: " in echo_stack.log_text() and "Demo:" not in echo_stack.log_text()

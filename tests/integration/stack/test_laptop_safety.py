@@ -231,7 +231,8 @@ def test_ctrl_c_during_a_job_is_quiet_and_leaves_no_temporary_files(tmp_path: Pa
     temporary.mkdir()
     env = {**os.environ, "TMPDIR": str(temporary), "TIDINGS_STATE": str(tmp_path / "state.json")}
     env["PYTHONUNBUFFERED"] = "1"
-    command = [sys.executable, "-m", "tidings.local", "--ws-port", "0", "--http-port", "0", "--aws-port", "0"]
+    ports = ["--ws-port", "0", "--http-port", "0", "--aws-port", "0"]
+    command = [sys.executable, "-m", "tidings.devtools", *ports]  # tidings dev, with its demo job
     process = subprocess.Popen(
         command,
         cwd=ROOT,
