@@ -30,7 +30,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tidings.local import samconfig
 from tidings.local.aws import AwsServices
-from tidings.local.aws_guard import AppCredentials, Denial, issue_app_credentials, may_invoke
+from tidings.local.aws_guard import (
+    AppCredentials,
+    Denial,
+    ManagementGuard,
+    issue_app_credentials,
+    may_invoke,
+)
 from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
@@ -348,6 +354,17 @@ class LocalStack:
             invoker=self.runner,
             region=app.region,
             hosts=http_hosts,
+            # @connections: signed with this run's keys, a function's role needs ManageConnections
+            management_auth=ManagementGuard(
+                self.aws.credentials,
+                api_id=api.api_id,
+                region=api.region,
+                account=api.account_id,
+                enforce_iam=opts.iam,
+                on_denied=self.denials,
+            )
+            if api is not None
+            else None,
         )
         http_app.middlewares.append(self._local_routes)
         for name in EXTENSIONS:
