@@ -723,12 +723,19 @@ class AppCredentials:
 
     functions: Mapping[str, Credentials]  # by function logical id
     machines: Mapping[str, Principal]  # by state machine logical id (checked in-process)
+    # by role ARN: the `CredentialsArn` of service integrations, as API Gateway assumes it
+    integrations: Mapping[str, Credentials] = field(default_factory=dict)
+
+
+# the session API Gateway names when it assumes an integration's role
+INTEGRATION_SESSION = "BackplaneAssumeRoleSession"
 
 
 def issue_app_credentials(credentials: RunCredentials, app: Any, *, strict: bool = True) -> AppCredentials:
-    """A role session per function, a principal per state machine and a service key per rule with
-    a dead-letter queue. `strict`: a policy iam.py cannot evaluate raises UnsupportedPolicy (the
-    stack stops on it); otherwise (IAM not enforced) such a role gets no statements."""
+    """A role session per function and per service integration role (`CredentialsArn`), a principal
+    per state machine and a service key per rule with a dead-letter queue. `strict`: a policy
+    iam.py cannot evaluate raises UnsupportedPolicy (the stack stops on it); otherwise (IAM not
+    enforced) such a role gets no statements."""
     from tidings.local.iam import UnsupportedPolicy, parse_document, role_statements
 
     def statements_of(owner: str, role_arn: str) -> tuple[Statement, ...]:
@@ -772,7 +779,20 @@ def issue_app_credentials(credentials: RunCredentials, app: Any, *, strict: bool
             f"rule/{rule.name}" if rule.bus_name == "default" else f"rule/{rule.bus_name}/{rule.name}"
         )
         credentials.issue_service("events.amazonaws.com", arn, resource_policies)
-    return AppCredentials(functions, machines)
+    integrations: dict[str, Credentials] = {}
+    for api in app.websocket_apis:
+        for route in api.routes.values():
+            integration = route.non_proxy
+            if integration is None or integration.service is None or not integration.credentials_arn:
+                continue
+            role_arn = integration.credentials_arn
+            if role_arn not in integrations:
+                owner = f"{integration.logical_id}.CredentialsArn"
+                principal = Principal(role_arn, INTEGRATION_SESSION, statements_of(owner, role_arn))
+                integrations[role_arn] = credentials.issue_role(
+                    f"apigateway.amazonaws.com {role_arn}", principal
+                )
+    return AppCredentials(functions, machines, integrations)
 
 
 def rule_caller(app: Any, rule_arn: str) -> str:

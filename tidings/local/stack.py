@@ -332,7 +332,7 @@ class LocalStack:
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
                 on_event=self._on_gateway_event,
-                services=EmbeddedServiceBackend(self.aws, self.machines),
+                services=EmbeddedServiceBackend(self.aws, self.machines, issued.integrations),
                 aws_endpoint=aws_endpoint,
                 hosts=HostPolicy(port=ws_port, bind_host=host, extra_names=extra_names),
             )
