@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import json
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -185,6 +186,8 @@ class InvocationRecord:
     user_ids: frozenset[str]
     job_ids: frozenset[str]
     replay_of: int | None = None
+    # the AWS calls IAM refused during it, with what would allow each (aws_guard.Denial.line)
+    denied: tuple[str, ...] = ()
 
     @property
     def ended_at(self) -> float:
@@ -201,6 +204,7 @@ class InvocationRecord:
         *,
         ended_at: float,
         replay_of: int | None = None,
+        denied: tuple[str, ...] = (),
     ) -> InvocationRecord:
         event = redact(event)
         result = redact(invocation.result)
@@ -229,6 +233,7 @@ class InvocationRecord:
             user_ids=frozenset(_strings_under(searched, USER_KEYS)),
             job_ids=frozenset(_strings_under(searched, JOB_KEYS) | _job_topics(searched)),
             replay_of=replay_of,
+            denied=tuple(redact(list(denied))),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -247,6 +252,7 @@ class InvocationRecord:
             "users": sorted(self.user_ids),
             "jobs": sorted(self.job_ids),
             "replayOf": self.replay_of,
+            "denied": list(self.denied),
         }
 
     def detail(self) -> dict[str, Any]:
@@ -335,7 +341,13 @@ class ConsoleStore:
     # --- recording (the stack's listeners) ---------------------------------------------------
 
     def record_invocation(
-        self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
+        self,
+        invocation: Invocation,
+        function_id: str,
+        source: str,
+        event: dict[str, Any],
+        *,
+        denied: tuple[str, ...] = (),
     ) -> InvocationRecord:
         self._seq += 1
         record = InvocationRecord.of(
@@ -346,6 +358,7 @@ class ConsoleStore:
             event,
             ended_at=self.clock(),
             replay_of=_REPLAY_OF.get(),
+            denied=denied,
         )
         self._invocations.append(record)
         self._publish({"type": "invocation", "invocation": record.summary()})
@@ -806,6 +819,29 @@ def _error(status: int, code: str, message: str) -> web.Response:
 # ------------------------------------------------------------------------------------ install
 
 
+class PendingDenials:
+    """Refused AWS calls by function, until that function's next invocation record takes them.
+
+    The AWS endpoint reports on its own threads (and the management API on the event loop); the
+    record is made on the event loop when the invocation ends, after the calls it made.
+    """
+
+    def __init__(self, limit: int = 20) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[str]] = {}
+        self.limit = limit
+
+    def add(self, function_id: str, line: str) -> None:
+        with self._lock:
+            pending = self._pending.setdefault(function_id, [])
+            if len(pending) < self.limit and line not in pending:
+                pending.append(line)
+
+    def take(self, function_id: str) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._pending.pop(function_id, ()))
+
+
 @dataclass
 class Console:
     """What `install` attached to a stack (tests read the store through it)."""
@@ -819,7 +855,13 @@ def install(http_app: web.Application, stack: LocalStack) -> Console:
     """Record every invocation and gateway event of `stack` and serve the console on `http_app`."""
     store = ConsoleStore()
     api = ConsoleApi(store, stack)
-    stack.invocation_listeners.append(store.record_invocation)
+    denials = PendingDenials()
+    stack.denials.listeners.append(lambda denial: denials.add(denial.caller, denial.line()))
+
+    def record(invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
+        store.record_invocation(invocation, function_id, source, event, denied=denials.take(function_id))
+
+    stack.invocation_listeners.append(record)
     stack.gateway_listeners.append(store.record_gateway_event)
     api.add_routes(http_app)
     console = Console(store, api)

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import pytest
 import websockets
@@ -74,6 +75,12 @@ async def test_without_batch_get_item_the_user_subscription_fails_and_the_log_sa
     assert "add it to the function's Policies" in line
 
 
+def read_url(url: str) -> bytes:
+    with urlopen(url, timeout=30) as answer:  # noqa: S310 (the local stack)
+        body: bytes = answer.read()
+    return body
+
+
 def echo_app_without_manage_connections(tmp_path: Path) -> Path:
     """The echo app (tests/integration/stack/echo_app) minus EchoFunction's ManageConnections grant."""
     shutil.copytree(ECHO_TEMPLATE.parent, tmp_path / "echo_app")
@@ -105,6 +112,14 @@ async def test_a_post_to_connections_without_manage_connections_is_forbidden_and
         )
         assert "denied — add it to the function's Policies" in line
         assert "ForbiddenException" in stack.log_text()
+        # the console's record of that invocation says the same
+        url = f"{stack.http_url}/_tidings/console/api/invocations?function=EchoFunction"
+        records = json.loads(await asyncio.to_thread(read_url, url))["invocations"]
+        denied = [line for record in records for line in record["denied"]]
+        assert any(
+            "execute-api:ManageConnections" in line and "add it to the function's Policies" in line
+            for line in denied
+        )
         # the table write before the post was allowed (DynamoDBWritePolicy)
         dynamodb = stack.boto3_client("dynamodb")
         [table] = [t for t in dynamodb.list_tables()["TableNames"] if "Messages" in t]

@@ -12,7 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tidings.local import console
+from tidings.local.aws_guard import Denial
 from tidings.local.model import Invocation, LocalApp
+from tidings.local.stack import DenialLog
 
 API = console.API_PREFIX
 
@@ -60,6 +62,7 @@ class FakeStack:
     out: io.StringIO = field(default_factory=io.StringIO)
     invocation_listeners: list[Any] = field(default_factory=list)
     gateway_listeners: list[Any] = field(default_factory=list)
+    denials: DenialLog = field(default_factory=DenialLog)  # the stack's; the AWS guard reports here
 
     def _on_invocation(self, *args: Any) -> None:
         for listener in self.invocation_listeners:
@@ -155,3 +158,32 @@ async def test_bad_filters_are_400_and_the_page_is_served(client: Any) -> None:
     assert (await test_client.get("/console/secret.txt")).status == 404
     assert (await test_client.get("/_tidings/other")).status == 404  # nobody's path
     assert (await test_client.get("/_tidings/config")).status == 200  # the stack's own paths stay its own
+
+
+ADD = "add it to the function's Policies"
+
+
+async def test_an_invocation_record_carries_the_calls_iam_denied_during_it(client: Any) -> None:
+    test_client, stack = client
+    table = "arn:aws:dynamodb:us-east-1:123456789012:table/JobsTable"
+    stack.denials(  # as the AWS endpoint's guard reports a refused call while the function runs
+        Denial(
+            "SubscribeFunction",
+            "arn:aws:sts::123456789012:assumed-role/r/s",
+            "dynamodb:BatchGetItem",
+            table,
+            "m",
+        )
+    )
+    stack.denials(
+        Denial("NotifyFunction", "arn:aws:sts::123456789012:assumed-role/n/s", "sqs:SendMessage", "q", "m")
+    )
+    await record_one(stack)
+    await record_one(stack)
+    listed = (await (await test_client.get(f"{API}/invocations")).json())["invocations"]
+    assert [item["denied"] for item in listed] == [
+        [],  # the next invocation of the same function starts clean
+        ["SubscribeFunction: dynamodb:BatchGetItem on table/JobsTable denied — " + ADD],
+    ]
+    detail = await (await test_client.get(f"{API}/invocations/1")).json()
+    assert detail["denied"] == listed[1]["denied"]
