@@ -86,6 +86,22 @@ class RunningStack:
         )
 
 
+def management_client(stack: RunningStack) -> Any:
+    """boto3's `apigatewaymanagementapi` on the stack's callback URL, signed with the run's admin
+    key (the management API refuses unsigned calls and keys of no run)."""
+    import boto3
+    from botocore.config import Config
+
+    make_client: Any = boto3.client
+    return make_client(
+        "apigatewaymanagementapi",
+        endpoint_url=stack.callback_url,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+        **stack.admin_credentials(),
+    )
+
+
 def start_stack(template: Path, tmp_path: Path, *extra: str, timeout: float = 90.0) -> RunningStack:
     """Run `tidings dev` (`python -m tidings.devtools`) on free ports (unless `extra` says otherwise)
     until `Ready.`."""

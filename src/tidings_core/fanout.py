@@ -205,6 +205,15 @@ def deliver_job_event(
             "job event dropped",
             extra={"event_id": event_id, "job_id": job_id, "seq": event.seq, "stored_seq": claim.stored_seq},
         )
+        if claim.claim is registry.Claim.STALE and claim.layout:
+            # the retry of an invocation that died: a newer seq may have been handed over to it
+            # (HAND_OVER), and waits in the shard's checkpoint for whoever finds the lease run out
+            text = data.decode()
+            for index in range(claim.layout):
+                task = ShardTask(job_id, event.userId, event.seq, claim.layout, index, text)
+                resumed = resume_orphaned_shard(task, via=via)
+                if resumed is not None:
+                    _add(report, resumed)
         return report
     report.publish_to_post_ms = float(message["sentAt"] - event.emittedAt)
     topics = [protocol.job_topic(job_id), protocol.user_topic(event.userId)]
@@ -223,6 +232,17 @@ def deliver_job_event(
         (invoker or shard_invoker()).invoke(tasks)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def resume_orphaned_shard(task: ShardTask, *, via: Pusher | None = None) -> FanOutReport | None:
+    """Deliver what a dead owner left in `task`'s shard (its lease ran out before it was done),
+    whatever seq it had reached or been handed; None when the shard is done, live or absent."""
+    state = registry.read_shard(task.key)
+    if state is None:
+        return None
+    if shards.decide_offer(state.item, task.seq, registry.now_ms()) is not shards.Offer.RESUME:
+        return None
+    return deliver_shard(task, via=via)
 
 
 def _merged(pages: Iterable[shards.FirstPage]) -> list[str]:

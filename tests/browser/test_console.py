@@ -8,13 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
-from urllib.parse import quote
-from urllib.request import Request, urlopen
 
 import pytest
 from playwright.sync_api import Page, expect
-from stack_harness import ROOT, RunningStack, local_token, put_job_event, start_stack, stop_stack
+from stack_harness import (
+    ROOT,
+    RunningStack,
+    local_token,
+    management_client,
+    put_job_event,
+    start_stack,
+    stop_stack,
+)
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -171,10 +176,9 @@ def disconnect_and_publish(stack: RunningStack, page: Page, ws: ClientConnection
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     # --drop-disconnect: $disconnect never ran, so the subscription outlives the connection
     assert subscription_topics(stack, connection_id) == ["user:dave"]
-    post = Request(f"{stack.callback_url}/@connections/{quote(connection_id)}", data=b"{}", method="POST")  # noqa: S310
-    with pytest.raises(HTTPError) as gone:
-        urlopen(post, timeout=30)  # noqa: S310 - the local stack
-    assert gone.value.code == 410
+    management = management_client(stack)
+    with pytest.raises(management.exceptions.GoneException):
+        management.post_to_connection(ConnectionId=connection_id, Data=b"{}")
 
     job_id = f"job-console-{int(time.time() * 1000)}"
     publish_progress(stack, job_id, "dave")

@@ -74,3 +74,25 @@ def test_notify_asks_lambda_to_retry_when_the_shard_stays_busy(
     monkeypatch.setattr(fanout, "BUSY_POLL_S", 0.05)
     with pytest.raises(fanout.FanOutInProgress):
         fanout.deliver_job_event(bus_event(seq=1)["detail"], event_id="ev-retry")
+
+
+def test_a_newer_seq_handed_over_to_an_owner_that_died_is_delivered_by_the_stale_retry(
+    job: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notify posts seq 1 to everyone and is killed before it marks the shard done; seq 2 arrives
+    while the dead owner's lease still runs, so it is handed over to it; the retry of seq 1 is
+    stale for the job, yet it must resume the shard, or seq 2 would never be delivered."""
+    registry.claim_job_event("job-1", "alice", 1, "transcoding", 10.0, {"seq": 1})
+    assert offer(1, "dead").offer is shards.Offer.TAKE  # the invocation that is then killed
+    handed = fanout.deliver_job_event(bus_event(seq=2)["detail"], event_id="ev-2")
+    assert handed.outcome == "new" and handed.recipients == 0  # left to the (dead) owner
+    assert (ShardCheckpoint.get(KEY).seq, ShardCheckpoint.get(KEY).done) == (2, False)
+
+    later = registry.now_ms() + registry.SHARD_LEASE_MS + 1
+    monkeypatch.setattr(registry, "now_ms", lambda: later)
+    retry = fanout.deliver_job_event(bus_event(seq=1)["detail"], event_id="ev-1")
+    assert retry.outcome == "stale"
+    row = ShardCheckpoint.get(KEY)
+    assert (row.seq, row.done) == (2, True)  # seq 2 swept to the end by the retry
+    # a second stale retry finds nothing left to do
+    assert fanout.resume_orphaned_shard(fanout.ShardTask("job-1", "alice", 1, 1, 0, "{}")) is None

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tidings.local.aws import Interceptor
+from tidings.local.aws_guard import Denial
 from tidings.local.gateway import PostWrapper
 from tidings.local.model import Invocation, LocalApp
 
@@ -22,6 +23,7 @@ from tidings.local.model import Invocation, LocalApp
 InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Any]
 # (kind: connect | disconnect | message | post | close | reject ..., details)
 GatewayListener = Callable[[str, dict[str, Any]], Any]
+DeniedListener = Callable[[Denial], Any]
 StopHook = Callable[[], Awaitable[None]]
 ReadyTask = Callable[[], Awaitable[None]]
 
@@ -88,6 +90,10 @@ class StackHost(Protocol):
     def on_invocation(self, listener: InvocationListener) -> None: ...
 
     def on_gateway_event(self, listener: GatewayListener) -> None: ...
+
+    def on_denied(self, listener: DeniedListener) -> None:
+        """Called with each AWS call IAM refused a function (on the AWS endpoint's threads too)."""
+        ...
 
     def on_stop(self, hook: StopHook) -> None:
         """Run `hook` when the stack stops, before its servers and workers go."""

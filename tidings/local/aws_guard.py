@@ -351,6 +351,74 @@ def _bad_signature(service: str, message: str) -> tuple[int, list[tuple[str, str
     return error_response(service, 400, "InvalidSignatureException", message)
 
 
+def signature_ok(
+    signature: Signature,
+    credentials: Credentials,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: datetime.datetime,
+) -> bool:
+    """Whether `signature` is this key's over this request: session token, time window, payload
+    hash and the signature botocore computes with the key's secret."""
+    if credentials.session_token is not None:
+        token = headers.get("x-amz-security-token")
+        if signature.presigned:
+            token = parse_qs(raw_query).get("X-Amz-Security-Token", [None])[0]
+        if token is None or not hmac.compare_digest(token, credentials.session_token):
+            return False
+    try:
+        stamp = datetime.datetime.strptime(signature.amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return False
+    if signature.presigned:
+        if signature.expires_s is None or now > stamp + datetime.timedelta(seconds=signature.expires_s):
+            return False
+    elif abs(now - stamp) > SIGNATURE_MAX_SKEW:
+        return False
+    if signature.presigned:
+        payload_hash = "UNSIGNED-PAYLOAD"
+    else:
+        payload_hash = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+        signed_body = payload_hash != "UNSIGNED-PAYLOAD" and not payload_hash.startswith("STREAMING-")
+        if signed_body and payload_hash != hashlib.sha256(body).hexdigest():
+            return False
+    expected = expected_signature(
+        signature, credentials.secret_access_key, method, raw_path, raw_query, headers, payload_hash
+    )
+    return hmac.compare_digest(expected, signature.signature)
+
+
+def signed_caller(
+    run: RunCredentials,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: datetime.datetime,
+) -> Caller | None:
+    """Who signed this request with a key of this run; None when unsigned, unknown or forged.
+
+    `headers` have lower-case names. The AWS endpoint and the management API both use it, so a
+    request is believed on the same terms everywhere the stack takes AWS credentials.
+    """
+    signature = parse_signature(headers, parse_qs(raw_query, keep_blank_values=True))
+    if signature is None:
+        return None
+    found = run.lookup(signature.access_key_id)
+    if found is None:
+        return None
+    credentials, caller = found
+    if not signature_ok(signature, credentials, method, raw_path, raw_query, headers, body, now=now):
+        return None
+    return caller
+
+
 # ---------------------------------------------------------------- the WSGI middleware
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -488,35 +556,9 @@ class AwsGuard:
         headers: Mapping[str, str],
         body: bytes,
     ) -> bool:
-        if credentials.session_token is not None:
-            token = headers.get("x-amz-security-token")
-            if signature.presigned:
-                token = parse_qs(raw_query).get("X-Amz-Security-Token", [None])[0]
-            if token is None or not hmac.compare_digest(token, credentials.session_token):
-                return False
-        try:
-            stamp = datetime.datetime.strptime(signature.amz_date, "%Y%m%dT%H%M%SZ").replace(
-                tzinfo=datetime.UTC
-            )
-        except ValueError:
-            return False
-        now = self.clock()
-        if signature.presigned:
-            if signature.expires_s is None or now > stamp + datetime.timedelta(seconds=signature.expires_s):
-                return False
-        elif abs(now - stamp) > SIGNATURE_MAX_SKEW:
-            return False
-        if signature.presigned:
-            payload_hash = "UNSIGNED-PAYLOAD"
-        else:
-            payload_hash = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
-            signed_body = payload_hash != "UNSIGNED-PAYLOAD" and not payload_hash.startswith("STREAMING-")
-            if signed_body and payload_hash != hashlib.sha256(body).hexdigest():
-                return False
-        expected = expected_signature(
-            signature, credentials.secret_access_key, method, raw_path, raw_query, headers, payload_hash
+        return signature_ok(
+            signature, credentials, method, raw_path, raw_query, headers, body, now=self.clock()
         )
-        return hmac.compare_digest(expected, signature.signature)
 
     def _preflight(
         self,
@@ -593,6 +635,87 @@ def _send(
     return [body]
 
 
+# ---------------------------------------------------------------- the management API
+MANAGE_CONNECTIONS = "execute-api:ManageConnections"
+
+
+def connection_arn(
+    region: str, account: str, api_id: str, stage: str, method: str, connection_id: str
+) -> str:
+    """The resource a `@connections` call touches, as IAM names it."""
+    path = f"{api_id}/{stage}/{method.upper()}/@connections/{connection_id}"
+    return f"arn:aws:execute-api:{region}:{account}:{path}"
+
+
+class ManagementGuard:
+    """Who may call a WebSocket API's `@connections` management API, as API Gateway decides.
+
+    The caller must sign with a key of this run (the same check as the AWS endpoint's); the admin
+    key may do anything, a function's role session needs `execute-api:ManageConnections` on the
+    connection's ARN (unless IAM is off); anything else is refused. `check` answers None when the
+    call may go on, else the message of the 403 ForbiddenException; refused roles are reported to
+    `on_denied` so the invocation's line names what is missing.
+    """
+
+    def __init__(
+        self,
+        run: RunCredentials,
+        *,
+        api_id: str,
+        region: str,
+        account: str,
+        enforce_iam: bool = True,
+        on_denied: Callable[[Denial], None] | None = None,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self.run = run
+        self.api_id = api_id
+        self.region = region
+        self.account = account
+        self.enforce_iam = enforce_iam
+        self.on_denied = on_denied
+        self.clock = clock
+
+    def check(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        stage: str,
+        connection_id: str,
+    ) -> str | None:
+        lower = {name.lower(): value for name, value in headers.items()}
+        caller = signed_caller(self.run, method, raw_path, raw_query, lower, body, now=self.clock())
+        if caller is None:
+            return "Forbidden"
+        if caller.kind == "admin":
+            return None
+        if caller.kind != "role" or caller.principal is None:
+            return "Forbidden"
+        if not self.enforce_iam:
+            return None
+        resource = connection_arn(self.region, self.account, self.api_id, stage, method, connection_id)
+        context = context_of(
+            {
+                "aws:PrincipalArn": caller.principal.role_arn,
+                "aws:PrincipalAccount": self.account,
+                "aws:PrincipalType": "AssumedRole",
+                "aws:RequestedRegion": self.region,
+                "aws:SecureTransport": "true",
+            }
+        )
+        decision = evaluate(caller.principal.statements, MANAGE_CONNECTIONS, resource, context)
+        if decision.allowed:
+            return None
+        message = denial_message(caller.principal.arn, MANAGE_CONNECTIONS, resource, decision)
+        if self.on_denied is not None:
+            self.on_denied(Denial(caller.label, caller.principal.arn, MANAGE_CONNECTIONS, resource, message))
+        return message
+
+
 # ---------------------------------------------------------------- the app's callers
 @dataclass(frozen=True)
 class AppCredentials:
@@ -600,12 +723,19 @@ class AppCredentials:
 
     functions: Mapping[str, Credentials]  # by function logical id
     machines: Mapping[str, Principal]  # by state machine logical id (checked in-process)
+    # by role ARN: the `CredentialsArn` of service integrations, as API Gateway assumes it
+    integrations: Mapping[str, Credentials] = field(default_factory=dict)
+
+
+# the session API Gateway names when it assumes an integration's role
+INTEGRATION_SESSION = "BackplaneAssumeRoleSession"
 
 
 def issue_app_credentials(credentials: RunCredentials, app: Any, *, strict: bool = True) -> AppCredentials:
-    """A role session per function, a principal per state machine and a service key per rule with
-    a dead-letter queue. `strict`: a policy iam.py cannot evaluate raises UnsupportedPolicy (the
-    stack stops on it); otherwise (IAM not enforced) such a role gets no statements."""
+    """A role session per function and per service integration role (`CredentialsArn`), a principal
+    per state machine and a service key per rule with a dead-letter queue. `strict`: a policy
+    iam.py cannot evaluate raises UnsupportedPolicy (the stack stops on it); otherwise (IAM not
+    enforced) such a role gets no statements."""
     from tidings.local.iam import UnsupportedPolicy, parse_document, role_statements
 
     def statements_of(owner: str, role_arn: str) -> tuple[Statement, ...]:
@@ -649,7 +779,20 @@ def issue_app_credentials(credentials: RunCredentials, app: Any, *, strict: bool
             f"rule/{rule.name}" if rule.bus_name == "default" else f"rule/{rule.bus_name}/{rule.name}"
         )
         credentials.issue_service("events.amazonaws.com", arn, resource_policies)
-    return AppCredentials(functions, machines)
+    integrations: dict[str, Credentials] = {}
+    for api in app.websocket_apis:
+        for route in api.routes.values():
+            integration = route.non_proxy
+            if integration is None or integration.service is None or not integration.credentials_arn:
+                continue
+            role_arn = integration.credentials_arn
+            if role_arn not in integrations:
+                owner = f"{integration.logical_id}.CredentialsArn"
+                principal = Principal(role_arn, INTEGRATION_SESSION, statements_of(owner, role_arn))
+                integrations[role_arn] = credentials.issue_role(
+                    f"apigateway.amazonaws.com {role_arn}", principal
+                )
+    return AppCredentials(functions, machines, integrations)
 
 
 def rule_caller(app: Any, rule_arn: str) -> str:

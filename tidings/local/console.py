@@ -17,6 +17,7 @@ import contextvars
 import json
 import logging
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -189,6 +190,8 @@ class InvocationRecord:
     user_ids: frozenset[str]
     labels: Mapping[str, frozenset[str]] = field(default_factory=dict)  # Label.name -> ids
     replay_of: int | None = None
+    # the AWS calls IAM refused during it, with what would allow each (aws_guard.Denial.line)
+    denied: tuple[str, ...] = ()
 
     @property
     def ended_at(self) -> float:
@@ -206,6 +209,7 @@ class InvocationRecord:
         ended_at: float,
         replay_of: int | None = None,
         labels: Sequence[Label] = (),
+        denied: tuple[str, ...] = (),
     ) -> InvocationRecord:
         event = redact(event)
         result = redact(invocation.result)
@@ -234,6 +238,7 @@ class InvocationRecord:
             user_ids=frozenset(strings_under(searched, USER_KEYS)),
             labels={label.name: frozenset(label.find(searched)) for label in labels},
             replay_of=replay_of,
+            denied=tuple(redact(list(denied))),
         )
 
     def label(self, name: str) -> frozenset[str]:
@@ -255,6 +260,7 @@ class InvocationRecord:
             "connectionId": self.connection_id,
             "users": sorted(self.user_ids),
             "replayOf": self.replay_of,
+            "denied": list(self.denied),
         }
 
     def detail(self, labels: Sequence[Label] = ()) -> dict[str, Any]:
@@ -347,7 +353,13 @@ class ConsoleStore:
     # --- recording (the stack's listeners) ---------------------------------------------------
 
     def record_invocation(
-        self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
+        self,
+        invocation: Invocation,
+        function_id: str,
+        source: str,
+        event: dict[str, Any],
+        *,
+        denied: tuple[str, ...] = (),
     ) -> InvocationRecord:
         self._seq += 1
         record = InvocationRecord.of(
@@ -359,6 +371,7 @@ class ConsoleStore:
             ended_at=self.clock(),
             replay_of=_REPLAY_OF.get(),
             labels=self.labels,
+            denied=denied,
         )
         self._invocations.append(record)
         self._publish({"type": "invocation", "invocation": record.summary(self.labels)})
@@ -719,6 +732,29 @@ def _error(status: int, code: str, message: str) -> web.Response:
 # ------------------------------------------------------------------------------------ add-on
 
 
+class PendingDenials:
+    """Refused AWS calls by function, until that function's next invocation record takes them.
+
+    The AWS endpoint reports on its own threads (and the management API on the event loop); the
+    record is made on the event loop when the invocation ends, after the calls it made.
+    """
+
+    def __init__(self, limit: int = 20) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[str]] = {}
+        self.limit = limit
+
+    def add(self, function_id: str, line: str) -> None:
+        with self._lock:
+            pending = self._pending.setdefault(function_id, [])
+            if len(pending) < self.limit and line not in pending:
+                pending.append(line)
+
+    def take(self, function_id: str) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._pending.pop(function_id, ()))
+
+
 class Console:
     """The console add-on; `views` are an app's own parts of it (those that apply to the template)."""
 
@@ -732,7 +768,13 @@ class Console:
         views = [view for view in self.views if view.applies(host.app)]
         store = ConsoleStore(labels=[label for view in views for label in view.labels])
         api = ConsoleApi(store, host, views, self.static_dir)
-        host.on_invocation(store.record_invocation)
+        denials = PendingDenials()
+        host.on_denied(lambda denial: denials.add(denial.caller, denial.line()))
+
+        def record(invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
+            store.record_invocation(invocation, function_id, source, event, denied=denials.take(function_id))
+
+        host.on_invocation(record)
         host.on_gateway_event(store.record_gateway_event)
         host.add_routes(CONSOLE_PATH, api.page_routes(), purpose="the console")
         host.add_routes(API_PREFIX, api.api_routes(), purpose="the console")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -63,15 +63,51 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _management_handler(gateway: Gateway | None) -> Handler:
+class ManagementAuth(Protocol):
+    """Who may call `@connections` (aws_guard.ManagementGuard): None to go on, else the message of
+    the 403 ForbiddenException. `headers` as sent, `connection_id` decoded."""
+
+    def check(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        stage: str,
+        connection_id: str,
+    ) -> str | None: ...
+
+
+def _management_handler(gateway: Gateway | None, auth: ManagementAuth | None) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         stage = request.match_info.get("stage")
         connection_id = request.match_info["connection_id"]
+        data = b""
+        if request.method == "POST" or auth is not None:
+            # the signature covers the body: read it all (up to what the HTTP side takes) first
+            read = await _read_at_most(request, limits.MAX_POST_BYTES if auth is None else HTTP_API_MAX_BODY)
+            if read is None:
+                return aws_error(413, "PayloadTooLargeException", "Message too long")
+            data = read
+        if auth is not None:
+            raw_path, _, raw_query = request.raw_path.partition("?")
+            refused = auth.check(
+                request.method,
+                raw_path,
+                raw_query,
+                {name: value for name, value in request.headers.items()},
+                data,
+                stage=stage or "",
+                connection_id=connection_id,
+            )
+            if refused is not None:
+                return aws_error(403, "ForbiddenException", refused)
         if gateway is None or stage != gateway.stage:
             return aws_error(403, "ForbiddenException", "Forbidden")
         if request.method == "POST":
-            data = await _read_at_most(request, limits.MAX_POST_BYTES)
-            if data is None:
+            if len(data) > limits.MAX_POST_BYTES:
                 return aws_error(413, "PayloadTooLargeException", "Message too long")
             status = gateway.post(connection_id, data)
             if status == 200:
@@ -240,14 +276,16 @@ def build_http_app(
     account_id: str = ACCOUNT_ID,
     clock: Callable[[], float] = time.time,
     hosts: HostPolicy | None = None,
+    management_auth: ManagementAuth | None = None,
 ) -> web.Application:
-    """`hosts`: the Host/Origin policy checked before anything else (none: every request passes)."""
+    """`hosts`: the Host/Origin policy checked before anything else (none: every request passes).
+    `management_auth`: who may call `@connections` (none: anyone who reaches it)."""
     if http_routes and invoker is None:
         raise ValueError("HTTP API routes need an invoker to run their functions")
     app = web.Application(client_max_size=HTTP_API_MAX_BODY)
     if hosts is not None:
         app.middlewares.append(host_check(hosts))
-    management = _management_handler(gateway)
+    management = _management_handler(gateway, management_auth)
     for method in ("POST", "GET", "DELETE"):
         app.router.add_route(method, "/{stage}/@connections/{connection_id}", management)
         # No stage in the path: AWS's missing-stage answer

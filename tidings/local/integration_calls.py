@@ -17,14 +17,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore import xform_name
+import boto3
+from botocore import UNSIGNED, xform_name
+from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
 from tidings.local.aws import AwsServices
+from tidings.local.aws_guard import Credentials
+from tidings.local.iam import Principal, denial_message, evaluate
 from tidings.local.model import FunctionInvoker, NonProxyIntegration, Route
 from tidings.local.service_integrations import (
     ServiceBackend,
@@ -174,21 +179,77 @@ class NonProxyRunner:
 class EmbeddedServiceBackend:
     """`ServiceBackend` for the local stack.
 
-    `role_arn` is the integration's `CredentialsArn`; the embedded services do not evaluate IAM yet,
-    so it is carried to this one place, where the call's credentials will come from that role.
+    `role_arn` is the integration's `CredentialsArn`: each call is signed with the session the
+    stack issued for that role (`roles`, from aws_guard.issue_app_credentials), so the AWS
+    endpoint's guard evaluates the role's policies and a refused call gets the service's own
+    AccessDenied answer, which the integration response then maps, as on AWS. Without a
+    `CredentialsArn`, API Gateway has nothing to sign with: the call goes unsigned and the service
+    refuses it (with IAM off, the run's admin key signs it). Step Functions executions run
+    in-process, so their action is evaluated here against the same role.
     """
 
-    def __init__(self, aws: AwsServices, machines: StepFunctions) -> None:
+    def __init__(
+        self, aws: AwsServices, machines: StepFunctions, roles: Mapping[str, Credentials] | None = None
+    ) -> None:
         self.aws = aws
         self.machines = machines
+        self.roles = dict(roles or {})
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._lock = threading.Lock()
 
     async def call(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
         if call.service == "stepfunctions" and call.operation in ("StartExecution", "StartSyncExecution"):
-            return await self._start_execution(call)
-        return await asyncio.to_thread(self._call_client, call)
+            refused = self._refused_in_process(call, role_arn)
+            return refused if refused is not None else await self._start_execution(call)
+        return await asyncio.to_thread(self._call_client, call, role_arn)
 
-    def _call_client(self, call: ServiceCall) -> ServiceResult:
-        client = self.aws.client(call.service)
+    def _principal(self, role_arn: str | None) -> Principal | None:
+        credentials = self.roles.get(role_arn or "")
+        found = self.aws.credentials.lookup(credentials.access_key_id) if credentials else None
+        return found[1].principal if found is not None else None
+
+    def _refused_in_process(self, call: ServiceCall, role_arn: str | None) -> ServiceResult | None:
+        """What Step Functions answers when the role may not start the machine (None: it may)."""
+        if not self.aws.enforce_iam:
+            return None
+        principal = self._principal(role_arn)
+        if principal is None:
+            return error_result(
+                400, "MissingAuthenticationTokenException", "Request is missing Authentication Token"
+            )
+        action, resource = f"states:{call.operation}", str(call.params.get("stateMachineArn", ""))
+        decision = evaluate(principal.statements, action, resource)
+        if decision.allowed:
+            return None
+        return error_result(
+            400, "AccessDeniedException", denial_message(principal.arn, action, resource, decision)
+        )
+
+    def _client(self, service: str, role_arn: str | None) -> Any:
+        """One boto3 client per service and role (clients are thread-safe, and slow to make)."""
+        key = (service, role_arn)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is not None:
+            return client
+        credentials = self.roles.get(role_arn or "")
+        if credentials is None and not self.aws.enforce_iam:
+            client = self.aws.client(service)
+        else:
+            factory: Any = boto3.client  # its overloads want a literal service name
+            signing = credentials.boto() if credentials is not None else {}
+            client = factory(
+                service,
+                endpoint_url=self.aws.endpoint,
+                region_name=self.aws.app.region,
+                config=Config(signature_version=UNSIGNED) if credentials is None else None,
+                **signing,
+            )
+        with self._lock:
+            return self._clients.setdefault(key, client)
+
+    def _call_client(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
+        client = self._client(call.service, role_arn)
         try:
             response = getattr(client, xform_name(call.operation))(**call.params)
         except ParamValidationError as exc:

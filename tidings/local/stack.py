@@ -29,9 +29,22 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tidings.local import samconfig
-from tidings.local.addons import AddOn, GatewayListener, InvocationListener, ReadyTask, StopHook
+from tidings.local.addons import (
+    AddOn,
+    DeniedListener,
+    GatewayListener,
+    InvocationListener,
+    ReadyTask,
+    StopHook,
+)
 from tidings.local.aws import AwsServices, Interceptor
-from tidings.local.aws_guard import AppCredentials, Denial, issue_app_credentials, may_invoke
+from tidings.local.aws_guard import (
+    AppCredentials,
+    Denial,
+    ManagementGuard,
+    issue_app_credentials,
+    may_invoke,
+)
 from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
 from tidings.local.functions import FunctionRunner
@@ -280,8 +293,10 @@ class _AddOnHost:
         out: TextIO,
         invocations: _Fanout,
         gateway_events: _Fanout,
+        denials: DenialLog,
     ) -> None:
         self._app = app
+        self._denials = denials
         self._aws = aws
         self._runner = runner
         self._gateway = gateway
@@ -333,6 +348,9 @@ class _AddOnHost:
 
     def on_invocation(self, listener: InvocationListener) -> None:
         self._invocations.listeners.append(listener)
+
+    def on_denied(self, listener: DeniedListener) -> None:
+        self._denials.listeners.append(listener)
 
     def on_gateway_event(self, listener: GatewayListener) -> None:
         self._gateway_events.listeners.append(listener)
@@ -485,7 +503,7 @@ class LocalStack:
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
                 on_event=gateway_events,
-                services=EmbeddedServiceBackend(aws, machines),
+                services=EmbeddedServiceBackend(aws, machines, issued.integrations),
                 aws_endpoint=aws_endpoint,
                 hosts=HostPolicy(port=ws_port, bind_host=host, extra_names=extra_names),
             )
@@ -511,6 +529,7 @@ class LocalStack:
             out=self.out,
             invocations=invocations,
             gateway_events=gateway_events,
+            denials=denials,
         )
         cleanup.push_async_callback(add_on_host.run_stop_hooks)
         for add_on in self.add_ons:
@@ -532,6 +551,17 @@ class LocalStack:
             invoker=runner,
             region=app.region,
             hosts=http_hosts,
+            # @connections: signed with this run's keys, a function's role needs ManageConnections
+            management_auth=ManagementGuard(
+                aws.credentials,
+                api_id=api.api_id,
+                region=api.region,
+                account=api.account_id,
+                enforce_iam=opts.iam,
+                on_denied=denials,
+            )
+            if api is not None
+            else None,
         )
         add_on_host.register_routes(http_app)
         http_runner = web.AppRunner(http_app, access_log=None)

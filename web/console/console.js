@@ -83,7 +83,8 @@ function filterQuery(extra = {}) {
 }
 
 function invocationRow(summary, fresh) {
-  const outcome = summary.ok ? "ok" : `${summary.errorType ?? "error"}: ${summary.errorMessage ?? ""}`;
+  let outcome = summary.ok ? "ok" : `${summary.errorType ?? "error"}: ${summary.errorMessage ?? ""}`;
+  if (summary.denied && summary.denied.length) outcome += ` · ${summary.denied.length} denied by IAM`;
   const row = el(
     "tr",
     {
@@ -232,6 +233,13 @@ function renderDetail(detail) {
     el("h3", { text: "Response" }),
     el("pre", { class: "result", text: detail.ok ? pretty(detail.result) : `${detail.errorType}: ${detail.errorMessage}` }),
   ];
+  if (detail.denied && detail.denied.length) {
+    // calls IAM refused during this invocation, each with what would allow it
+    parts.push(
+      el("h3", { text: `Denied by IAM (${detail.denied.length})` }),
+      el("ul", { class: "denied" }, ...detail.denied.map((line) => el("li", { text: line }))),
+    );
+  }
   if (detail.traceback) {
     parts.push(el("h3", { text: "Traceback" }), el("pre", { class: "traceback", text: detail.traceback }));
   }

@@ -129,6 +129,7 @@ async def stack_factory() -> AsyncIterator[StackFactory]:
         handlers: dict[str, HandlerFn] | None = None,
         http_routes: tuple[HttpRoute, ...] = (),
         static_dirs: tuple[Any, ...] = (),
+        management_auth: Any = None,
         **gateway_options: Any,
     ) -> Stack:
         invoker = FakeInvoker({**default_handlers(), **(handlers or {})})
@@ -142,7 +143,13 @@ async def stack_factory() -> AsyncIterator[StackFactory]:
             **gateway_options,
         )
         await gateway.start()
-        app = build_http_app(gateway, static_dirs=static_dirs, http_routes=http_routes, invoker=invoker)
+        app = build_http_app(
+            gateway,
+            static_dirs=static_dirs,
+            http_routes=http_routes,
+            invoker=invoker,
+            management_auth=management_auth,
+        )
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

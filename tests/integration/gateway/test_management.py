@@ -14,6 +14,9 @@ from botocore.exceptions import ClientError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tidings.local.aws_guard import Credentials, Denial, ManagementGuard, RunCredentials
+from tidings.local.iam import Principal, parse_document
+
 from .conftest import Stack, StackFactory
 
 
@@ -185,3 +188,78 @@ async def test_live_connection_list(stack_factory: StackFactory) -> None:
     assert row["connectionId"] == await connected(stack, ws)
     assert (row["messagesIn"], row["messagesOut"]) == (1, 1)  # the echo reply went out
     assert row["connectedAt"].endswith("Z")
+
+
+# ---------------------------------------------------------------- who may call (ManagementGuard)
+def guarded(run: RunCredentials, denials: list[Denial]) -> ManagementGuard:
+    return ManagementGuard(
+        run, api_id="abcdef1234", region="us-east-1", account="123456789012", on_denied=denials.append
+    )
+
+
+def signed_client(stack: Stack, keys: Credentials) -> Any:
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=stack.callback_url,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+        **keys.boto(),
+    )
+
+
+async def test_guarded_api_serves_the_admin_key_and_refuses_unsigned_and_well_known_keys(
+    stack_factory: StackFactory,
+) -> None:
+    run = RunCredentials()
+    denials: list[Denial] = []
+    stack = await stack_factory(management_auth=guarded(run, denials))
+    async with connect(stack.ws_url) as ws:
+        connection_id = await connected(stack, ws)
+        admin = signed_client(stack, run.admin)
+        await asyncio.to_thread(admin.post_to_connection, ConnectionId=connection_id, Data=b'{"n": 1}')
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"n": 1}
+        assert (await asyncio.to_thread(admin.get_connection, ConnectionId=connection_id))["Identity"]
+
+        async with aiohttp.ClientSession() as session:
+            url = f"{stack.callback_url}/@connections/{connection_id}"
+            for method in ("POST", "GET", "DELETE"):
+                async with session.request(method, url, data=b"x") as response:
+                    assert response.status == 403
+                    assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+                    assert await response.json() == {"message": "Forbidden"}
+        with pytest.raises(ClientError) as caught:  # moto's well-known keys are no key of this run
+            await asyncio.to_thread(
+                management_client(stack).post_to_connection, ConnectionId=connection_id, Data=b"x"
+            )
+        assert caught.value.response["Error"]["Code"] == "ForbiddenException"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        with pytest.raises(TimeoutError):  # nothing refused reached the client
+            await asyncio.wait_for(ws.recv(), 0.3)
+    assert denials == []
+
+
+async def test_guarded_api_refuses_a_role_without_manage_connections_naming_it(
+    stack_factory: StackFactory,
+) -> None:
+    run = RunCredentials()
+    document = {
+        "Statement": [{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}],
+    }
+    role = Principal(
+        "arn:aws:iam::123456789012:role/echo-role", "EchoFunction", parse_document(document, "p")
+    )
+    keys = run.issue_role("EchoFunction", role)
+    denials: list[Denial] = []
+    stack = await stack_factory(management_auth=guarded(run, denials))
+    async with connect(stack.ws_url) as ws:
+        connection_id = await connected(stack, ws)
+        with pytest.raises(ClientError) as caught:
+            await asyncio.to_thread(
+                signed_client(stack, keys).post_to_connection, ConnectionId=connection_id, Data=b"x"
+            )
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ForbiddenException"
+    resource = f"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/POST/@connections/{connection_id}"
+    assert "assumed-role/echo-role/EchoFunction" in error["Message"]
+    assert f"execute-api:ManageConnections on resource: {resource}" in error["Message"]
+    assert [denial.resource for denial in denials] == [resource]

@@ -67,6 +67,12 @@ Resources:
               - Effect: Allow
                 Action: sqs:SendMessage
                 Resource: !GetAtt Inbox.Arn
+              - Effect: Allow
+                Action: sns:Publish
+                Resource: !Ref News
+              - Effect: Allow
+                Action: states:StartSyncExecution
+                Resource: !Ref Machine
 
   Socket:
     Type: AWS::ApiGatewayV2::Api
@@ -299,6 +305,108 @@ Resources:
       ApiId: !Ref Socket
       RouteId: !Ref ShapeRoute
       RouteResponseKey: $default
+
+  # may read the table but not write it, nor run the machine: its routes fail as on AWS
+  NarrowRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: {Service: apigateway.amazonaws.com}
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: read-only
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: dynamodb:GetItem
+                Resource: !GetAtt Connections.Arn
+
+  NarrowPutIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationType: AWS
+      IntegrationMethod: POST
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:dynamodb:action/PutItem
+      CredentialsArn: !GetAtt NarrowRole.Arn
+      TemplateSelectionExpression: \$default
+      RequestTemplates:
+        $default: !Sub '{"TableName": "${Connections}", "Item": {"connectionId": {"S": "intruder"}}}'
+
+  NarrowPutResponse:
+    Type: AWS::ApiGatewayV2::IntegrationResponse
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationId: !Ref NarrowPutIntegration
+      IntegrationResponseKey: $default
+      TemplateSelectionExpression: \$default
+      ResponseTemplates:
+        $default: >-
+          {"error": "$input.path('$.__type')",
+          "why": "$util.escapeJavaScript($input.path('$.message'))"}
+
+  NarrowPutRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: narrowput
+      RouteResponseSelectionExpression: $default
+      Target: !Join ["/", [integrations, !Ref NarrowPutIntegration]]
+
+  NarrowPutRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Socket
+      RouteId: !Ref NarrowPutRoute
+      RouteResponseKey: $default
+
+  NarrowPutQuietRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: narrowquiet
+      Target: !Join ["/", [integrations, !Ref NarrowPutIntegration]]
+
+  NarrowRunIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationType: AWS
+      IntegrationMethod: POST
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:states:action/StartSyncExecution
+      CredentialsArn: !GetAtt NarrowRole.Arn
+      TemplateSelectionExpression: \$default
+      RequestTemplates:
+        $default: !Sub '{"stateMachineArn": "${Machine}", "input": "{}"}'
+
+  NarrowRunResponse:
+    Type: AWS::ApiGatewayV2::IntegrationResponse
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationId: !Ref NarrowRunIntegration
+      IntegrationResponseKey: $default
+      TemplateSelectionExpression: \$default
+      ResponseTemplates:
+        $default: >-
+          {"error": "$input.path('$.__type')",
+          "why": "$util.escapeJavaScript($input.path('$.message'))"}
+
+  NarrowRunRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: narrowrun
+      RouteResponseSelectionExpression: $default
+      Target: !Join ["/", [integrations, !Ref NarrowRunIntegration]]
+
+  NarrowRunRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Socket
+      RouteId: !Ref NarrowRunRoute
+      RouteResponseKey: $default
 """
 
 HANDLER = """
@@ -400,6 +508,24 @@ async def test_sns_publish_to_the_template_topic(mapped_stack: RunningStack) -> 
     async with websockets.connect(mapped_stack.websocket_url) as ws:
         reply = await _reply(ws, {"action": "publish", "news": {"headline": "x"}})
     assert len(reply["published"]) >= 32  # a MessageId: the template's topic exists and took it
+
+
+async def test_a_credentials_role_that_does_not_allow_the_action_fails_the_route_as_on_aws(
+    mapped_stack: RunningStack,
+) -> None:
+    """API Gateway calls the service as the integration's role: the service's AccessDenied answer
+    goes through the integration response, and a route without one answers Internal server error."""
+    role = "NarrowRole"
+    async with websockets.connect(mapped_stack.websocket_url) as ws:
+        put = await _reply(ws, {"action": "narrowput"})
+        assert put["error"] == "AccessDeniedException"
+        assert role in put["why"] and "dynamodb:PutItem" in put["why"], put
+        run = await _reply(ws, {"action": "narrowrun"})
+        assert run["error"] == "AccessDeniedException"
+        assert role in run["why"] and "states:StartSyncExecution" in run["why"], run
+        quiet = await _reply(ws, {"action": "narrowquiet"})
+        assert quiet["message"] == "Internal server error"
+    assert "intruder" not in {item["connectionId"]["S"] for item in _connections(mapped_stack)}
 
 
 UNSUPPORTED = [

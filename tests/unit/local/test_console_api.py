@@ -10,7 +10,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tidings.local import console
+from tidings.local.aws_guard import Denial
 from tidings.local.model import Invocation, LocalApp
+from tidings.local.stack import DenialLog
 
 API = console.API_PREFIX
 
@@ -61,6 +63,7 @@ class FakeHost:
         self.invocation_listeners: list[Any] = []
         self.gateway_listeners: list[Any] = []
         self.stop_hooks: list[Any] = []
+        self.denials = DenialLog()  # the stack's; the AWS guard reports here
         self.runner.on_invocation = self._on_invocation  # as the stack wires its runner
 
     def _on_invocation(self, *args: Any) -> None:
@@ -72,6 +75,9 @@ class FakeHost:
 
     def on_gateway_event(self, listener: Any) -> None:
         self.gateway_listeners.append(listener)
+
+    def on_denied(self, listener: Any) -> None:
+        self.denials.listeners.append(listener)
 
     def add_routes(self, prefix: str, routes: Any, *, purpose: str) -> None:
         self.routes.append((prefix, list(routes)))
@@ -188,3 +194,32 @@ async def test_features_name_no_app_labels_or_panels_without_views(client: Any) 
     assert features == {"labels": [], "panels": [], "websocket": True}
     listed = await (await test_client.get(f"{API}/connections")).json()
     assert "topics" not in listed["connections"][0]  # an app's column, from its view only
+
+
+ADD = "add it to the function's Policies"
+
+
+async def test_an_invocation_record_carries_the_calls_iam_denied_during_it(client: Any) -> None:
+    test_client, stack = client
+    table = "arn:aws:dynamodb:us-east-1:123456789012:table/JobsTable"
+    stack.denials(  # as the AWS endpoint's guard reports a refused call while the function runs
+        Denial(
+            "SubscribeFunction",
+            "arn:aws:sts::123456789012:assumed-role/r/s",
+            "dynamodb:BatchGetItem",
+            table,
+            "m",
+        )
+    )
+    stack.denials(
+        Denial("NotifyFunction", "arn:aws:sts::123456789012:assumed-role/n/s", "sqs:SendMessage", "q", "m")
+    )
+    await record_one(stack)
+    await record_one(stack)
+    listed = (await (await test_client.get(f"{API}/invocations")).json())["invocations"]
+    assert [item["denied"] for item in listed] == [
+        [],  # the next invocation of the same function starts clean
+        ["SubscribeFunction: dynamodb:BatchGetItem on table/JobsTable denied — " + ADD],
+    ]
+    detail = await (await test_client.get(f"{API}/invocations/1")).json()
+    assert detail["denied"] == listed[1]["denied"]
