@@ -27,10 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tidings.local import worker as worker_module
 from tidings.local.model import Function, Invocation, LocalApp
+from tidings.local.runtimes import FunctionRuntime, RuntimeSetup
 from tidings.local.worker import FRAME_HEADER, SYS_PATH_VARIABLE, encode_frame
 
 log = logging.getLogger(__name__)
+# The bootstrap is started by file path on the function's own interpreter, isolated (-I: no user
+# site, no PYTHON* variables, no script folder on sys.path; -S: no site-packages at all), so the
+# function sees only its code, its layers and its package folder — never this virtualenv.
+WORKER_BOOTSTRAP = Path(worker_module.__file__).resolve()
+# -I ignores PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE: the flags say it instead
+_INTERPRETER_FLAGS = ("-I", "-S", "-u", "-B")
 
 InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Awaitable[None] | None]
 
@@ -176,6 +184,7 @@ class FunctionRunner:
         extra_environment: Mapping[str, str] | None = None,
         watch: bool = True,
         credentials: Mapping[str, Mapping[str, str]] | None = None,
+        runtimes: RuntimeSetup | None = None,
     ) -> None:
         self.app = app
         self.aws_endpoint = aws_endpoint
@@ -185,6 +194,7 @@ class FunctionRunner:
         self.watch = watch
         # function logical id -> AWS_ACCESS_KEY_ID / SECRET / SESSION_TOKEN of its role's session
         self.credentials = dict(credentials or {})
+        self.runtimes = runtimes or RuntimeSetup()
         self._pools: dict[str, _Pool] = {}
         # one folder per run for the layer shims and each worker's TMPDIR, removed by stop()
         self.run_dir = Path(tempfile.mkdtemp(prefix="tidings-run-"))
@@ -198,6 +208,8 @@ class FunctionRunner:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        """Installs what the functions' runtimes lack (first start only), then watches the code."""
+        await self.runtimes.prepare(self.app.functions.values())
         if self.watch and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch_code(), name="tidings-code-watcher")
 
@@ -304,18 +316,21 @@ class FunctionRunner:
             self.extra_environment,
             self.credentials.get(function.logical_id),
         )
+        runtime: FunctionRuntime = await self.runtimes.for_function(function)
         sys_path = [
             str(function.code_dir),
             *(str(importable_dir(path, self._shims)) for path in function.layer_dirs),
+            str(runtime.packages),
         ]
         environment[SYS_PATH_VARIABLE] = os.pathsep.join(sys_path)
         (self.run_dir / "tmp").mkdir(exist_ok=True)
         tmpdir = Path(tempfile.mkdtemp(prefix=f"{function.logical_id}-", dir=self.run_dir / "tmp"))
         environment["TMPDIR"] = str(tmpdir)
+        environment["LAMBDA_RUNTIME_DIR"] = str(runtime.packages)
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidings.local.worker",
+            str(runtime.interpreter.path),
+            *_INTERPRETER_FLAGS,
+            str(WORKER_BOOTSTRAP),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=environment,
