@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from tidings.local import worker as worker_module
-from tidings.local.model import Function, Invocation, LocalApp
+from tidings.local.invoke_permissions import decide
+from tidings.local.model import Caller, Function, Invocation, LocalApp
 from tidings.local.runtimes import FunctionRuntime, RuntimeSetup
 from tidings.local.worker import FRAME_HEADER, SYS_PATH_VARIABLE, encode_frame
 
@@ -185,6 +186,7 @@ class FunctionRunner:
         watch: bool = True,
         credentials: Mapping[str, Mapping[str, str]] | None = None,
         runtimes: RuntimeSetup | None = None,
+        invoke_permissions: bool = True,
     ) -> None:
         self.app = app
         self.aws_endpoint = aws_endpoint
@@ -195,6 +197,8 @@ class FunctionRunner:
         # function logical id -> AWS_ACCESS_KEY_ID / SECRET / SESSION_TOKEN of its role's session
         self.credentials = dict(credentials or {})
         self.runtimes = runtimes or RuntimeSetup()
+        # False: a service's call runs without checking the function's resource-based policy
+        self.invoke_permissions = invoke_permissions
         self._pools: dict[str, _Pool] = {}
         # one folder per run for the layer shims and each worker's TMPDIR, removed by stop()
         self.run_dir = Path(tempfile.mkdtemp(prefix="tidings-run-"))
@@ -247,11 +251,28 @@ class FunctionRunner:
 
     # ---------------------------------------------------------------- invoking
     async def invoke(
-        self, function_id: str, event: dict[str, Any], *, source: str = "", request_id: str | None = None
+        self,
+        function_id: str,
+        event: dict[str, Any],
+        *,
+        source: str = "",
+        request_id: str | None = None,
+        caller: Caller | None = None,
     ) -> Invocation:
         request_id = request_id or str(uuid.uuid4())
         function = self.app.functions.get(function_id)
-        if function is None:
+        refusal = self.refusal(function, caller) if function is not None and caller is not None else None
+        if refusal is not None:
+            # as on AWS, the service's Invoke is refused before the function runs
+            invocation = Invocation(
+                request_id=request_id,
+                function_id=function_id,
+                ok=False,
+                error_type="AccessDeniedException",
+                error_message=refusal,
+                refused=True,
+            )
+        elif function is None:
             invocation = Invocation(
                 request_id=request_id,
                 function_id=function_id,
@@ -263,6 +284,13 @@ class FunctionRunner:
             invocation = await self._invoke(function, request_id, event)
         self._announce(invocation, function_id, source, event)
         return invocation
+
+    def refusal(self, function: Function, caller: Caller) -> str | None:
+        """Why `caller` may not invoke `function` (with the permission that would allow it), or None."""
+        if not self.invoke_permissions:
+            return None
+        refused = decide(self.app.permissions, function, caller)
+        return None if refused is None else str(refused)
 
     def _announce(self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
         if self.on_invocation is None:
