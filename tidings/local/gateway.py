@@ -301,7 +301,10 @@ class Gateway:
             event,
             source=f"{CONNECT} authorizer",
             caller=authorizer_caller(
-                self.api.region, self.api.account_id, self.api.api_id, authorizer.authorizer_id or authorizer.logical_id
+                self.api.region,
+                self.api.account_id,
+                self.api.api_id,
+                authorizer.authorizer_id or authorizer.logical_id,
             ),
         )
         latency_ms = int((time.monotonic() - started) * 1000)

@@ -14,7 +14,8 @@ The caller ARNs API Gateway and EventBridge present (AWS documentation):
 - HTTP API route: `arn:aws:execute-api:REGION:ACCOUNT:API_ID/STAGE/METHOD/RESOURCE_PATH`, the
   `$default` route as `API_ID/STAGE/$default`
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html)
-- Lambda authorizer (HTTP and WebSocket APIs): `arn:aws:execute-api:REGION:ACCOUNT:API_ID/authorizers/AUTHORIZER_ID`
+- Lambda authorizer (HTTP and WebSocket APIs):
+  `arn:aws:execute-api:REGION:ACCOUNT:API_ID/authorizers/AUTHORIZER_ID`
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html)
 - EventBridge rule: the rule's ARN, `arn:aws:events:REGION:ACCOUNT:rule/[BUS/]RULE`
   (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-lambda-permissions)
@@ -92,7 +93,8 @@ def decide(permissions: Iterable[InvokePermission], function: Function, caller: 
     if any(allows(permission, function, caller) for permission in mine):
         return None
     near = [p for p in mine if _principal_matches(p, caller.principal)]
-    seen = f" (its {caller.principal} permissions allow only {', '.join(sorted({str(p.source_arn) for p in near}))})"
+    allowed = ", ".join(sorted({str(p.source_arn) for p in near}))
+    seen = f" (its {caller.principal} permissions allow only {allowed})"
     return Refusal(
         message=(
             f"{caller.principal} may not invoke {function.logical_id} for {caller.source_arn}"
@@ -120,12 +122,12 @@ def websocket_route_caller(region: str, account: str, api_id: str, stage: str, r
 
 
 def authorizer_caller(region: str, account: str, api_id: str, authorizer_id: str) -> Caller:
-    return Caller(APIGATEWAY, execute_api_arn(region, account, api_id, f"authorizers/{authorizer_id}"), account)
+    return Caller(
+        APIGATEWAY, execute_api_arn(region, account, api_id, f"authorizers/{authorizer_id}"), account
+    )
 
 
-def http_route_caller(
-    region: str, account: str, api_id: str, stage: str, method: str, path: str
-) -> Caller:
+def http_route_caller(region: str, account: str, api_id: str, stage: str, method: str, path: str) -> Caller:
     if path == "$default" or method == "$default":
         resource = f"{stage}/$default"
     else:

@@ -288,7 +288,8 @@ class RuntimeSetup:
         listing.write_text("\n".join(requirements) + "\n")
         shown = ", ".join(requirements)
         self.progress(
-            f"Installing packages for {function.runtime} (as `sam build` would; once, cached in {target}): {shown}"
+            f"Installing packages for {function.runtime} (as `sam build` would; once, "
+            f"cached in {target}): {shown}"
         )
         started = time.monotonic()
         command = [
@@ -336,7 +337,7 @@ class RuntimeSetup:
             line = line.rstrip()
             tail = [*tail[-8:], line]
             if line.startswith(("Collecting", "Installing collected", "Successfully installed")):
-                self.progress(f"  pip: {line.strip()}")
+                self.progress(f"  pip: {re.sub(r' [(]from .*[)]$', '', line.strip())}")
         if process.wait() != 0:
             return " | ".join(part.strip() for part in tail if part.strip())
         return None

@@ -2,10 +2,11 @@
 
 Started by `functions.py` by file path (`pythonX.Y -I -S -u -B .../worker.py`) on the interpreter
 the function's `Runtime` names, with the function's environment; `TIDINGS_WORKER_SYS_PATH` lists
-what it may import (code folder, layers, its package folder). It imports the handler once (warm), then serves invocations one at a time over stdin/stdout
-with length-prefixed JSON frames. What the handler prints or logs during an invocation goes
-back with that invocation's response. Standard library only (it runs outside the tidings
-package, on any Python 3.9+): nothing here may shadow or preload what the function imports.
+what it may import (code folder, layers, its package folder). It imports the handler once
+(warm), then serves invocations one at a time over stdin/stdout with length-prefixed JSON
+frames. What the handler prints or logs during an invocation goes back with that invocation's
+response. Standard library only (it runs outside the tidings package, on any Python 3.9+):
+nothing here may shadow or preload what the function imports.
 """
 
 from __future__ import annotations

@@ -105,7 +105,9 @@ async def test_eventbridge_target_without_permission_goes_to_the_dead_letter_que
     assert parked.result[0]["attributes"]["ERROR_CODE"] == "AccessDeniedException"
     # the rule's RetryPolicy (1 retry): two refused attempts, each on the terminal
     refused = [
-        line for line in out.getvalue().splitlines() if "UnpermittedFunction" in line and "events.amazonaws.com" in line
+        line
+        for line in out.getvalue().splitlines()
+        if "UnpermittedFunction" in line and "events.amazonaws.com" in line
     ]
     assert len(refused) == 2, out.getvalue()
 

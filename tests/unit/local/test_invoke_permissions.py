@@ -48,9 +48,21 @@ def permission(source_arn: str | None, principal: str = APIGATEWAY, **extra: str
     [
         ("arn:aws:execute-api:eu-west-1:1:abc/*", "arn:aws:execute-api:eu-west-1:1:abc/dev/$connect", True),
         ("arn:aws:execute-api:*:*:abc/dev/ping", "arn:aws:execute-api:eu-west-1:1:abc/dev/ping", True),
-        ("arn:aws:execute-api:eu-west-1:1:abc/dev/ping", "arn:aws:execute-api:eu-west-1:1:abc/dev/pong", False),
-        ("arn:aws:execute-api:eu-west-1:1:abc/*/GET/jobs/*", "arn:aws:execute-api:eu-west-1:1:abc/$default/GET/jobs/{jobId}", True),
-        ("arn:aws:execute-api:eu-west-1:1:abc/*/GET/jobs/*", "arn:aws:execute-api:eu-west-1:1:abc/$default/POST/jobs/x", False),
+        (
+            "arn:aws:execute-api:eu-west-1:1:abc/dev/ping",
+            "arn:aws:execute-api:eu-west-1:1:abc/dev/pong",
+            False,
+        ),
+        (
+            "arn:aws:execute-api:eu-west-1:1:abc/*/GET/jobs/*",
+            "arn:aws:execute-api:eu-west-1:1:abc/$default/GET/jobs/{jobId}",
+            True,
+        ),
+        (
+            "arn:aws:execute-api:eu-west-1:1:abc/*/GET/jobs/*",
+            "arn:aws:execute-api:eu-west-1:1:abc/$default/POST/jobs/x",
+            False,
+        ),
         ("arn:aws:execute-api:eu-west-1:1:ab?/dev/x", "arn:aws:execute-api:eu-west-1:1:abc/dev/x", True),
         # a wildcard does not cross the colon-separated parts of an ARN
         ("arn:aws:execute-api:*", "arn:aws:execute-api:eu-west-1:1:abc/dev/x", False),

@@ -37,9 +37,9 @@ def test_nearest_version_with_one_line_warning_otherwise() -> None:
 
 
 def test_no_interpreter_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeSetupError, match="python3.12"):
+    with pytest.raises(RuntimeSetupError, match=r"python3\.12"):
         choose_interpreter("python3.12", [])
-    with pytest.raises(ValueError, match="nodejs20.x"):
+    with pytest.raises(ValueError, match=r"nodejs20\.x"):
         parse_runtime("nodejs20.x")
 
 
@@ -54,7 +54,9 @@ def test_requirement_set_adds_the_runtime_sdk_unless_the_function_ships_its_own(
     own = requirement_set(["boto3==1.40.0"], [], "python3.12")
     assert own == ("boto3==1.40.0",)
     # the same packages in another order are one environment (one pip run)
-    assert requirement_set(["b", "a"], ["c"], "python3.12") == requirement_set(["c", "a"], ["b"], "python3.12")
+    assert requirement_set(["b", "a"], ["c"], "python3.12") == requirement_set(
+        ["c", "a"], ["b"], "python3.12"
+    )
 
 
 def test_environment_key_depends_on_requirements_and_interpreter() -> None:
@@ -65,6 +67,9 @@ def test_environment_key_depends_on_requirements_and_interpreter() -> None:
 
 
 def test_missing_wheel_is_read_from_pip_output() -> None:
-    output = "ERROR: Could not find a version that satisfies ...\nERROR: No matching distribution found for psycopg2==2.9.9\n"
+    output = (
+        "ERROR: Could not find a version that satisfies ...\n"
+        "ERROR: No matching distribution found for psycopg2==2.9.9\n"
+    )
     assert missing_wheel(output) == "psycopg2==2.9.9"
     assert missing_wheel("Successfully downloaded x") is None
