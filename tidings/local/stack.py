@@ -43,6 +43,7 @@ from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.model import Invocation, LocalApp
+from tidings.local.runtimes import RuntimeSetup
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.stepfunctions_api import StepFunctionsApi
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
@@ -294,6 +295,8 @@ class LocalStack:
             aws_endpoint,
             on_invocation=self._on_invocation,
             credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
+            # first start: what the functions' runtimes install, with pip's progress, on our terminal
+            runtimes=RuntimeSetup(progress=self._say),
         )
         await self.runner.start()
         self.machines = StepFunctions(
@@ -409,6 +412,10 @@ class LocalStack:
             f"warning: --host {host} exposes {' and '.join(exposed)} to the network; "
             "token minting, the console and the AWS endpoint answer only on this machine"
         )
+
+    def _say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
 
     def _on_invocation(
         self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]
