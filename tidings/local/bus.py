@@ -232,8 +232,8 @@ class EventDelivery:
                     return ("ResourceNotFoundException", f"Function not found: {arn}")
                 # Lambda checks the function's policy for events.amazonaws.com and this rule's ARN;
                 # refused, it is a failed delivery (the rule's RetryPolicy, then its dead-letter queue)
-                refused = await self.lambda_async.invoke(
-                    function_id, payload, source=f"EventBridge rule {rule_name}", caller=rule_caller(rule_arn)
+                refused = await self.lambda_async.invoke_as(
+                    rule_caller(rule_arn), function_id, payload, source=f"EventBridge rule {rule_name}"
                 )
                 if refused is not None:
                     return ("AccessDeniedException", refused)

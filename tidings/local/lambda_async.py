@@ -192,14 +192,16 @@ class LambdaAsync:
     async def _chained(self, function_id: str, record: Any) -> None:
         await self.invoke(function_id, record, source="Lambda destination")
 
-    async def invoke(
-        self, function_id: str, payload: Any, *, source: str, caller: Caller | None = None
-    ) -> str | None:
-        """One asynchronous invocation, through all of Lambda's attempts; never raises.
+    async def invoke(self, function_id: str, payload: Any, *, source: str) -> None:
+        """One asynchronous invocation, through all of Lambda's attempts; never raises."""
+        await self.invoke_as(None, function_id, payload, source=source)
 
-        Returns why Lambda did not accept the event when `caller` (the service invoking, e.g. an
-        EventBridge rule) has no permission on the function — then nothing ran and nothing is
-        retried here: the caller's own retries apply. None once accepted."""
+    async def invoke_as(
+        self, caller: Caller | None, function_id: str, payload: Any, *, source: str
+    ) -> str | None:
+        """`invoke` for a service `caller` (an EventBridge rule) that Lambda checks against the
+        function's resource-based policy. Returns why Lambda did not accept the event — then
+        nothing ran and nothing is retried here: the caller's own retries apply. None once accepted."""
         function = self.app.functions[function_id]
         config = function.async_config
         request_id = str(uuid.uuid4())  # Lambda keeps one request id across the retries
