@@ -264,7 +264,9 @@ class Gateway:
         if route.non_proxy is not None:
             event = build_connect_event(self.context, self._facts(record), self._request(), headers, query)
             params = {"header": dict(headers), "querystring": dict(query), "path": {}}
-            mapped = await self.non_proxy.run(route, route.non_proxy, event, "", params)
+            mapped = await self.non_proxy.run(
+                route, route.non_proxy, event, "", params, caller=self._route_caller(route.route_key)
+            )
             if mapped.failed:
                 raise HandshakeRejected(mapped.status, _reason(mapped.status))
             return []
@@ -387,7 +389,9 @@ class Gateway:
                 event = build_message_event(
                     self.context, self._facts(record), request, route_key, new_id(), body
                 )
-                outcome = await self.non_proxy.run(route, route.non_proxy, event, body)
+                outcome = await self.non_proxy.run(
+                    route, route.non_proxy, event, body, caller=self._route_caller(route.route_key)
+                )
                 self._emit(
                     "message",
                     {"connectionId": record.connection_id, "routeKey": route_key, "ok": not outcome.failed},
@@ -486,7 +490,9 @@ class Gateway:
         event = build_disconnect_event(self.context, self._facts(record), self._request(), code, reason)
         try:
             if route.non_proxy is not None:
-                await self.non_proxy.run(route, route.non_proxy, event, "")
+                await self.non_proxy.run(
+                    route, route.non_proxy, event, "", caller=self._route_caller(route.route_key)
+                )
                 return
             assert route.function_id is not None
             await self.invoker.invoke(
