@@ -43,12 +43,14 @@ Version = tuple[int, int]
 # The SDK the Python runtimes carry. AWS documents that "the version of the AWS SDK included in
 # the Python runtime depends on the runtime version and your AWS Region" and shows how to print it
 # from a function (https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html#python-sdk-included);
-# the page no longer lists one number. This is the one place the local pin lives: a version of
-# the 1.34 line the python3.12 runtime has carried. Update it from that snippet's output when a
-# handler needs a newer API; a function that bundles its own boto3 gets its own (as on AWS).
+# the page no longer lists one number. This is the one place the local pin lives. It must be at
+# least what the handlers call: presigned PutObject with IfNoneMatch needs botocore 1.35 or later
+# (an older pin fails the uploads function with "Unknown parameter in input: IfNoneMatch").
+# Update it from that snippet's output on the deployed functions; a function that ships its own
+# boto3 in its requirements gets its own (as on AWS).
 RUNTIME_SDK: Mapping[str, tuple[str, ...]] = {
-    "python3.12": ("boto3==1.34.145", "botocore==1.34.145"),
-    "python3.13": ("boto3==1.34.145", "botocore==1.34.145"),
+    "python3.12": ("boto3==1.40.0", "botocore==1.40.0"),
+    "python3.13": ("boto3==1.40.0", "botocore==1.40.0"),
 }
 DEFAULT_SDK = RUNTIME_SDK["python3.12"]
 SDK_PACKAGES = ("boto3", "botocore")
