@@ -26,7 +26,9 @@ class AcceptingInvoker:
     def __init__(self) -> None:
         self.invocations = 0
 
-    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
+    async def invoke(
+        self, function_id: str, event: dict[str, Any], *, source: str = "", caller: Any = None
+    ) -> Invocation:
         self.invocations += 1
         return Invocation(request_id=str(self.invocations), function_id=function_id, ok=True, result={})
 

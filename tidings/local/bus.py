@@ -27,6 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tidings.local.invoke_permissions import rule_caller
 from tidings.local.lambda_async import LambdaAsync
 from tidings.local.model import FunctionInvoker, LocalApp
 
@@ -206,7 +207,7 @@ class EventDelivery:
         retries = 0
         age_s = 0.0  # in EventBridge's time: the scaled-down waits count at full length
         while True:
-            failure = await self._attempt(rule_name, target, payload)
+            failure = await self._attempt(rule_arn, rule_name, target, payload)
             if failure is None:
                 self.delivered += 1
                 return
@@ -219,7 +220,9 @@ class EventDelivery:
             retries += 1
         await self._dead_letter(rule_arn, target, event, failure, retries + 1)
 
-    async def _attempt(self, rule_name: str, target: dict[str, Any], payload: Any) -> tuple[str, str] | None:
+    async def _attempt(
+        self, rule_arn: str, rule_name: str, target: dict[str, Any], payload: Any
+    ) -> tuple[str, str] | None:
         arn = str(target["Arn"])
         service = _target_service(target)
         try:
@@ -227,8 +230,14 @@ class EventDelivery:
                 function_id = self.app.function_id_by_arn(arn)
                 if function_id is None:
                     return ("ResourceNotFoundException", f"Function not found: {arn}")
+                # Lambda checks the function's policy for events.amazonaws.com and this rule's ARN;
+                # refused, it is a failed delivery (the rule's RetryPolicy, then its dead-letter queue)
+                refused = await self.lambda_async.invoke_as(
+                    rule_caller(rule_arn), function_id, payload, source=f"EventBridge rule {rule_name}"
+                )
+                if refused is not None:
+                    return ("AccessDeniedException", refused)
                 # accepted: from here on the retries are Lambda's (the function's EventInvokeConfig)
-                await self.lambda_async.invoke(function_id, payload, source=f"EventBridge rule {rule_name}")
                 return None
             if service == "states":
                 if self.start_execution is None:

@@ -27,10 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tidings.local.model import Function, Invocation, LocalApp
+from tidings.local import worker as worker_module
+from tidings.local.invoke_permissions import decide
+from tidings.local.model import Caller, Function, Invocation, LocalApp
+from tidings.local.runtimes import FunctionRuntime, RuntimeSetup
 from tidings.local.worker import FRAME_HEADER, SYS_PATH_VARIABLE, encode_frame
 
 log = logging.getLogger(__name__)
+# The bootstrap is started by file path on the function's own interpreter, isolated (-I: no user
+# site, no PYTHON* variables, no script folder on sys.path; -S: no site-packages at all), so the
+# function sees only its code, its layers and its package folder — never this virtualenv.
+WORKER_BOOTSTRAP = Path(worker_module.__file__).resolve()
+# -I ignores PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE: the flags say it instead
+_INTERPRETER_FLAGS = ("-I", "-S", "-u", "-B")
 
 InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Awaitable[None] | None]
 
@@ -179,6 +188,8 @@ class FunctionRunner:
         extra_environment: Mapping[str, str] | None = None,
         watch: bool = True,
         credentials: Mapping[str, Mapping[str, str]] | None = None,
+        runtimes: RuntimeSetup | None = None,
+        invoke_permissions: bool = True,
     ) -> None:
         self.app = app
         self.aws_endpoint = aws_endpoint
@@ -188,6 +199,9 @@ class FunctionRunner:
         self.watch = watch
         # function logical id -> AWS_ACCESS_KEY_ID / SECRET / SESSION_TOKEN of its role's session
         self.credentials = dict(credentials or {})
+        self.runtimes = runtimes or RuntimeSetup()
+        # False: a service's call runs without checking the function's resource-based policy
+        self.invoke_permissions = invoke_permissions
         self._pools: dict[str, _Pool] = {}
         # one folder per run for the layer shims and each worker's TMPDIR, removed by stop()
         self.run_dir = Path(tempfile.mkdtemp(prefix="tidings-run-"))
@@ -201,6 +215,8 @@ class FunctionRunner:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        """Installs what the functions' runtimes lack (first start only), then watches the code."""
+        await self.runtimes.prepare(self.app.functions.values())
         if self.watch and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch_code(), name="tidings-code-watcher")
 
@@ -246,11 +262,28 @@ class FunctionRunner:
 
     # ---------------------------------------------------------------- invoking
     async def invoke(
-        self, function_id: str, event: dict[str, Any], *, source: str = "", request_id: str | None = None
+        self,
+        function_id: str,
+        event: dict[str, Any],
+        *,
+        source: str = "",
+        request_id: str | None = None,
+        caller: Caller | None = None,
     ) -> Invocation:
         request_id = request_id or str(uuid.uuid4())
         function = self.app.functions.get(function_id)
-        if function is None:
+        refusal = self.refusal(function, caller) if function is not None and caller is not None else None
+        if refusal is not None:
+            # as on AWS, the service's Invoke is refused before the function runs
+            invocation = Invocation(
+                request_id=request_id,
+                function_id=function_id,
+                ok=False,
+                error_type="AccessDeniedException",
+                error_message=refusal,
+                refused=True,
+            )
+        elif function is None:
             invocation = Invocation(
                 request_id=request_id,
                 function_id=function_id,
@@ -262,6 +295,13 @@ class FunctionRunner:
             invocation = await self._invoke(function, request_id, event)
         self._announce(invocation, function_id, source, event)
         return invocation
+
+    def refusal(self, function: Function, caller: Caller) -> str | None:
+        """Why `caller` may not invoke `function` (with the permission that would allow it), or None."""
+        if not self.invoke_permissions:
+            return None
+        refused = decide(self.app.permissions, function, caller)
+        return None if refused is None else str(refused)
 
     def _announce(self, invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
         if self.on_invocation is None:
@@ -315,18 +355,21 @@ class FunctionRunner:
             self.extra_environment,
             self.credentials.get(function.logical_id),
         )
+        runtime: FunctionRuntime = await self.runtimes.for_function(function)
         sys_path = [
             str(function.code_dir),
             *(str(importable_dir(path, self._shims)) for path in function.layer_dirs),
+            str(runtime.packages),
         ]
         environment[SYS_PATH_VARIABLE] = os.pathsep.join(sys_path)
         (self.run_dir / "tmp").mkdir(exist_ok=True)
         tmpdir = Path(tempfile.mkdtemp(prefix=f"{function.logical_id}-", dir=self.run_dir / "tmp"))
         environment["TMPDIR"] = str(tmpdir)
+        environment["LAMBDA_RUNTIME_DIR"] = str(runtime.packages)
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidings.local.worker",
+            str(runtime.interpreter.path),
+            *_INTERPRETER_FLAGS,
+            str(WORKER_BOOTSTRAP),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=environment,

@@ -44,7 +44,8 @@ from tidings.local.events import (
 from tidings.local.hosts import HostPolicy, HostRequest
 from tidings.local.ids import new_id, trace_id
 from tidings.local.integration_calls import NonProxyRunner
-from tidings.local.model import FunctionInvoker, Route, WebSocketApi
+from tidings.local.invoke_permissions import authorizer_caller, websocket_route_caller
+from tidings.local.model import Caller, FunctionInvoker, Route, WebSocketApi
 from tidings.local.routing import CONNECT, DISCONNECT, parse_selection_expression, select_route
 from tidings.local.service_integrations import ServiceBackend
 
@@ -283,14 +284,20 @@ class Gateway:
         if route.non_proxy is not None:
             event = build_connect_event(self.context, self._facts(record), self._request(), headers, query)
             params = {"header": dict(headers), "querystring": dict(query), "path": {}}
-            mapped = await self.non_proxy.run(route, route.non_proxy, event, "", params)
+            mapped = await self.non_proxy.run(
+                route, route.non_proxy, event, "", params, caller=self._route_caller(route.route_key)
+            )
             if mapped.failed:
                 raise HandshakeRejected(mapped.status, _reason(mapped.status))
             return []
         if route.function_id is None:
             return []  # R5: no integration, the connection is accepted
         event = build_connect_event(self.context, self._facts(record), self._request(), headers, query)
-        invocation = await self.invoker.invoke(route.function_id, event, source=CONNECT)
+        invocation = await self.invoker.invoke(
+            route.function_id, event, source=CONNECT, caller=self._route_caller(CONNECT)
+        )
+        if invocation.refused:  # no invoke permission: API Gateway fails the handshake with 500
+            raise HandshakeRejected(500, "Internal server error")
         if not invocation.ok:
             raise HandshakeRejected(502, "Bad Gateway")
         outcome = connect_outcome(invocation.result)
@@ -311,8 +318,20 @@ class Gateway:
             raise HandshakeRejected(401, "Unauthorized")
         event = build_authorizer_event(self.context, self._facts(record), self._request(), headers, query)
         started = time.monotonic()
-        invocation = await self.invoker.invoke(authorizer.function_id, event, source=f"{CONNECT} authorizer")
+        invocation = await self.invoker.invoke(
+            authorizer.function_id,
+            event,
+            source=f"{CONNECT} authorizer",
+            caller=authorizer_caller(
+                self.api.region,
+                self.api.account_id,
+                self.api.api_id,
+                authorizer.authorizer_id or authorizer.logical_id,
+            ),
+        )
         latency_ms = int((time.monotonic() - started) * 1000)
+        if invocation.refused:
+            raise HandshakeRejected(500, "Internal server error")
         if not invocation.ok:
             if (invocation.error_message or "").strip() == "Unauthorized":
                 raise HandshakeRejected(401, "Unauthorized")
@@ -390,7 +409,9 @@ class Gateway:
                 event = build_message_event(
                     self.context, self._facts(record), request, route_key, new_id(), body
                 )
-                outcome = await self.non_proxy.run(route, route.non_proxy, event, body)
+                outcome = await self.non_proxy.run(
+                    route, route.non_proxy, event, body, caller=self._route_caller(route.route_key)
+                )
                 self._emit(
                     "message",
                     {"connectionId": record.connection_id, "routeKey": route_key, "ok": not outcome.failed},
@@ -406,7 +427,9 @@ class Gateway:
             if route.function_id is None:
                 return
             event = build_message_event(self.context, self._facts(record), request, route_key, new_id(), body)
-            invocation = await self.invoker.invoke(route.function_id, event, source=route_key)
+            invocation = await self.invoker.invoke(
+                route.function_id, event, source=route_key, caller=self._route_caller(route_key)
+            )
             self._emit(
                 "message",
                 {"connectionId": record.connection_id, "routeKey": route_key, "ok": invocation.ok},
@@ -487,14 +510,23 @@ class Gateway:
         event = build_disconnect_event(self.context, self._facts(record), self._request(), code, reason)
         try:
             if route.non_proxy is not None:
-                await self.non_proxy.run(route, route.non_proxy, event, "")
+                await self.non_proxy.run(
+                    route, route.non_proxy, event, "", caller=self._route_caller(route.route_key)
+                )
                 return
             assert route.function_id is not None
-            await self.invoker.invoke(route.function_id, event, source=DISCONNECT)
+            await self.invoker.invoke(
+                route.function_id, event, source=DISCONNECT, caller=self._route_caller(DISCONNECT)
+            )
         except Exception:
             log.exception("$disconnect failed for %s", record.connection_id)
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _route_caller(self, route_key: str) -> Caller:
+        """API Gateway as it invokes a route's integration (checked against the function's policy)."""
+        api = self.api
+        return websocket_route_caller(api.region, api.account_id, api.api_id, api.stage, route_key)
 
     def _forwarded(self, headers: list[tuple[str, str]], source_ip: str, now: float) -> list[tuple[str, str]]:
         """Add the headers API Gateway's edge adds, unless a proxy in front already did."""

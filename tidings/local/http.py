@@ -30,6 +30,7 @@ from tidings.local.events import (
 from tidings.local.gateway import Gateway
 from tidings.local.hosts import HostPolicy, HostRequest
 from tidings.local.ids import new_id
+from tidings.local.invoke_permissions import authorizer_caller, http_route_caller
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, FunctionInvoker, HttpRoute
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,11 @@ def _route_handler(
             if denied is not None:
                 return denied
         invocation = await invoker.invoke(
-            route.function_id, build_http_event(facts, authorizer_context), source=route_key
+            route.function_id,
+            build_http_event(facts, authorizer_context),
+            source=route_key,
+            # HTTP APIs serve their `$default` stage locally; no permission: 500, as without a handler
+            caller=http_route_caller(region, account_id, api_id, "$default", route.method, route.path),
         )
         if not invocation.ok:
             return web.json_response({"message": "Internal Server Error"}, status=500)
@@ -192,7 +197,10 @@ async def _authorize_http(
         return web.json_response({"message": "Unauthorized"}, status=401), None
     event = build_http_authorizer_event(facts, route.identity_sources)
     invocation = await invoker.invoke(
-        route.authorizer_function_id, event, source=f"{facts.route_key} authorizer"
+        route.authorizer_function_id,
+        event,
+        source=f"{facts.route_key} authorizer",
+        caller=authorizer_caller(facts.region, facts.account_id, facts.api_id, route.authorizer_id),
     )
     if not invocation.ok:
         return web.json_response({"message": "Internal Server Error"}, status=500), None

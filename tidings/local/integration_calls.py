@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 from tidings.local.aws import AwsServices
 from tidings.local.aws_guard import Credentials
 from tidings.local.iam import Principal, denial_message, evaluate
-from tidings.local.model import FunctionInvoker, NonProxyIntegration, Route
+from tidings.local.model import Caller, FunctionInvoker, NonProxyIntegration, Route
 from tidings.local.service_integrations import (
     ServiceBackend,
     ServiceCall,
@@ -84,6 +84,7 @@ class NonProxyRunner:
         event: dict[str, Any],
         body: str,
         params: dict[str, dict[str, str]] | None = None,
+        caller: Caller | None = None,
     ) -> NonProxyOutcome:
         """Map the request with the selected template, call the Lambda function or AWS service, and
         map its answer with the integration response's template (vtl.py decides each step)."""
@@ -119,7 +120,11 @@ class NonProxyRunner:
                 # Lambda refuses a payload that is not JSON (InvalidRequestContentException)
                 log.error("route %s: the mapped request is not JSON: %.200s", route.route_key, request)
                 return NonProxyOutcome(True, 500, gateway_error="Internal server error")
-            invocation = await self.invoker.invoke(route.function_id, payload, source=route.route_key)
+            invocation = await self.invoker.invoke(
+                route.function_id, payload, source=route.route_key, caller=caller
+            )
+            if invocation.refused:  # no invoke permission for API Gateway: as for a proxy route
+                return NonProxyOutcome(True, 500, gateway_error="Internal server error")
             status, failed = 200, not invocation.ok
             if invocation.ok:
                 answer, selector = json.dumps(invocation.result), None

@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 
 from tidings.local.aws import LOCAL_CREDENTIALS
-from tidings.local.model import Function, FunctionInvoker, Invocation, LocalApp, arn_service
+from tidings.local.model import Caller, Function, FunctionInvoker, Invocation, LocalApp, arn_service
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,14 @@ class LambdaAsync:
 
     async def invoke(self, function_id: str, payload: Any, *, source: str) -> None:
         """One asynchronous invocation, through all of Lambda's attempts; never raises."""
+        await self.invoke_as(None, function_id, payload, source=source)
+
+    async def invoke_as(
+        self, caller: Caller | None, function_id: str, payload: Any, *, source: str
+    ) -> str | None:
+        """`invoke` for a service `caller` (an EventBridge rule) that Lambda checks against the
+        function's resource-based policy. Returns why Lambda did not accept the event — then
+        nothing ran and nothing is retried here: the caller's own retries apply. None once accepted."""
         function = self.app.functions[function_id]
         config = function.async_config
         request_id = str(uuid.uuid4())  # Lambda keeps one request id across the retries
@@ -203,10 +211,14 @@ class LambdaAsync:
         while True:
             attempts += 1
             label = source if attempts == 1 else f"{source} (retry {attempts - 1})"
-            invocation = await self._attempt(function_id, payload, label, request_id)
+            invocation = await self._attempt(
+                function_id, payload, label, request_id, caller if attempts == 1 else None
+            )
+            if invocation.refused:
+                return invocation.error_message or "AccessDeniedException"
             if invocation.ok:
                 await self._succeeded(function, payload, invocation, attempts)
-                return
+                return None
             if attempts > config.max_retry_attempts:
                 condition = RETRIES_EXHAUSTED
                 break
@@ -218,10 +230,17 @@ class LambdaAsync:
             await asyncio.sleep(delay_s * self.delay_scale)
             waited_s += delay_s
         await self._failed(function, payload, invocation, attempts, condition)
+        return None
 
-    async def _attempt(self, function_id: str, payload: Any, source: str, request_id: str) -> Invocation:
+    async def _attempt(
+        self, function_id: str, payload: Any, source: str, request_id: str, caller: Caller | None
+    ) -> Invocation:
         try:
-            return await self.invoker.invoke(function_id, payload, source=source, request_id=request_id)
+            if caller is None:
+                return await self.invoker.invoke(function_id, payload, source=source, request_id=request_id)
+            return await self.invoker.invoke(
+                function_id, payload, source=source, request_id=request_id, caller=caller
+            )
         except Exception as error:  # the runner itself failed (e.g. no worker could start): a failed try
             log.exception("%s: invocation %s could not run", function_id, request_id)
             return Invocation(

@@ -25,6 +25,7 @@ class Authorizer:
     function_id: str
     # e.g. ("route.request.header.Auth", "route.request.querystring.token"); empty: always invoked
     identity_sources: tuple[str, ...] = ()
+    authorizer_id: str = ""  # the id in its caller ARN (`API/authorizers/ID`)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class HttpRoute:
     function_id: str
     authorizer_function_id: str | None = None
     identity_sources: tuple[str, ...] = ()
+    authorizer_id: str = ""  # the id in the authorizer's caller ARN (`API/authorizers/ID`)
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,27 @@ class SimpleResource:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InvokePermission:
+    """One statement of a function's resource-based policy (`AWS::Lambda::Permission`)."""
+
+    logical_id: str
+    function_id: str
+    action: str  # lambda:InvokeFunction
+    principal: str  # apigateway.amazonaws.com, events.amazonaws.com, an account, ...
+    source_arn: str | None = None  # ArnLike pattern the caller's ARN must match
+    source_account: str | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A service invoking a function on behalf of one of its resources (a route, a rule)."""
+
+    principal: str
+    source_arn: str
+    source_account: str = ACCOUNT_ID
+
+
 @dataclass
 class LocalApp:
     template_path: Path
@@ -186,6 +209,7 @@ class LocalApp:
     roles: dict[str, Role] = field(default_factory=dict)  # by role ARN
     # resource-based policies (AWS::SQS::QueuePolicy, AWS::SNS::TopicPolicy) by resource ARN
     resource_policies: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    permissions: list[InvokePermission] = field(default_factory=list)
 
     def function_id_by_arn(self, arn: str) -> str | None:
         """The function an ARN names, qualified (`:alias`, `:3`) or not."""
@@ -214,14 +238,22 @@ class Invocation:
     logs: str = ""  # what the handler printed during this invocation
     duration_ms: float = 0.0
     cold: bool = False
+    refused: bool = False  # the caller had no permission: the function did not run
 
 
 class FunctionInvoker(Protocol):
     """Runs a function of the app with an event, the way Lambda's synchronous Invoke does."""
 
     async def invoke(
-        self, function_id: str, event: dict[str, Any], *, source: str = "", request_id: str | None = None
+        self,
+        function_id: str,
+        event: dict[str, Any],
+        *,
+        source: str = "",
+        request_id: str | None = None,
+        caller: Caller | None = None,
     ) -> Invocation:
         """`source` names the trigger (route key, event source) for the invocation log; `request_id`
-        is given only when the invocation is a retry that keeps its first attempt's id."""
+        is given only when the invocation is a retry that keeps its first attempt's id; `caller`,
+        when a service invokes, is checked against the function's resource-based policy."""
         ...

@@ -57,6 +57,7 @@ from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.model import Invocation, LocalApp
+from tidings.local.runtimes import RuntimeSetup
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.stepfunctions_api import StepFunctionsApi
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
@@ -405,6 +406,10 @@ class LocalStack:
         self.add_ons = tuple(add_ons)
         self.out = out
 
+    def _say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
     async def start(self) -> RunningStack:
         """Start everything, or stop what had started and raise (TemplateError, OSError)."""
         async with contextlib.AsyncExitStack() as cleanup:
@@ -470,6 +475,8 @@ class LocalStack:
             aws_endpoint,
             on_invocation=invocations,
             credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
+            # first start: what the functions' runtimes install, with pip's progress, on our terminal
+            runtimes=RuntimeSetup(progress=self._say),
         )
         await runner.start()
         cleanup.push_async_callback(runner.stop)

@@ -38,6 +38,7 @@ from tidings.local.model import (
     Authorizer,
     Function,
     HttpRoute,
+    InvokePermission,
     LocalApp,
     NonProxyIntegration,
     Role,
@@ -912,6 +913,7 @@ class _AppReader:
                         auth.get("AuthorizerUri"), f"{authorizer_id}.AuthorizerUri"
                     ),
                     identity_sources=tuple(str(source) for source in sources or []),
+                    authorizer_id=local_id(authorizer_id),
                 )
             integrations = {
                 integration_id: integration
@@ -1097,6 +1099,7 @@ class _AppReader:
                     ),
                     authorizer_function_id=authorizer[0] if authorizer else None,
                     identity_sources=authorizer[1] if authorizer else (),
+                    authorizer_id=local_id(str(_ref_target(route.get("AuthorizerId")))) if authorizer else "",
                 )
             )
         routes.extend(self._sam_http_api_routes(routes))
@@ -1118,6 +1121,7 @@ class _AppReader:
                     method_name = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                     security = operation.get("security") or []
                     authorizer_function: str | None = None
+                    authorizer_id = ""
                     sources: tuple[str, ...] = ()
                     for requirement in security:
                         for name in requirement:
@@ -1127,6 +1131,7 @@ class _AppReader:
                                 authorizer_function = self.function_id_of(
                                     sam_auth.get("authorizerUri"), f"{api_logical_id}.Body.{name}"
                                 )
+                                authorizer_id = local_id(f"{api_logical_id}.{name}")
                                 raw = sam_auth.get("identitySource", "")
                                 parts = raw if isinstance(raw, list) else str(raw).split(",")
                                 sources = tuple(str(part).strip() for part in parts if str(part).strip())
@@ -1137,10 +1142,44 @@ class _AppReader:
                         function_id=self.function_id_of(uri, f"{api_logical_id}.Body.paths.{path}.{method}"),
                         authorizer_function_id=authorizer_function,
                         identity_sources=sources,
+                        authorizer_id=authorizer_id,
                     )
                     if route not in found:
                         routes.append(route)
         return routes
+
+    def permissions(self) -> list[InvokePermission]:
+        """Every `AWS::Lambda::Permission` on a function of this template (SAM's included)."""
+        found: list[InvokePermission] = []
+        for logical_id, props in self.of_type("AWS::Lambda::Permission"):
+            where = f"{logical_id}.Properties"
+            function_id = self._permission_function(props.get("FunctionName"), f"{where}.FunctionName")
+            if function_id is None:
+                continue  # a function of another stack: not served locally
+            principal = self.resolver.resolve_at(props.get("Principal", ""), f"{where}.Principal")
+            found.append(
+                InvokePermission(
+                    logical_id=logical_id,
+                    function_id=function_id,
+                    action=str(self.resolver.resolve_at(props.get("Action", ""), f"{where}.Action")),
+                    principal=str(principal),
+                    source_arn=self._optional_text(props.get("SourceArn"), f"{where}.SourceArn"),
+                    source_account=self._optional_text(props.get("SourceAccount"), f"{where}.SourceAccount"),
+                )
+            )
+        return found
+
+    def _permission_function(self, value: Any, where: str) -> str | None:
+        """FunctionName may be a Ref, a GetAtt, a name, an ARN or a qualified ARN."""
+        target = _ref_target(value)
+        if target in self.resources and self.resolver.type_of(str(target)) == "AWS::Lambda::Function":
+            return str(target)
+        text = str(self.resolver.resolve_at(value, where))
+        for logical_id in self.function_by_arn.values():
+            arn = self.resolver.arn_of(logical_id)
+            if text in (arn, self.resolver.name_of(logical_id)) or text.startswith(arn + ":"):
+                return logical_id
+        return None
 
     def tables(self) -> list[Table]:
         return [
@@ -1409,5 +1448,6 @@ def load_app(
         skipped=dict(reader.skipped),
         roles=reader.roles(),
         resource_policies=reader.resource_policies(),
+        permissions=reader.permissions(),
     )
     return app

@@ -1,10 +1,12 @@
 """The process one local function runs in, like a Lambda execution environment.
 
-Started by `functions.py` as `python -m tidings.local.worker` with the function's environment.
-It imports the handler once (warm), then serves invocations one at a time over stdin/stdout
-with length-prefixed JSON frames. What the handler prints or logs during an invocation goes
-back with that invocation's response. Standard library only: nothing here may shadow or
-preload what the function itself imports.
+Started by `functions.py` by file path (`pythonX.Y -I -S -u -B .../worker.py`) on the interpreter
+the function's `Runtime` names, with the function's environment; `TIDINGS_WORKER_SYS_PATH` lists
+what it may import (code folder, layers, its package folder). It imports the handler once
+(warm), then serves invocations one at a time over stdin/stdout with length-prefixed JSON
+frames. What the handler prints or logs during an invocation goes back with that invocation's
+response. Standard library only (it runs outside the tidings package, on any Python 3.9+):
+nothing here may shadow or preload what the function imports.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ class FakeInvoker:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     finished: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
+    async def invoke(
+        self, function_id: str, event: dict[str, Any], *, source: str = "", caller: Any = None
+    ) -> Invocation:
         self.calls.append((function_id, event))
         request_id = new_id()
         try:

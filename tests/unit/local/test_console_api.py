@@ -24,7 +24,9 @@ class FakeRunner:
         self.on_invocation: Any = None
         self.calls: list[tuple[str, dict[str, Any], str]] = []
 
-    async def invoke(self, function_id: str, event: dict[str, Any], *, source: str = "") -> Invocation:
+    async def invoke(
+        self, function_id: str, event: dict[str, Any], *, source: str = "", caller: Any = None
+    ) -> Invocation:
         self.calls.append((function_id, event, source))
         invocation = Invocation(f"req-{len(self.calls)}", function_id, ok=True, result={"echo": event})
         if self.on_invocation is not None:
