@@ -178,12 +178,20 @@ class AwsServices:
             self._server = None
 
     # ---------------------------------------------------------------- resources
-    def create_resources(self, app: LocalApp) -> None:
-        """Create what the app's template declares; the app is kept for `client()`'s region."""
+    def create_resources(self, app: LocalApp, *, previous: LocalApp | None = None) -> None:
+        """Create what the app's template declares; the app is kept for `client()`'s region.
+
+        With `previous` (a reloaded template), what `previous` declared is left as it is, data
+        included: only resources with new names are created, and the rules are put again.
+        """
         self._app = app
+        had = {(r.kind, r.name) for r in previous.resources} if previous else set()
+        had_tables = {t.name for t in previous.tables} if previous else set()
+        had_machines = {m.name for m in previous.state_machines.values()} if previous else set()
         by_kind: dict[str, list[SimpleResource]] = {}
         for resource in self.app.resources:
-            by_kind.setdefault(resource.kind, []).append(resource)
+            if (resource.kind, resource.name) not in had:
+                by_kind.setdefault(resource.kind, []).append(resource)
         # queues and buses first: bucket notifications and rule targets point at them
         for resource in by_kind.get("queue", []):
             self.create_queue(resource)
@@ -192,7 +200,8 @@ class AwsServices:
         for resource in by_kind.get("bus", []):
             self.client("events").create_event_bus(Name=resource.name)
         for table in self.app.tables:
-            self.create_table(table)
+            if table.name not in had_tables:
+                self.create_table(table)
         for resource in by_kind.get("bucket", []):
             self.create_bucket(resource)
         for resource in by_kind.get("ssm", []):
@@ -200,6 +209,8 @@ class AwsServices:
         for resource in by_kind.get("secret", []):
             self.create_secret(resource)
         for machine in self.app.state_machines.values():
+            if machine.name in had_machines:
+                continue
             self.client("stepfunctions").create_state_machine(
                 name=machine.name,
                 definition=json.dumps(machine.definition),

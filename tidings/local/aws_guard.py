@@ -136,6 +136,14 @@ class RunCredentials:
     ) -> Credentials:
         return self._issue(Caller("service", f"{service} {source_arn}", None, source_arn, resource_policies))
 
+    def revoke(self, keys: Iterable[Credentials]) -> None:
+        """Make these keys unknown (a reloaded template's functions got new ones)."""
+        with self._lock:
+            for credentials in keys:
+                found = self._by_key.pop(credentials.access_key_id, None)
+                if found is not None and self._by_label.get(found[1].label) == credentials:
+                    del self._by_label[found[1].label]
+
     def lookup(self, access_key_id: str) -> tuple[Credentials, Caller] | None:
         with self._lock:
             return self._by_key.get(access_key_id)

@@ -56,7 +56,7 @@ from tidings.local.integration_calls import EmbeddedServiceBackend
 from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
-from tidings.local.model import Invocation, LocalApp
+from tidings.local.model import Caller, Invocation, LocalApp
 from tidings.local.runtimes import RuntimeSetup
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.stepfunctions_api import StepFunctionsApi
@@ -288,7 +288,7 @@ class _AddOnHost:
         *,
         app: LocalApp,
         aws: AwsServices,
-        runner: FunctionRunner,
+        runner: _CurrentFunctions,
         gateway: Gateway | NoWebSocketApi,
         urls: StackUrls,
         out: TextIO,
@@ -377,7 +377,11 @@ class _AddOnHost:
         return await self._runner.invoke(function_id, event, source=source)
 
     def busy_worker_pids(self, function_id: str) -> list[int]:
-        return self._runner.busy_worker_pids(function_id)
+        return self._runner.functions.runner.busy_worker_pids(function_id)
+
+    def reloaded(self, app: LocalApp) -> None:
+        """A template reload: `app` is now the reloaded one (add-ons read it when they need it)."""
+        self._app = app
 
     def local_paths(self) -> tuple[str, ...]:
         return (*LOCAL_ONLY_PATHS, *(routes.prefix for routes in self.routes))
@@ -445,19 +449,7 @@ class LocalStack:
             http_url_base=f"http://{shown}:{http_port}",
             aws_endpoint=aws_endpoint,
         )
-        overrides = local_parameters(Path(opts.template), site_origins(shown, http_port))
-        overrides.update(opts.parameter_overrides)  # the user's --parameter-overrides win
-        app = load_app(
-            opts.template,
-            endpoints,
-            parameter_overrides=overrides,
-            embedded=EmbeddedValues(aws),
-        )
-        for function_id, reason in app.skipped.items():
-            self.out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
-        for logical_id, function in app.functions.items():
-            environment = samconfig.function_environment(function, opts.env_vars)
-            app.functions[logical_id] = dataclasses.replace(function, environment=environment)
+        app = _load_app(opts, endpoints, site_origins(shown, http_port), aws, self.out)
         try:
             issued = issue_app_credentials(aws.credentials, app, strict=opts.iam)
         except UnsupportedPolicy as error:
@@ -470,47 +462,30 @@ class LocalStack:
         invocations = _Fanout()
         invocations.listeners.append(InvocationLog(app, opts.log_format, self.out, denials))
         gateway_events = _Fanout()
-        runner = FunctionRunner(
-            app,
-            aws_endpoint,
-            on_invocation=invocations,
-            credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
-            # first start: what the functions' runtimes install, with pip's progress, on our terminal
-            runtimes=RuntimeSetup(progress=self._say),
-        )
-        await runner.start()
-        cleanup.push_async_callback(runner.stop)
-        machines = StepFunctions(app, runner, may_invoke=_machine_may_invoke(issued) if opts.iam else None)
-        cleanup.push_async_callback(machines.stop)
-        delivery = EventDelivery(
-            app,
-            runner,
-            aws_endpoint,
-            start_execution=machines.start_execution,
-            credentials=aws.credentials.boto_credentials,
-            may_invoke=_function_may_invoke(aws, issued) if opts.iam else None,
-        )
-        delivery.install()
-        cleanup.callback(delivery.uninstall)
+        functions = await _start_functions(app, aws, issued, opts, invocations, self._say)
+        cleanup.push_async_callback(functions.stop)
+        # the gateway, the HTTP API, the add-ons and the embedded endpoint reach the functions
+        # through `current`, which a template reload points at the new ones
+        current = _CurrentFunctions(functions)
         # Invoke of the template's functions on the embedded endpoint runs them here
-        loop = asyncio.get_running_loop()
-        aws.add_interceptor(LambdaInvoke(app, runner, delivery.lambda_async.invoke, loop))
+        aws.add_interceptor(current.lambda_invoke)
         # StartExecution and the other execution calls on the endpoint run the interpreter
-        aws.add_interceptor(StepFunctionsApi(machines, loop))
+        aws.add_interceptor(current.stepfunctions_api)
+        services = EmbeddedServiceBackend(aws, functions.machines, issued.integrations)
 
         api = _choose_api(app, opts.api)
         gateway: Gateway | NoWebSocketApi = NoWebSocketApi()
         if api is not None:
             gateway = Gateway(
                 api,
-                runner,
+                current,
                 host=host,
                 port=ws_port,
                 idle_timeout_s=opts.idle_timeout_s,
                 max_lifetime_s=opts.max_lifetime_s,
                 drop_disconnect=opts.drop_disconnect,
                 on_event=gateway_events,
-                services=EmbeddedServiceBackend(aws, machines, issued.integrations),
+                services=services,
                 aws_endpoint=aws_endpoint,
                 hosts=HostPolicy(port=ws_port, bind_host=host, extra_names=extra_names),
             )
@@ -530,7 +505,7 @@ class LocalStack:
         add_on_host = _AddOnHost(
             app=app,
             aws=aws,
-            runner=runner,
+            runner=current,
             gateway=gateway,
             urls=urls,
             out=self.out,
@@ -555,7 +530,7 @@ class LocalStack:
             gateway if isinstance(gateway, Gateway) else None,
             static_dirs=sites,
             http_routes=app.http_routes,
-            invoker=runner,
+            invoker=current,
             region=app.region,
             hosts=http_hosts,
             # @connections: signed with this run's keys, a function's role needs ManageConnections
@@ -575,13 +550,28 @@ class LocalStack:
         await http_runner.setup()
         cleanup.push_async_callback(http_runner.cleanup)
         await web.TCPSite(http_runner, host, http_port).start()
+        reloader = TemplateReload(
+            options=opts,
+            out=self.out,
+            aws=aws,
+            endpoints=endpoints,
+            site_origins=site_origins(shown, http_port),
+            invocations=invocations,
+            denials=denials,
+            current=current,
+            services=services,
+            gateway=gateway,
+            add_on_host=add_on_host,
+            app=app,
+            issued=issued,
+        )
         return RunningStack(
             options=opts,
             app=app,
             aws=aws,
-            runner=runner,
-            machines=machines,
-            delivery=delivery,
+            current=current,
+            reloader=reloader,
+            watcher=asyncio.create_task(reloader.watch(), name="tidings-template-watcher"),
             gateway=gateway,
             http_runner=http_runner,
             urls=dataclasses.replace(urls, links=tuple(add_on_host.links)),
@@ -595,16 +585,28 @@ class RunningStack:
     """A started local stack: every part is running until `stop()`."""
 
     options: DevOptions
-    app: LocalApp
+    app: LocalApp  # the app as first loaded (`reloader.app`: as last reloaded)
     aws: AwsServices
-    runner: FunctionRunner
-    machines: StepFunctions
-    delivery: EventDelivery
+    current: _CurrentFunctions  # the runner, state machines and event delivery of the current app
+    reloader: TemplateReload
+    watcher: asyncio.Task[None]  # reloads the stack when the template file changes
     gateway: Gateway | NoWebSocketApi  # NoWebSocketApi: the template has no WebSocket API
     http_runner: web.AppRunner
     urls: StackUrls
     denials: DenialLog
     add_ons: _AddOnHost
+
+    @property
+    def runner(self) -> FunctionRunner:
+        return self.current.functions.runner
+
+    @property
+    def machines(self) -> StepFunctions:
+        return self.current.functions.machines
+
+    @property
+    def delivery(self) -> EventDelivery:
+        return self.current.functions.delivery
 
     @property
     def ready_tasks(self) -> list[ReadyTask]:
@@ -630,14 +632,15 @@ class RunningStack:
         """Stop the add-ons, then what produces events (executions, workers) before event delivery
         goes: moto's own delivery, back once ours is uninstalled, cannot reach Lambda or Step
         Functions targets."""
+        self.watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.watcher
         await self.add_ons.run_stop_hooks()
         if isinstance(self.gateway, Gateway):
             with contextlib.suppress(Exception):
                 await self.gateway.stop()
         await self.http_runner.cleanup()
-        await self.machines.stop()
-        await self.runner.stop()
-        self.delivery.uninstall()
+        await self.current.functions.stop()
         self.aws.stop()
 
     def state(self) -> LocalStackState:
@@ -654,6 +657,212 @@ class RunningStack:
             aws_secret_access_key=self.aws.credentials.admin.secret_access_key,
             **self.add_ons.state_fields,  # type: ignore[arg-type]
         )
+
+
+def _load_app(
+    opts: DevOptions, endpoints: LocalEndpoints, origins: list[str], aws: AwsServices, out: TextIO
+) -> LocalApp:
+    """The template as the stack runs it: local parameters, overrides, SAM's --env-vars."""
+    overrides = local_parameters(Path(opts.template), origins)
+    overrides.update(opts.parameter_overrides)  # the user's --parameter-overrides win
+    app = load_app(opts.template, endpoints, parameter_overrides=overrides, embedded=EmbeddedValues(aws))
+    for function_id, reason in app.skipped.items():
+        out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
+    for logical_id, function in app.functions.items():
+        environment = samconfig.function_environment(function, opts.env_vars)
+        app.functions[logical_id] = dataclasses.replace(function, environment=environment)
+    return app
+
+
+@dataclass(frozen=True)
+class _Functions:
+    """What runs one app's code: its function runner, state machines, event delivery, and the
+    embedded endpoint's Lambda Invoke and Step Functions execution calls."""
+
+    runner: FunctionRunner
+    machines: StepFunctions
+    delivery: EventDelivery
+    lambda_invoke: LambdaInvoke
+    stepfunctions_api: StepFunctionsApi
+
+    async def stop(self) -> None:
+        """What produces events (executions, workers) stops before event delivery goes."""
+        await self.machines.stop()
+        await self.runner.stop()
+        self.delivery.uninstall()
+
+
+async def _start_functions(
+    app: LocalApp,
+    aws: AwsServices,
+    issued: AppCredentials,
+    opts: DevOptions,
+    invocations: _Fanout,
+    say: Callable[[str], None],
+) -> _Functions:
+    runner = FunctionRunner(
+        app,
+        aws.endpoint,
+        on_invocation=invocations,
+        credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
+        # what the functions' runtimes install (first start), with pip's progress, on our terminal
+        runtimes=RuntimeSetup(progress=say),
+    )
+    await runner.start()
+    machines = StepFunctions(app, runner, may_invoke=_machine_may_invoke(issued) if opts.iam else None)
+    delivery = EventDelivery(
+        app,
+        runner,
+        aws.endpoint,
+        start_execution=machines.start_execution,
+        credentials=aws.credentials.boto_credentials,
+        may_invoke=_function_may_invoke(aws, issued) if opts.iam else None,
+    )
+    delivery.install()
+    loop = asyncio.get_running_loop()
+    return _Functions(
+        runner,
+        machines,
+        delivery,
+        LambdaInvoke(app, runner, delivery.lambda_async.invoke, loop),
+        StepFunctionsApi(machines, loop),
+    )
+
+
+class _CurrentFunctions:
+    """A `FunctionInvoker` and the endpoint's interceptors that always use the current app's
+    functions: the gateway, the HTTP API and the add-ons outlive a template reload, this follows it."""
+
+    def __init__(self, functions: _Functions) -> None:
+        self.functions = functions
+
+    async def invoke(
+        self,
+        function_id: str,
+        event: dict[str, Any],
+        *,
+        source: str = "",
+        request_id: str | None = None,
+        caller: Caller | None = None,
+    ) -> Invocation:
+        return await self.functions.runner.invoke(
+            function_id, event, source=source, request_id=request_id, caller=caller
+        )
+
+    def lambda_invoke(self, environ: dict[str, Any]) -> Callable[..., Iterable[bytes]] | None:
+        return self.functions.lambda_invoke(environ)
+
+    def stepfunctions_api(self, environ: dict[str, Any]) -> Callable[..., Iterable[bytes]] | None:
+        return self.functions.stepfunctions_api(environ)
+
+
+# What a template that does not load, or that the embedded services refuse, raises
+_REFUSED_EDITS = (TemplateError, UnsupportedPolicy, OSError, ValueError, BotoCoreError, ClientError)
+
+
+@dataclass
+class TemplateReload:
+    """`tidings dev` on an edited template: the stack runs the new app without stopping.
+
+    Kept: the embedded services and their data (resources the new template names anew are
+    created), the WebSocket server with its connections (routes come from the new template), the
+    HTTP server. Replaced: the function runner (every function cold, new environment, new role
+    keys; the old keys are revoked), state machines, rules and event delivery. Not refreshed (said
+    on reload): another WebSocket API, stage or route selection expression, changed HTTP API routes
+    or static sites; add-ons keep what they read when they were installed; executions running in
+    the old state machines stop. An edit that does not load leaves the stack as it was.
+    """
+
+    options: DevOptions
+    out: TextIO
+    aws: AwsServices
+    endpoints: LocalEndpoints
+    site_origins: list[str]
+    invocations: _Fanout
+    denials: DenialLog
+    current: _CurrentFunctions
+    services: EmbeddedServiceBackend
+    gateway: Gateway | NoWebSocketApi
+    add_on_host: _AddOnHost
+    app: LocalApp
+    issued: AppCredentials
+    reloads: int = 0
+
+    def _say(self, line: str) -> None:
+        self.out.write(f"tidings dev: {line}\n")
+        self.out.flush()
+
+    async def reload(self) -> bool:
+        """Run the template as it is now; False (and one line said) when it does not load."""
+        opts, previous = self.options, self.app
+        try:
+            app = await asyncio.to_thread(
+                _load_app, opts, self.endpoints, self.site_origins, self.aws, self.out
+            )
+            api = _choose_api(app, opts.api)
+            issued = issue_app_credentials(self.aws.credentials, app, strict=opts.iam)
+        except _REFUSED_EDITS as exc:
+            self._say(f"template not reloaded, still running the previous one: {_one_line(exc)}")
+            return False
+        try:
+            await asyncio.to_thread(self.aws.create_resources, app, previous=previous)
+        except _REFUSED_EDITS as exc:
+            self.aws.credentials.revoke(issued.functions.values())
+            self._say(f"template not reloaded, still running the previous one: {_one_line(exc)}")
+            return False
+        functions = await _start_functions(app, self.aws, issued, opts, self.invocations, self._say)
+        old, old_keys = self.current.functions, self.issued.functions.values()
+        self.current.functions = functions
+        self.services.machines = functions.machines
+        self.services.roles = dict(issued.integrations)  # integration roles as the new template says
+        self.invocations.listeners[0] = InvocationLog(app, opts.log_format, self.out, self.denials)
+        self.add_on_host.reloaded(app)
+        self.app, self.issued = app, issued
+        await old.stop()
+        self.aws.credentials.revoke(old_keys)
+        notes = []
+        if isinstance(self.gateway, Gateway) and api is not None and _same_api(self.gateway.api, api):
+            self.gateway.api = api
+        elif isinstance(self.gateway, Gateway) or api is not None:
+            notes.append("the WebSocket API changed its id, stage or route selection: restart to serve it")
+        if app.http_routes != previous.http_routes:
+            notes.append("the HTTP API routes changed: restart to serve them")
+        self.reloads += 1
+        self._say(f"{opts.template} reloaded; data and connections kept")
+        for note in notes:
+            self._say(note)
+        return True
+
+    async def watch(self) -> None:
+        """Reload on each change of the template file (watchfiles, as FunctionRunner watches code)."""
+        from watchfiles import awatch
+
+        template = self.options.template.resolve()
+
+        def is_template(_: object, path: str) -> bool:
+            return Path(path).resolve() == template
+
+        try:
+            async for _ in awatch(template.parent, watch_filter=is_template, recursive=False):
+                await self.reload()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the stack keeps serving; only the reload on edit is lost
+            traceback.print_exc()
+            self._say("the template watcher stopped; template edits need a restart")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _same_api(served: Any, reloaded: Any) -> bool:
+    """Whether the running gateway can take the reloaded API's routes (same id, stage, selection)."""
+    return bool(
+        served.logical_id == reloaded.logical_id
+        and served.stage == reloaded.stage
+        and served.route_selection_expression == reloaded.route_selection_expression
+    )
 
 
 def _machine_may_invoke(issued: AppCredentials) -> Callable[[str, str], str | None]:
@@ -689,7 +898,15 @@ def _choose_api(app: LocalApp, logical_id: str | None) -> Any:
 
 
 def parse_args(argv: list[str]) -> DevOptions:
-    parser = argparse.ArgumentParser(prog="tidings dev", description="Run a SAM WebSocket app locally.")
+    parser = argparse.ArgumentParser(
+        prog="tidings dev",
+        description="Run a SAM WebSocket app locally.",
+        epilog=(
+            "Edits reload while it runs: a code or layer folder restarts its functions cold; the "
+            "template file reloads the stack, keeping the embedded data and the live connections "
+            "(a broken edit is refused and the running app is kept)."
+        ),
+    )
     parser.add_argument("--template", type=Path, default=Path("template.yaml"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--ws-port", type=int, default=3001, help="0 picks a free port")
