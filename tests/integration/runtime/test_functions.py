@@ -261,6 +261,8 @@ async def test_editing_a_handler_reloads_it(tmp_path: Path, runner_factory: Any)
 
 
 CORE_LAYER = Path(__file__).resolve().parents[3] / "src" / "tidings_core"
+# the template adds this layer when `Tracing: opentelemetry` (its requirements.txt: the OTel SDK)
+OTEL_LAYER = Path(__file__).resolve().parents[3] / "layers" / "opentelemetry"
 TRACED_HANDLER = """
 from tidings_core import tracing
 tracer = tracing.tracer()
@@ -275,7 +277,7 @@ async def test_opentelemetry_spans_land_in_the_invocation_log(tmp_path: Path, ru
     """`Tracing: opentelemetry` locally: no X-Ray endpoint, each span is a JSON line in the log."""
     environment = {"TRACING": "opentelemetry", "POWERTOOLS_SERVICE_NAME": "tidings"}
     function = make_function(
-        tmp_path, "Traced", TRACED_HANDLER, layer_dirs=(CORE_LAYER,), environment=environment
+        tmp_path, "Traced", TRACED_HANDLER, layer_dirs=(CORE_LAYER, OTEL_LAYER), environment=environment
     )
     runner = await runner_factory([function])
     first, second = [await runner.invoke("Traced", {}) for _ in range(2)]

@@ -16,14 +16,14 @@ import pytest_asyncio
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tidings.local.stack import DevOptions, LocalStack
+from tidings.local.stack import DevOptions, LocalStack, RunningStack
 
 RULES_TEMPLATE = Path(__file__).parent / "rules_app" / "template.yaml"
 # one stack (and its event loop) serves the module's tests
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def start(**overrides: str) -> tuple[LocalStack, io.StringIO]:
+async def start(**overrides: str) -> tuple[RunningStack, io.StringIO]:
     out = io.StringIO()
     options = DevOptions(
         template=RULES_TEMPLATE,
@@ -33,17 +33,12 @@ async def start(**overrides: str) -> tuple[LocalStack, io.StringIO]:
         demo=False,
         parameter_overrides=dict(overrides),
     )
-    stack = LocalStack(options, out=out)
-    try:
-        await stack.start()
-    except BaseException:
-        await stack.stop()
-        raise
-    return stack, out
+    running = await LocalStack(options, out=out).start()  # stops what it started if it fails
+    return running, out
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def rules_stack() -> AsyncIterator[tuple[LocalStack, io.StringIO]]:
+async def rules_stack() -> AsyncIterator[tuple[RunningStack, io.StringIO]]:
     stack, out = await start()
     yield stack, out
     await stack.stop()
@@ -59,7 +54,7 @@ def http_get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, object]]
 
 # ---------------------------------------------------------------------------- invoke permissions
 async def test_websocket_route_without_invoke_permission_answers_internal_server_error(
-    rules_stack: tuple[LocalStack, io.StringIO],
+    rules_stack: tuple[RunningStack, io.StringIO],
 ) -> None:
     stack, out = rules_stack
     assert stack.urls is not None
@@ -76,7 +71,7 @@ async def test_websocket_route_without_invoke_permission_answers_internal_server
 
 
 async def test_http_api_authorizer_without_permission_answers_500(
-    rules_stack: tuple[LocalStack, io.StringIO],
+    rules_stack: tuple[RunningStack, io.StringIO],
 ) -> None:
     stack, out = rules_stack
     assert stack.urls is not None
@@ -90,7 +85,7 @@ async def test_http_api_authorizer_without_permission_answers_500(
 
 
 async def test_eventbridge_target_without_permission_goes_to_the_dead_letter_queue(
-    rules_stack: tuple[LocalStack, io.StringIO],
+    rules_stack: tuple[RunningStack, io.StringIO],
 ) -> None:
     stack, out = rules_stack
     assert stack.runner is not None and stack.delivery is not None
@@ -114,7 +109,7 @@ async def test_eventbridge_target_without_permission_goes_to_the_dead_letter_que
 
 # ---------------------------------------------------------------------------- the declared runtime
 async def test_function_importing_a_package_it_does_not_ship_fails_with_import_module_error(
-    rules_stack: tuple[LocalStack, io.StringIO],
+    rules_stack: tuple[RunningStack, io.StringIO],
 ) -> None:
     import yaml  # the local stack's own virtualenv has it: the function still must not see it
 
@@ -128,7 +123,7 @@ async def test_function_importing_a_package_it_does_not_ship_fails_with_import_m
 
 
 async def test_python312_function_runs_on_python_312_with_the_runtime_sdk_only(
-    rules_stack: tuple[LocalStack, io.StringIO],
+    rules_stack: tuple[RunningStack, io.StringIO],
 ) -> None:
     from tidings.local.runtimes import RUNTIME_SDK
 
