@@ -225,11 +225,12 @@ class InProcessStack:
         return fetch_token(self.http_url, user)
 
 
-def create_job(stack: RunningStack, token: str) -> str:
-    """A job through the jobs HTTP API (`POST /jobs`), as a user of the progress view creates one."""
+def create_job(stack: RunningStack, token: str, size: int = 1000) -> str:
+    """A job through the jobs HTTP API (`POST /jobs`), as a user of the progress view creates one;
+    `size` is the upload's declared size (the plan step refuses an object of another size)."""
     from urllib.request import Request
 
-    body = json.dumps({"filename": "clip.mp4", "contentType": "video/mp4", "size": 1000}).encode()
+    body = json.dumps({"filename": "clip.mp4", "contentType": "video/mp4", "size": size}).encode()
     request = Request(  # noqa: S310 - the local stack on 127.0.0.1
         f"{stack.http_url}/jobs",
         data=body,

@@ -99,7 +99,9 @@ async def test_dynamodb_outage_gives_clear_errors_and_recovers(fault_stack: Runn
 async def outage_then_recovery(fault_stack: RunningStack, fleet: Fleet, job_id: str, watcher: Client) -> None:
     token = fleet.tokens["outage-user"]
     publisher = Publisher(fault_stack)
-    fault_control(fault_stack, {"dynamodbOutage": {"seconds": 4}})
+    # on until the reset below: the subscribe (the SDK retries each 500 for a while) and then the
+    # handshake must both fall inside it, however long the retries take
+    fault_control(fault_stack, {"dynamodbOutage": {"seconds": 300}})
     # a frame during the outage: an `internal` error reply, the connection stays open
     await watcher.ws.send(json.dumps({"action": "subscribe", "topic": f"job:{job_id}"}))
     await fleet.wait_for(lambda: bool(watcher.errors))
@@ -112,13 +114,14 @@ async def outage_then_recovery(fault_stack: RunningStack, fleet: Fleet, job_id: 
             pass
     assert refused.value.response.status_code == 502
     fault_control(fault_stack, {"reset": True})
-    # an event during a 1 s outage: notify fails and Lambda retries it (EventInvokeConfig: 2
-    # retries, 24 s and 72 s after the first try locally) until DynamoDB answers again
+    # an event during a 1 s outage: notify's DynamoDB calls are refused, and the event still
+    # arrives once DynamoDB answers again (bridged by botocore's own retries of the 500s, or by
+    # Lambda's retry of a failed notify: which one depends on timing, so neither is asserted here;
+    # tests/unit/local/test_lambda_async.py and tests/integration/runtime/test_bus.py cover Lambda's)
     fault_control(fault_stack, {"dynamodbOutage": {"seconds": 1}})
     await asyncio.to_thread(publisher.put, job_event(job_id, "outage-user", 1, 2))
     await fleet.wait_for(lambda: watcher.highest(job_id) == 1)
     assert fault_control(fault_stack)["dynamodbRefused"] > 0
-    fault_stack.wait_for_log(r"NotifyFunction .* error ")
     # after it: the same connection and a new one work as before
     watcher.errors.clear()
     newcomer = await fleet.connect(Client("outage-user", [f"job:{job_id}"]))

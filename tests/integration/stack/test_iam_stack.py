@@ -86,10 +86,7 @@ def echo_app_without_manage_connections(tmp_path: Path) -> Path:
     shutil.copytree(ECHO_TEMPLATE.parent, tmp_path / "echo_app")
     path = tmp_path / "echo_app" / "template.yaml"
     text = path.read_text()
-    grant = (
-        "        - Statement:\n            - Effect: Allow\n"
-        + "              Action: execute-api:ManageConnections\n"
-    )
+    grant = "            - Effect: Allow\n              Action: execute-api:ManageConnections\n"
     assert text.count(grant) == 1, "EchoFunction's ManageConnections statement moved: update this test"
     start = text.index(grant)
     end = text.index("\n", text.index("Resource:", start)) + 1

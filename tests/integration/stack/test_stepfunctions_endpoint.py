@@ -60,7 +60,9 @@ async def test_an_uploaded_job_runs_an_execution_the_api_describes(
     require_tool("ffmpeg", ffmpeg_exe())
     clip = await asyncio.to_thread(make_sample_video, tmp_path / "clip.mp4", seconds=2.0, size="320x240")
     token = await asyncio.to_thread(local_token, tidings_stack, "sfn-user")
-    job_id = await asyncio.to_thread(create_job, tidings_stack, token)  # POST /jobs: filename clip.mp4
+    job_id = await asyncio.to_thread(
+        create_job, tidings_stack, token, clip.stat().st_size
+    )  # POST /jobs: filename clip.mp4
     s3 = tidings_stack.boto3_client("s3")
     [bucket] = [b["Name"] for b in s3.list_buckets()["Buckets"] if "input" in b["Name"].lower()]
     key = f"uploads/sfn-user/{job_id}/clip.mp4"
