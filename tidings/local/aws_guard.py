@@ -102,6 +102,29 @@ class Denial:
         )
 
 
+class PendingDenials:
+    """Refused calls by function, until that function's next invocation takes them.
+
+    The AWS endpoint reports on its own threads (the management API on the event loop); an
+    invocation ends on the event loop, after the calls it made.
+    """
+
+    def __init__(self, limit: int = 20) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[Denial]] = {}
+        self.limit = limit
+
+    def add(self, denial: Denial) -> None:
+        with self._lock:
+            pending = self._pending.setdefault(denial.caller, [])
+            if len(pending) < self.limit and denial not in pending:
+                pending.append(denial)
+
+    def take(self, function_id: str) -> list[Denial]:
+        with self._lock:
+            return self._pending.pop(function_id, [])
+
+
 def _key(prefix: str) -> str:
     return prefix + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
 

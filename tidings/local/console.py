@@ -17,7 +17,6 @@ import contextvars
 import json
 import logging
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tidings.local.addons import StackHost
+from tidings.local.aws_guard import PendingDenials
 from tidings.local.invocation_line import outcome
 from tidings.local.model import Invocation, LocalApp
 
@@ -732,29 +732,6 @@ def _error(status: int, code: str, message: str) -> web.Response:
 # ------------------------------------------------------------------------------------ add-on
 
 
-class PendingDenials:
-    """Refused AWS calls by function, until that function's next invocation record takes them.
-
-    The AWS endpoint reports on its own threads (and the management API on the event loop); the
-    record is made on the event loop when the invocation ends, after the calls it made.
-    """
-
-    def __init__(self, limit: int = 20) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[str, list[str]] = {}
-        self.limit = limit
-
-    def add(self, function_id: str, line: str) -> None:
-        with self._lock:
-            pending = self._pending.setdefault(function_id, [])
-            if len(pending) < self.limit and line not in pending:
-                pending.append(line)
-
-    def take(self, function_id: str) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(self._pending.pop(function_id, ()))
-
-
 class Console:
     """The console add-on; `views` are an app's own parts of it (those that apply to the template)."""
 
@@ -769,10 +746,11 @@ class Console:
         store = ConsoleStore(labels=[label for view in views for label in view.labels])
         api = ConsoleApi(store, host, views, self.static_dir)
         denials = PendingDenials()
-        host.on_denied(lambda denial: denials.add(denial.caller, denial.line()))
+        host.on_denied(denials.add)
 
         def record(invocation: Invocation, function_id: str, source: str, event: dict[str, Any]) -> None:
-            store.record_invocation(invocation, function_id, source, event, denied=denials.take(function_id))
+            lines = tuple(dict.fromkeys(denial.line() for denial in denials.take(function_id)))
+            store.record_invocation(invocation, function_id, source, event, denied=lines)
 
         host.on_invocation(record)
         host.on_gateway_event(store.record_gateway_event)

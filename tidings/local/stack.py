@@ -17,7 +17,6 @@ import json
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from tidings.local.aws_guard import (
     AppCredentials,
     Denial,
     ManagementGuard,
+    PendingDenials,
     issue_app_credentials,
     may_invoke,
 )
@@ -216,22 +216,15 @@ class InvocationLog:
 
 
 class DenialLog:
-    """Calls the AWS endpoint refused, by function, until its invocation line takes them.
-
-    The guard reports on moto's threads; the invocation log reads on the event loop.
-    """
+    """Calls the AWS endpoint refused, by function, until its invocation line takes them; and to
+    each listener (the console keeps its own `PendingDenials`)."""
 
     def __init__(self, limit: int = 20) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[str, list[Denial]] = {}
-        self.limit = limit
+        self._pending = PendingDenials(limit)
         self.listeners: list[Callable[[Denial], Any]] = []
 
     def __call__(self, denial: Denial) -> None:
-        with self._lock:
-            pending = self._pending.setdefault(denial.caller, [])
-            if len(pending) < self.limit and denial not in pending:
-                pending.append(denial)
+        self._pending.add(denial)
         for listener in list(self.listeners):
             try:
                 listener(denial)
@@ -239,8 +232,7 @@ class DenialLog:
                 traceback.print_exc()
 
     def take(self, function_id: str) -> list[Denial]:
-        with self._lock:
-            return self._pending.pop(function_id, [])
+        return self._pending.take(function_id)
 
 
 class NoWebSocketApi:
