@@ -30,6 +30,11 @@ from tidings.local.stack import RunningStack as InProcessRunningStack
 ROOT = Path(__file__).resolve().parent.parent
 URL_LINE = re.compile(r"^(WebSocket URL|Callback URL|AWS endpoint|Progress view): (\S+)$")
 T = TypeVar("T")
+# How long a stack may take to print Ready. A warm start takes a few seconds; the first start on
+# an empty runtime cache (~/.cache/tidings, a fresh machine) installs each function's packages
+# with pip first, 30-60 s per requirement set and more on a loaded 2-core machine. A cap, not a
+# wait: a stack that is ready sooner is used at once, one that fails prints why at once.
+STARTUP_TIMEOUT = 240.0  # under pytest-timeout's 300 s per test (pyproject.toml)
 
 
 @dataclass
@@ -102,7 +107,9 @@ def management_client(stack: RunningStack) -> Any:
     )
 
 
-def start_stack(template: Path, tmp_path: Path, *extra: str, timeout: float = 90.0) -> RunningStack:
+def start_stack(
+    template: Path, tmp_path: Path, *extra: str, timeout: float = STARTUP_TIMEOUT
+) -> RunningStack:
     """Run `tidings dev` (`python -m tidings.devtools`) on free ports (unless `extra` says otherwise)
     until `Ready.`."""
     state_file = tmp_path / "state.json"
@@ -194,7 +201,7 @@ class InProcessStack:
     def urls(self) -> StackUrls:
         return self.stack.urls
 
-    def start(self, timeout: float = 90.0) -> StackUrls:
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> StackUrls:
         self._thread.start()
         try:
             local = LocalStack(self.options, add_ons=add_ons(self.options), out=self.log)
