@@ -40,52 +40,25 @@ SIGNING_KEY = "otel-probe-signing-key-0123456789abcdef"
 
 
 def main(out: str) -> None:
-    import boto3
-    from moto import mock_aws
+    from handler_probe import handlers_under_moto
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    with mock_aws():
-        secret = boto3.client("secretsmanager").create_secret(Name="signing-key", SecretString=SIGNING_KEY)
-        os.environ["TOKEN_SECRET_ARN"] = secret["ARN"]
-        from testkit import load_handler
-
-        from functional.conftest import FakeContext, FakeManagement, bus_event, sample, ws_event
-        from tidings_core import config, models, otel, push, registry, tokens
-
-        settings = config.settings()
-        models.create_tables(settings)
-        registry.configure(settings)
-        pusher = push.Pusher(FakeManagement(), sleep=lambda _: None)  # type: ignore[arg-type]
-        push.pusher = lambda: pusher
+    with handlers_under_moto(SIGNING_KEY) as run:
+        from tidings_core import otel
 
         memory = InMemorySpanExporter()
         otel.provider().tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
-        handlers = {
-            name: load_handler(name) for name in ("authorize", "connect", "subscribe", "notify", "disconnect")
-        }
-        token = tokens.issue_token(SIGNING_KEY, "alice", 600)
-        authorizer_event = sample("authorizer_request")
-        authorizer_event["headers"]["Sec-WebSocket-Protocol"] = f"tidings.v1, {token}"
-        authorizer_event["multiValueHeaders"]["Sec-WebSocket-Protocol"] = [f"tidings.v1, {token}"]
-        registry.create_job("job-1", "alice")  # before the handlers: not one of their spans
-        memory.clear()
-        calls = {
-            "authorize": authorizer_event,
-            "connect": ws_event("connect", "conn-1"),
-            "subscribe": ws_event("message", "conn-1", body={"action": "subscribe", "topic": "job:job-1"}),
-            "notify": bus_event(seq=1),
-            "disconnect": ws_event("disconnect", "conn-1"),
-        }
+        handlers = run.load_handlers()
         invocations: dict[str, Any] = {}
-        for name, event in calls.items():
-            memory.clear()
-            result = handlers[name].handler(event, FakeContext())
+        for name, event in run.calls.items():
+            memory.clear()  # job-1's creation and the imports are not the handlers' spans
+            result = handlers[name].handler(event, run.context())
             spans = [json.loads(span.to_json()) for span in memory.get_finished_spans()]
             invocations[name] = {"result": result, "spans": spans}
     loaded = sorted(name for name in sys.modules if name.split(".")[0] == "aws_xray_sdk")
     Path(out).write_text(
-        json.dumps({"token": token, "invocations": invocations, "xray_sdk_modules": loaded}, default=str)
+        json.dumps({"token": run.token, "invocations": invocations, "xray_sdk_modules": loaded}, default=str)
     )
 
 

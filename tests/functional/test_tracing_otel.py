@@ -7,12 +7,12 @@ header, and an in-memory span exporter in place of the OTLP exporter to X-Ray.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from functional.handler_probe import run_probe  # tests/functional/handler_probe.py
 
 PROBE = Path(__file__).with_name("otel_probe.py")
 LAMBDA_PARENT = "0x53995c3f42cd8ad8"  # the Parent of the probe's _X_AMZN_TRACE_ID
@@ -22,14 +22,7 @@ ANNOTATIONS = "aws.xray.annotations"
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("otel") / "probe.json"
-    completed = subprocess.run(
-        [sys.executable, str(PROBE), str(out)], capture_output=True, text=True, timeout=240, check=False
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    document: dict[str, Any] = json.loads(out.read_text())
-    document["logs"] = completed.stdout + completed.stderr
-    return document
+    return run_probe(PROBE, tmp_path_factory.mktemp("otel") / "probe.json")
 
 
 def _spans(traced: dict[str, Any], function: str) -> list[dict[str, Any]]:

@@ -58,49 +58,20 @@ class MemoryEmitter:
 
 
 def main(out: str) -> None:
-    import boto3
-    from moto import mock_aws
+    from handler_probe import handlers_under_moto
 
-    with mock_aws():
-        secret = boto3.client("secretsmanager").create_secret(Name="signing-key", SecretString=SIGNING_KEY)
-        os.environ["TOKEN_SECRET_ARN"] = secret["ARN"]
-        from testkit import load_handler
-
-        from functional.conftest import FakeContext, FakeManagement, bus_event, sample, ws_event
-        from tidings_core import config, models, push, registry, tokens
-
-        settings = config.settings()
-        models.create_tables(settings)
-        registry.configure(settings)
-        pusher = push.Pusher(FakeManagement(), sleep=lambda _: None)  # type: ignore[arg-type]
-        push.pusher = lambda: pusher
-
-        handlers = {
-            name: load_handler(name) for name in ("authorize", "connect", "subscribe", "notify", "disconnect")
-        }
+    with handlers_under_moto(SIGNING_KEY) as run:
+        handlers = run.load_handlers()
         from aws_xray_sdk.core import xray_recorder
 
         emitter = MemoryEmitter()
         xray_recorder.configure(emitter=emitter)
-
-        token = tokens.issue_token(SIGNING_KEY, "alice", 600)
-        authorizer_event = sample("authorizer_request")
-        authorizer_event["headers"]["Sec-WebSocket-Protocol"] = f"tidings.v1, {token}"
-        authorizer_event["multiValueHeaders"]["Sec-WebSocket-Protocol"] = [f"tidings.v1, {token}"]
-        registry.create_job("job-1", "alice")
-        calls = {
-            "authorize": authorizer_event,
-            "connect": ws_event("connect", "conn-1"),
-            "subscribe": ws_event("message", "conn-1", body={"action": "subscribe", "topic": "job:job-1"}),
-            "notify": bus_event(seq=1),
-            "disconnect": ws_event("disconnect", "conn-1"),
-        }
         invocations: dict[str, Any] = {}
-        for name, event in calls.items():
+        for name, event in run.calls.items():
             emitter.entities.clear()
-            result = handlers[name].handler(event, FakeContext())
+            result = handlers[name].handler(event, run.context())
             invocations[name] = {"result": result, "entities": list(emitter.entities)}
-    Path(out).write_text(json.dumps({"token": token, "invocations": invocations}, default=str))
+    Path(out).write_text(json.dumps({"token": run.token, "invocations": invocations}, default=str))
 
 
 if __name__ == "__main__":
