@@ -793,7 +793,8 @@ class TemplateReload:
     keys; the old keys are revoked), state machines, rules and event delivery. Not refreshed (said
     on reload): another WebSocket API, stage or route selection expression, changed HTTP API routes,
     custom domains or static sites; add-ons keep what they read when they were installed;
-    executions running in the old state machines stop. An edit that does not load leaves the stack as it was.
+    executions running in the old state machines stop. An edit that does not load leaves the
+    stack as it was.
     """
 
     options: DevOptions
@@ -853,6 +854,8 @@ class TemplateReload:
             notes.append("the WebSocket API changed its id, stage or route selection: restart to serve it")
         if app.http_routes != previous.http_routes:
             notes.append("the HTTP API routes changed: restart to serve them")
+        if app.domain_mappings != previous.domain_mappings:
+            notes.append("the custom domains changed: restart to serve them")
         self.reloads += 1
         self._say(f"{opts.template} reloaded; data and connections kept")
         for note in notes:
