@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import shutil
 import socket
 import ssl
 from collections.abc import Iterator
@@ -166,3 +167,23 @@ def test_the_http_and_websocket_ports_refuse_the_execute_api_host(reply_stack: R
             ).encode()
         )
         assert b" 403 " in sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+async def test_a_reload_keeps_the_workers_endpoint_and_says_a_new_domain_needs_a_restart(
+    tmp_path: Path,
+) -> None:
+    app_dir = tmp_path / "reply_app"
+    shutil.copytree(REPLY_TEMPLATE.parent, app_dir, ignore=shutil.ignore_patterns("__pycache__", ".tidings"))
+    template = app_dir / "template.yaml"
+    stack = await asyncio.to_thread(start_stack, template, tmp_path)
+    try:
+        assert await _exchange(stack, {"action": "reply", "via": "custom"}) == {"via": "custom"}
+        template.write_text(
+            template.read_text().replace(f"Default: {CUSTOM_DOMAIN}", "Default: ws2.reply-test.example")
+        )
+        await asyncio.to_thread(stack.wait_for_log, r"reloaded; data and connections kept", 60)
+        await asyncio.to_thread(stack.wait_for_log, r"the custom domains changed: restart to serve them", 5)
+        # the reloaded functions (cold, new keys) still reach the same listener
+        assert await _exchange(stack, {"action": "reply", "via": "apiId"}) == {"via": "apiId"}
+    finally:
+        stop_stack(stack)
