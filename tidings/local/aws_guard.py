@@ -683,7 +683,8 @@ class ManagementGuard:
 
     The caller must sign with a key of this run (the same check as the AWS endpoint's); the admin
     key may do anything, a function's role session needs `execute-api:ManageConnections` on the
-    connection's ARN (unless IAM is off); anything else is refused. `check` answers None when the
+    connection's ARN (unless IAM is off); anything else is refused. `admin=False` refuses the
+    admin key too (the hosts only the functions reach, management_endpoints.py). `check` answers None when the
     call may go on, else the message of the 403 ForbiddenException; refused roles are reported to
     `on_denied` so the invocation's line names what is missing.
     """
@@ -698,8 +699,10 @@ class ManagementGuard:
         enforce_iam: bool = True,
         on_denied: Callable[[Denial], None] | None = None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        admin: bool = True,
     ) -> None:
         self.run = run
+        self.admin = admin  # False: only the functions' role sessions (the workers' own endpoint)
         self.api_id = api_id
         self.region = region
         self.account = account
@@ -723,7 +726,7 @@ class ManagementGuard:
         if caller is None:
             return "Forbidden"
         if caller.kind == "admin":
-            return None
+            return None if self.admin else "Forbidden"
         if caller.kind != "role" or caller.principal is None:
             return "Forbidden"
         if not self.enforce_iam:

@@ -81,9 +81,20 @@ class ManagementAuth(Protocol):
     ) -> str | None: ...
 
 
-def _management_handler(gateway: Gateway | None, auth: ManagementAuth | None) -> Handler:
+def _stage_in_path(request: web.Request) -> str | None:
+    return request.match_info.get("stage")
+
+
+def management_handler(
+    gateway: Gateway | None,
+    auth: ManagementAuth | None,
+    stage_of: Callable[[web.Request], str | None] = _stage_in_path,
+) -> Handler:
+    """`@connections/{connection_id}`; `stage_of`: the stage a request names (None: none), by
+    default the path's first segment (a custom domain names it by its base path instead)."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
-        stage = request.match_info.get("stage")
+        stage = stage_of(request)
         connection_id = request.match_info["connection_id"]
         data = b""
         if request.method == "POST" or auth is not None:
@@ -293,7 +304,7 @@ def build_http_app(
     app = web.Application(client_max_size=HTTP_API_MAX_BODY)
     if hosts is not None:
         app.middlewares.append(host_check(hosts))
-    management = _management_handler(gateway, management_auth)
+    management = management_handler(gateway, management_auth)
     for method in ("POST", "GET", "DELETE"):
         app.router.add_route(method, "/{stage}/@connections/{connection_id}", management)
         # No stage in the path: AWS's missing-stage answer

@@ -67,6 +67,17 @@ class WebSocketApi:
 
 
 @dataclass(frozen=True)
+class DomainMapping:
+    """A custom domain name's mapping to an API stage (`AWS::ApiGatewayV2::ApiMapping` of an
+    `AWS::ApiGatewayV2::DomainName`): `https://{domain_name}/{key}` is that stage's base URL."""
+
+    domain_name: str  # lower case
+    api_id: str
+    stage: str
+    key: str = ""  # the ApiMappingKey (base path), "" for none
+
+
+@dataclass(frozen=True)
 class HttpRoute:
     """One `AWS::Serverless::HttpApi` route (payload format 2.0)."""
 
@@ -210,6 +221,7 @@ class LocalApp:
     # resource-based policies (AWS::SQS::QueuePolicy, AWS::SNS::TopicPolicy) by resource ARN
     resource_policies: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     permissions: list[InvokePermission] = field(default_factory=list)
+    domain_mappings: list[DomainMapping] = field(default_factory=list)  # custom domain names
 
     def function_id_by_arn(self, arn: str) -> str | None:
         """The function an ARN names, qualified (`:alias`, `:3`) or not."""

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,6 +56,7 @@ from tidings.local.integration_calls import EmbeddedServiceBackend
 from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
+from tidings.local.management_endpoints import ManagementHosts, ManagementListener, WorkerTrust
 from tidings.local.model import Caller, Invocation, LocalApp
 from tidings.local.runtimes import RuntimeSetup
 from tidings.local.stepfunctions import StepFunctions
@@ -454,7 +455,13 @@ class LocalStack:
         invocations = _Fanout()
         invocations.listeners.append(InvocationLog(app, opts.log_format, self.out, denials))
         gateway_events = _Fanout()
-        functions = await _start_functions(app, aws, issued, opts, invocations, self._say)
+        api = _choose_api(app, opts.api)
+        # the management API at the execute-api and custom-domain hosts, for the workers only
+        trust = WorkerTrust(ManagementHosts.of(api, app.domain_mappings)) if api is not None else None
+        if trust is not None:
+            cleanup.callback(trust.close)
+        worker_environment = trust.environment if trust is not None else {}
+        functions = await _start_functions(app, aws, issued, opts, invocations, self._say, worker_environment)
         cleanup.push_async_callback(functions.stop)
         # the gateway, the HTTP API, the add-ons and the embedded endpoint reach the functions
         # through `current`, which a template reload points at the new ones
@@ -465,7 +472,6 @@ class LocalStack:
         aws.add_interceptor(current.stepfunctions_api)
         services = EmbeddedServiceBackend(aws, functions.machines, issued.integrations)
 
-        api = _choose_api(app, opts.api)
         gateway: Gateway | NoWebSocketApi = NoWebSocketApi()
         if api is not None:
             gateway = Gateway(
@@ -542,6 +548,22 @@ class LocalStack:
         await http_runner.setup()
         cleanup.push_async_callback(http_runner.cleanup)
         await web.TCPSite(http_runner, host, http_port).start()
+        listener: ManagementListener | None = None
+        if trust is not None and api is not None and isinstance(gateway, Gateway):
+            listener = await ManagementListener.start(
+                trust,
+                gateway,
+                ManagementGuard(
+                    aws.credentials,
+                    api_id=api.api_id,
+                    region=api.region,
+                    account=api.account_id,
+                    enforce_iam=opts.iam,
+                    on_denied=denials,
+                    admin=False,  # only the functions reach these hosts, with their roles' keys
+                ),
+            )
+            cleanup.push_async_callback(listener.stop)
         reloader = TemplateReload(
             options=opts,
             out=self.out,
@@ -556,6 +578,7 @@ class LocalStack:
             add_on_host=add_on_host,
             app=app,
             issued=issued,
+            worker_environment=worker_environment,
         )
         return RunningStack(
             options=opts,
@@ -569,6 +592,7 @@ class LocalStack:
             urls=dataclasses.replace(urls, links=tuple(add_on_host.links)),
             denials=denials,
             add_ons=add_on_host,
+            management_listener=listener,
         )
 
 
@@ -587,6 +611,8 @@ class RunningStack:
     urls: StackUrls
     denials: DenialLog
     add_ons: _AddOnHost
+    # the management API at the execute-api/custom-domain hosts; None: no WebSocket API
+    management_listener: ManagementListener | None = None
 
     @property
     def runner(self) -> FunctionRunner:
@@ -632,6 +658,8 @@ class RunningStack:
             with contextlib.suppress(Exception):
                 await self.gateway.stop()
         await self.http_runner.cleanup()
+        if self.management_listener is not None:
+            await self.management_listener.stop()
         await self.current.functions.stop()
         self.aws.stop()
 
@@ -691,10 +719,13 @@ async def _start_functions(
     opts: DevOptions,
     invocations: _Fanout,
     say: Callable[[str], None],
+    worker_environment: Mapping[str, str],
 ) -> _Functions:
     runner = FunctionRunner(
         app,
         aws.endpoint,
+        # every worker, whatever its runtime: management_endpoints.worker_environment
+        extra_environment=worker_environment,
         on_invocation=invocations,
         credentials={fid: keys.environment() for fid, keys in issued.functions.items()},
         # what the functions' runtimes install (first start), with pip's progress, on our terminal
@@ -760,9 +791,10 @@ class TemplateReload:
     created), the WebSocket server with its connections (routes come from the new template), the
     HTTP server. Replaced: the function runner (every function cold, new environment, new role
     keys; the old keys are revoked), state machines, rules and event delivery. Not refreshed (said
-    on reload): another WebSocket API, stage or route selection expression, changed HTTP API routes
-    or static sites; add-ons keep what they read when they were installed; executions running in
-    the old state machines stop. An edit that does not load leaves the stack as it was.
+    on reload): another WebSocket API, stage or route selection expression, changed HTTP API routes,
+    custom domains or static sites; add-ons keep what they read when they were installed;
+    executions running in the old state machines stop. An edit that does not load leaves the
+    stack as it was.
     """
 
     options: DevOptions
@@ -778,6 +810,7 @@ class TemplateReload:
     add_on_host: _AddOnHost
     app: LocalApp
     issued: AppCredentials
+    worker_environment: Mapping[str, str] = field(default_factory=dict)  # kept: same listener
     reloads: int = 0
 
     def _say(self, line: str) -> None:
@@ -802,7 +835,9 @@ class TemplateReload:
             self.aws.credentials.revoke(issued.functions.values())
             self._say(f"template not reloaded, still running the previous one: {_one_line(exc)}")
             return False
-        functions = await _start_functions(app, self.aws, issued, opts, self.invocations, self._say)
+        functions = await _start_functions(
+            app, self.aws, issued, opts, self.invocations, self._say, self.worker_environment
+        )
         old, old_keys = self.current.functions, self.issued.functions.values()
         self.current.functions = functions
         self.services.machines = functions.machines
@@ -819,6 +854,8 @@ class TemplateReload:
             notes.append("the WebSocket API changed its id, stage or route selection: restart to serve it")
         if app.http_routes != previous.http_routes:
             notes.append("the HTTP API routes changed: restart to serve them")
+        if app.domain_mappings != previous.domain_mappings:
+            notes.append("the custom domains changed: restart to serve them")
         self.reloads += 1
         self._say(f"{opts.template} reloaded; data and connections kept")
         for note in notes:

@@ -36,6 +36,7 @@ from tidings.local.model import (
     DEFAULT_REGION,
     AsyncInvokeConfig,
     Authorizer,
+    DomainMapping,
     Function,
     HttpRoute,
     InvokePermission,
@@ -472,6 +473,8 @@ class Resolver:
         if kind.startswith("AWS::ApiGatewayV2::"):
             if kind == "AWS::ApiGatewayV2::Stage":
                 return self.resolve(self.resources[logical_id]["Properties"].get("StageName", "$default"))
+            if kind == "AWS::ApiGatewayV2::DomainName":  # Ref of a custom domain: its name
+                return self.resolve(self.resources[logical_id]["Properties"].get("DomainName", ""))
             return local_id(logical_id)
         if kind in _NAME_PROPERTY:
             return self.name_of(logical_id)
@@ -1281,6 +1284,20 @@ class _AppReader:
             )
         return rules
 
+    def domain_mappings(self) -> list[DomainMapping]:
+        """Each `AWS::ApiGatewayV2::ApiMapping`: a custom domain name's path to an API stage."""
+        mappings: list[DomainMapping] = []
+        for logical_id, props in self.of_type("AWS::ApiGatewayV2::ApiMapping"):
+            where = f"{logical_id}.Properties"
+            domain = str(self.resolver.resolve_at(props.get("DomainName", ""), f"{where}.DomainName"))
+            api_id = str(self.resolver.resolve_at(props.get("ApiId", ""), f"{where}.ApiId"))
+            stage = str(self.resolver.resolve_at(props.get("Stage", ""), f"{where}.Stage"))
+            key = str(self.resolver.resolve_at(props.get("ApiMappingKey", ""), f"{where}.ApiMappingKey"))
+            if not domain or not api_id or not stage:
+                raise TemplateError(f"{where}: an API mapping needs DomainName, ApiId and Stage")
+            mappings.append(DomainMapping(domain.lower().rstrip("."), api_id, stage, key.strip("/")))
+        return mappings
+
     def simple_resources(self) -> list[SimpleResource]:
         kinds = {
             "AWS::S3::Bucket": "bucket",
@@ -1449,5 +1466,6 @@ def load_app(
         roles=reader.roles(),
         resource_policies=reader.resource_policies(),
         permissions=reader.permissions(),
+        domain_mappings=reader.domain_mappings(),
     )
     return app

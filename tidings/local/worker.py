@@ -7,6 +7,13 @@ what it may import (code folder, layers, its package folder). It imports the han
 frames. What the handler prints or logs during an invocation goes back with that invocation's
 response. Standard library only (it runs outside the tidings package, on any Python 3.9+):
 nothing here may shadow or preload what the function imports.
+
+Endpoints a handler builds itself (`https://{requestContext.domainName}/{stage}`, the API id host,
+a custom domain) reach the local stack: before the handler is imported, `socket.getaddrinfo`
+sends a connection to (a host named in `_TIDINGS_HOST_REDIRECTS`, 443) to the loopback port that
+variable gives (management_endpoints.py serves it with a certificate of the run's local CA, which
+`AWS_CA_BUNDLE`/`SSL_CERT_FILE` trust). The TLS server name and the certificate check stay on the
+original host; every SDK that resolves names through the socket module follows it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import io
 import json
 import logging
 import os
+import socket
 import struct
 import sys
 import time
@@ -25,6 +33,64 @@ from typing import Any, BinaryIO, TextIO
 
 FRAME_HEADER = struct.Struct(">I")
 SYS_PATH_VARIABLE = "TIDINGS_WORKER_SYS_PATH"
+# {"abc123.execute-api.us-east-1.amazonaws.com": 45123, ...}: (host, 443) → (127.0.0.1, port)
+REDIRECTS_VARIABLE = "_TIDINGS_HOST_REDIRECTS"
+REDIRECTED_PORT = 443
+LOOPBACK = "127.0.0.1"
+
+
+def parse_redirects(text: str | None) -> dict[str, int]:
+    """`_TIDINGS_HOST_REDIRECTS` → {lower-case host: port}; anything malformed is left out."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(host).lower().rstrip("."): port
+        for host, port in raw.items()
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+    }
+
+
+def redirect_target(host: Any, port: Any, redirects: dict[str, int]) -> tuple[str, int] | None:
+    """Where a connection to (`host`, `port`) goes instead, or None for where it was going.
+
+    `host`/`port` as `socket.getaddrinfo` takes them: text or bytes, a number, a numeric string or
+    a service name. Only the HTTPS port of a redirected host moves."""
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str) or not redirects:
+        return None
+    if isinstance(port, bytes):
+        port = port.decode("ascii", "replace")
+    if isinstance(port, str):
+        port = REDIRECTED_PORT if port == "https" else int(port) if port.isdigit() else None
+    if port != REDIRECTED_PORT:
+        return None
+    target = redirects.get(host.lower().rstrip("."))
+    return None if target is None else (LOOPBACK, target)
+
+
+def install_redirects(redirects: dict[str, int]) -> None:
+    """Resolve the redirected hosts to the loopback port (everything else as before)."""
+    if not redirects:
+        return
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(
+        host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> Any:
+        target = redirect_target(host, port, redirects)
+        if target is None:
+            return resolve(host, port, family, type, proto, flags)
+        # the listener is on IPv4 loopback, whatever family the caller would have liked
+        return resolve(target[0], target[1], socket.AF_INET, type, proto, flags)
+
+    socket.getaddrinfo = getaddrinfo
 
 
 def read_frame(stream: BinaryIO) -> dict[str, Any] | None:
@@ -189,6 +255,7 @@ def main() -> None:
     for entry in reversed([path for path in os.environ.get(SYS_PATH_VARIABLE, "").split(os.pathsep) if path]):
         sys.path.insert(0, entry)
     os.environ.pop(SYS_PATH_VARIABLE, None)
+    install_redirects(parse_redirects(os.environ.get(REDIRECTS_VARIABLE)))
     output = InvocationOutput()
     handler_output: TextIO = output  # type: ignore[assignment]
     sys.stdout = handler_output

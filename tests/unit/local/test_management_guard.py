@@ -68,6 +68,20 @@ def test_the_admin_key_may_post_get_and_delete() -> None:
     assert denials == []
 
 
+def test_without_admin_only_a_functions_role_may_call() -> None:
+    """The execute-api and custom-domain hosts (management_endpoints.py) answer the functions only."""
+    run = RunCredentials()
+    keys = run.issue_role(
+        "NotifyFunction",
+        principal({"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": ALLOWED}),
+    )
+    workers_only = ManagementGuard(
+        run, api_id="abcdef1234", region="us-east-1", account="123456789012", admin=False
+    )
+    assert check(workers_only, signed(run.admin)) == "Forbidden"
+    assert check(workers_only, signed(keys)) is None
+
+
 def test_a_role_with_manage_connections_on_post_may_post_but_not_delete() -> None:
     run = RunCredentials()
     keys = run.issue_role(
