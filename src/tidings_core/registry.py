@@ -641,8 +641,9 @@ def _transaction() -> TransactWrite:
 
 
 def _cancelled(exc: TransactWriteError) -> list[str | None]:
-    """The cancellation reason of each item of the transaction, in the order pynamodb sent them
-    (condition checks, deletes, puts, updates); None for items that did not cancel it."""
+    """The cancellation reason code of each item of the transaction, in the order pynamodb sent
+    them (condition checks, deletes, puts, updates); DynamoDB's "None" for items that did not
+    cancel it."""
     reasons = getattr(exc.cause, "cancellation_reasons", None) or []
     return [reason.code if reason is not None else None for reason in reasons]
 

@@ -15,6 +15,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from moto.dynamodb.exceptions import TransactionCanceledException
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 
 from tidings_core import registry
@@ -179,3 +181,27 @@ def test_slots_are_per_user_and_no_job(api: ModuleType) -> None:
     assert registry.get_job("slots#alice") is None
     assert call(api, http_event("GET", "/jobs/slots%23alice"))[0] == 404
     assert [job.user_id for job in registry.recent_jobs("alice", limit=50)] == ["alice"] * 20
+
+
+def test_a_transaction_cancelled_by_a_conflict_is_tried_again(
+    api: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB cancels a transaction that meets another one on the same item (the slots item,
+    with concurrent POSTs) with `TransactionConflict`; the job is created on a later attempt."""
+    original = DynamoDBBackend.transact_write_items
+    conflicts = [2]  # the next two transactions conflict
+
+    def transact(backend: DynamoDBBackend, items: list[dict[str, Any]]) -> None:
+        if conflicts[0]:
+            conflicts[0] -= 1
+            raise TransactionCanceledException(
+                [(None, None, None), ("TransactionConflict", "Transaction is ongoing for the item", None)]
+            )
+        original(backend, items)
+
+    slept: list[float] = []
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact)
+    monkeypatch.setattr(registry.time, "sleep", slept.append)
+    status, body = post(api)
+    assert status == 201 and registry.held_slots("alice") == [body["jobId"]]
+    assert len(slept) == 2 and conflicts == [0]
