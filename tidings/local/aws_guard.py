@@ -504,30 +504,8 @@ class AwsGuard:
                 return _send(
                     start_response, (refusal.status, [("Content-Type", "application/xml")], refusal.xml())
                 )
-            post = verdict.authenticated_post
-            if post is not None:  # its signed policy is its authentication; its signer's IAM applies
-                found = self.credentials.lookup(post.access_key_id)
-                if found is None:  # revoked since the policy was checked (a reload)
-                    return _send(
-                        start_response,
-                        _unrecognized(
-                            "s3", "The AWS Access Key Id you provided does not exist in our records."
-                        ),
-                    )
-                upload = AwsRequest(
-                    service="s3",
-                    method="POST",
-                    path=f"/{quote(post.bucket)}/{quote(post.key)}",
-                    query={},
-                    headers={},
-                    body=b"",
-                    region=post.region,
-                    account=self.account,
-                )
-                denied = self._iam_refusal(found[1], upload)
-                if denied is not None:
-                    return _send(start_response, denied)
-                return self._forward(environ, start_response, "s3")
+            if verdict.authenticated_post is not None:  # its signed policy is its authentication
+                return self._post_upload(verdict.authenticated_post, environ, start_response)
         signature = parse_signature(headers, query)
         service = signature.service if signature else _guess_service(headers, path)
         from_browser = headers.get("origin") or headers.get("sec-fetch-site", "none") not in (
@@ -583,6 +561,36 @@ class AwsGuard:
         if denied is not None:
             return _send(start_response, denied)
         return self._forward(environ, start_response, service)
+
+    def _post_upload(
+        self, post: s3_presigned.PostUpload, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """A browser POST upload whose policy checked out: S3 still authenticates its signer's
+        session and authorizes the signer (`s3:PutObject` on the key) as for any signed request."""
+        found = self.credentials.lookup(post.access_key_id)
+        if found is None:  # revoked since the policy was checked (a reload)
+            message = "The AWS Access Key Id you provided does not exist in our records."
+            return _send(start_response, _unrecognized("s3", message))
+        credentials, caller = found
+        session = credentials.session_token
+        if session is not None and not hmac.compare_digest(post.security_token or "", session):
+            # temporary credentials are nothing without their token, in a form as in a header
+            message = "The provided token is malformed or otherwise invalid."
+            return _send(start_response, error_response("s3", 400, "InvalidToken", message))
+        upload = AwsRequest(
+            service="s3",
+            method="POST",
+            path=f"/{quote(post.bucket)}/{quote(post.key)}",
+            query={},
+            headers={},
+            body=b"",
+            region=post.region,
+            account=self.account,
+        )
+        denied = self._iam_refusal(caller, upload)
+        if denied is not None:
+            return _send(start_response, denied)
+        return self._forward(environ, start_response, "s3")
 
     def _iam_refusal(
         self, caller: Caller, request: AwsRequest

@@ -292,6 +292,7 @@ class PostUpload:
     region: str
     bucket: str
     key: str
+    security_token: str | None = None  # the form's, required of temporary credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,9 +357,11 @@ def _post_upload(
         return S3Verdict(refusal)
     scope = _scope(next((v for k, v in form.items() if k.lower() == "x-amz-credential"), ""))
     assert scope is not None  # check_post_policy refuses a POST without one
-    key = next((v for k, v in form.items() if k.lower() == "key"), "")
+    fields = {k.lower(): v for k, v in form.items()}
     filename = upload.filename if upload is not None and upload.filename else ""
-    return S3Verdict(None, PostUpload(scope[0], scope[2], bucket, key.replace("${filename}", filename)))
+    key = fields.get("key", "").replace("${filename}", filename)
+    token = fields.get("x-amz-security-token")
+    return S3Verdict(None, PostUpload(scope[0], scope[2], bucket, key, token))
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:

@@ -143,9 +143,10 @@ def test_a_cors_preflight_of_a_presigned_url_is_not_a_signed_request(aws: AwsSer
 
 
 def test_a_post_upload_needs_its_signers_put_object(aws: AwsServices) -> None:
-    """S3 authorizes the key that signed a POST policy as for any signed request: a function role
-    without `s3:PutObject` on the key gets 403 AccessDenied, nothing is stored, and the denial is
-    reported like any other (`on_denied`)."""
+    """S3 authenticates and authorizes the key that signed a POST policy as for any signed request:
+    a function role without `s3:PutObject` on the key gets 403 AccessDenied, nothing is stored, and
+    the denial is reported like any other (`on_denied`); a role key without its session token is
+    refused."""
     denials: list[Denial] = []
     guarded = AwsServices(port=0, on_denied=denials.append)
     guarded.start_server()
@@ -188,5 +189,21 @@ def test_a_post_upload_needs_its_signers_put_object(aws: AwsServices) -> None:
         stored = guarded.client("s3").get_object(Bucket=BUCKET, Key="uploads/u/1/a.mp4")["Body"].read()
         assert stored == b"abc"
         assert len(denials) == 1
+        # the role's key and secret without its session token: a policy signed so is refused
+        tokenless = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=guarded.endpoint,
+            config=Config(signature_version="s3v4"),
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+        )
+        form = tokenless.generate_presigned_post(BUCKET, "uploads/u/2/a.mp4", ExpiresIn=60)
+        assert "x-amz-security-token" not in form["fields"]
+        files = {"file": ("a.mp4", b"abc")}
+        no_token = requests.post(form["url"], data=form["fields"], files=files, timeout=10)
+        assert no_token.status_code == 400 and error_code(no_token) == "InvalidToken", no_token.text
+        listed = guarded.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="uploads/u/2/")
+        assert "Contents" not in listed
     finally:
         guarded.stop()
