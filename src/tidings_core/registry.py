@@ -186,7 +186,7 @@ def create_job(
     """Create the job (stage queued, seq 0); `message` becomes the first snapshot. Fails if it exists.
 
     With `max_unfinished`, the job takes one of the user's slots in the same transaction, or is
-    not created at all: `TooManyJobs` when every slot holds an unfinished job (`take_slot`).
+    not created at all: `TooManyJobs` when every slot holds an unfinished job (`_create_in_a_slot`).
     """
     _tables()
     updated_at = now_ms()
