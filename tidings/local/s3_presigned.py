@@ -353,15 +353,13 @@ def _post_upload(
     if not bucket:  # virtual-hosted style: bucket.s3...
         bucket = headers.get("host", "").split(".", 1)[0]
     refusal = check_post_policy(bucket, dict(form.items()), size, secret_for, now)
-    if refusal is not None:
-        return S3Verdict(refusal)
-    scope = _scope(next((v for k, v in form.items() if k.lower() == "x-amz-credential"), ""))
-    assert scope is not None  # check_post_policy refuses a POST without one
     fields = {k.lower(): v for k, v in form.items()}
+    scope = _scope(fields.get("x-amz-credential", ""))
+    if refusal is not None or scope is None:  # (check_post_policy refuses a POST without a scope)
+        return S3Verdict(refusal)
     filename = upload.filename if upload is not None and upload.filename else ""
     key = fields.get("key", "").replace("${filename}", filename)
-    token = fields.get("x-amz-security-token")
-    return S3Verdict(None, PostUpload(scope[0], scope[2], bucket, key, token))
+    return S3Verdict(None, PostUpload(scope[0], scope[2], bucket, key, fields.get("x-amz-security-token")))
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
