@@ -1,4 +1,6 @@
-"""pynamodb models of the three tables; keys, indexes and TTL match `template.yaml`.
+"""pynamodb models of the four tables; keys, indexes and TTL match `template.yaml`.
+
+The Jobs table holds two kinds of item: jobs (`JobState`) and each user's slots (`JobSlots`).
 
 Table names come from the environment at run time (`bind_tables`), so the models carry
 placeholders. The DynamoDB endpoint is botocore's: `AWS_ENDPOINT_URL` (and
@@ -16,6 +18,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
+from pynamodb.exceptions import TableError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -104,6 +107,23 @@ class JobState(Model):
     by_user = ByUserIndex()
 
 
+class JobSlots(Model):
+    """One user's unfinished jobs, each holding one of their slots (`registry.create_job`).
+
+    It lives in the Jobs table under the key `slots#<userId>`, which no job id (hex), event id or
+    topic id (no `#`) can be. It has no `userId` or `updatedAt`, so the ByUser index never lists it.
+    """
+
+    class Meta:
+        table_name = "Jobs"
+        billing_mode = "PAY_PER_REQUEST"
+
+    key = UnicodeAttribute(hash_key=True, attr_name="jobId")
+    # job id -> its creation time (epoch ms); a job's entry is its slot
+    held = MapAttribute[str, Any](default=dict, attr_name="held")  # type: ignore[no-untyped-call]
+    ttl = TTLAttribute(null=True, attr_name="ttl")
+
+
 class ShardCheckpoint(Model):
     """One shard of one job's delivery (`shards.py`): the newest state to deliver, the sweep in
     progress, and the lease of the invocation sweeping it. Small, so its writes stay 1 unit."""
@@ -126,7 +146,7 @@ class ShardCheckpoint(Model):
     ttl = TTLAttribute(null=True, attr_name="ttl")
 
 
-ALL_MODELS: tuple[type[Model], ...] = (Connection, Subscription, JobState, ShardCheckpoint)
+ALL_MODELS: tuple[type[Model], ...] = (Connection, Subscription, JobState, JobSlots, ShardCheckpoint)
 
 
 def bind_tables(settings: Settings) -> None:
@@ -134,6 +154,7 @@ def bind_tables(settings: Settings) -> None:
     Connection.Meta.table_name = settings.require("connections_table")
     Subscription.Meta.table_name = settings.require("subscriptions_table")
     JobState.Meta.table_name = settings.require("jobs_table")
+    JobSlots.Meta.table_name = JobState.Meta.table_name  # its items share the Jobs table
     if settings.fanout_table:  # only notify and deliver have it (registry requires it there)
         ShardCheckpoint.Meta.table_name = settings.fanout_table
 
@@ -153,7 +174,10 @@ def share_one_connection() -> None:
         if shared is None:
             shared = table.connection
         elif table.connection is not shared:
-            shared.add_meta_table(table.connection.get_meta_table(table.table_name))
+            try:
+                shared.get_meta_table(table.table_name)
+            except TableError:  # JobSlots shares the Jobs table, hence its key schema
+                shared.add_meta_table(table.connection.get_meta_table(table.table_name))
             table.connection = shared
 
 
@@ -191,7 +215,7 @@ def table_properties(model: type[Model]) -> dict[str, Any]:
 
 
 def create_tables(settings: Settings) -> None:
-    """Create the three tables with their indexes and TTL (tests and local tools; never in a Lambda)."""
+    """Create the tables with their indexes and TTL (tests and local tools; never in a Lambda)."""
     bind_tables(settings)
     for model in ALL_MODELS:
         if not model.exists():

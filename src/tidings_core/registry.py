@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import heapq
 import json
+import random
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,13 +16,14 @@ from enum import Enum
 from typing import Any
 
 from pynamodb.attributes import MapAttribute
-from pynamodb.exceptions import PutError, UpdateError
-from pynamodb.expressions.condition import Condition
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
 from . import models, ratelimit, shards
 from .config import Settings, settings
-from .models import Connection, JobState, ShardCheckpoint, Subscription
+from .models import Connection, JobSlots, JobState, ShardCheckpoint, Subscription
 
 MAX_CONNECTION_SECONDS = 2 * 60 * 60  # API Gateway closes every connection after 2 hours
 TTL_MARGIN_SECONDS = 15 * 60  # so a live connection's rows never expire before it closes
@@ -173,9 +176,18 @@ class ProgressTick:
 
 
 def create_job(
-    job_id: str, user_id: str, *, input: dict[str, Any] | None = None, message: dict[str, Any] | None = None
+    job_id: str,
+    user_id: str,
+    *,
+    input: dict[str, Any] | None = None,
+    message: dict[str, Any] | None = None,
+    max_unfinished: int | None = None,
 ) -> None:
-    """Create the job (stage queued, seq 0); `message` becomes the first snapshot. Fails if it exists."""
+    """Create the job (stage queued, seq 0); `message` becomes the first snapshot. Fails if it exists.
+
+    With `max_unfinished`, the job takes one of the user's slots in the same transaction, or is
+    not created at all: `TooManyJobs` when every slot holds an unfinished job (`_create_in_a_slot`).
+    """
     _tables()
     updated_at = now_ms()
     job = JobState(
@@ -191,7 +203,10 @@ def create_job(
         segment_percents={},
         input=input,
     )
-    job.save(condition=JobState.job_id.does_not_exist())
+    if max_unfinished is None:
+        job.save(condition=JobState.job_id.does_not_exist())
+    else:
+        _create_in_a_slot(job, user_id, max_unfinished)
 
 
 def _tick(item: JobState) -> ProgressTick:
@@ -255,8 +270,10 @@ def next_progress(
 
 
 def get_job(job_id: str) -> JobState | None:
-    """Consistent GetItem of the job."""
+    """Consistent GetItem of the job (None for a user's slots item, which is no job)."""
     _tables()
+    if job_id.startswith(SLOTS_PREFIX):
+        return None
     try:
         return JobState.get(job_id, consistent_read=True)
     except JobState.DoesNotExist:
@@ -345,6 +362,8 @@ def claim_job_event(
             JobState.ttl.set(_ttl(job_ttl(updated_at))),
         ]
         job.update(actions=actions, condition=newer & owner & open_job)  # ALL_NEW: fanoutShards comes back
+        if stage in TERMINAL_STAGES:
+            release_slot(user_id, job_id)
         return ClaimResult(Claim.NEW, layout=_layout(job))
     except UpdateError as exc:
         if not _conditional_failed(exc):
@@ -356,6 +375,8 @@ def claim_job_event(
     if stored_job.user_id != user_id:
         return ClaimResult(Claim.WRONG_OWNER, stored_seq=stored)
     claim = Claim.DUPLICATE if stored == seq else Claim.STALE
+    if claim is Claim.DUPLICATE and stored_job.stage in TERMINAL_STAGES:
+        release_slot(user_id, job_id)  # a retry after a crash between the claim and the release
     return ClaimResult(claim, stored_seq=stored, layout=_layout(stored_job))
 
 
@@ -601,28 +622,147 @@ def is_ghost(job: JobState, now: int) -> bool:
     return (job.stage or "queued") == "queued" and int(job.updated_at) < now - QUEUED_JOB_SECONDS * 1000
 
 
-def unfinished_jobs(user_id: str, *, limit: int) -> int:
-    """How many of the user's jobs are neither completed, failed nor ghosts (at most `limit`).
+# --- jobs: at most N unfinished per user (issue 14, item 13) --------------------------------
 
-    Query ByUser over the last hour only: a running job updates `updatedAt` every few seconds,
-    and a queued one older than an hour is a ghost, so older rows cannot be unfinished ones.
-    """
-    _tables()
-    now = now_ms()
-    recent = JobState.by_user.query(
-        user_id,
-        range_key_condition=JobState.updated_at >= now - QUEUED_JOB_SECONDS * 1000,
-        filter_condition=~JobState.stage.is_in(*TERMINAL_STAGES),
-        scan_index_forward=False,
-        page_size=100,
+SLOTS_PREFIX = "slots#"  # the JobSlots key; job ids are hex, and event and topic ids have no '#'
+SLOT_ATTEMPTS = 8  # transactions lost to concurrent ones (TransactionConflict) before giving up
+
+
+class TooManyJobs(Exception):
+    """Every slot of the user holds an unfinished job."""
+
+
+def _slots(user_id: str) -> JobSlots:
+    return JobSlots(SLOTS_PREFIX + user_id)
+
+
+def _transaction() -> TransactWrite:
+    return TransactWrite(connection=JobState._get_connection().connection)
+
+
+def _cancelled(exc: TransactWriteError) -> list[str | None]:
+    """The cancellation reason code of each item of the transaction, in the order pynamodb sent
+    them (condition checks, deletes, puts, updates); DynamoDB's "None" for items that did not
+    cancel it."""
+    reasons = getattr(exc.cause, "cancellation_reasons", None) or []
+    return [reason.code if reason is not None else None for reason in reasons]
+
+
+def _create_in_a_slot(job: JobState, user_id: str, limit: int) -> None:
+    """Put the job and its slot in one TransactWriteItems: the slot entry is added under the
+    condition `size(held) < limit`, so concurrent creations cannot overshoot the limit."""
+    for attempt in range(SLOT_ATTEMPTS):
+        now = int(job.updated_at)
+        try:
+            with _transaction() as transaction:
+                transaction.save(job, condition=JobState.job_id.does_not_exist())
+                transaction.update(
+                    _slots(user_id),
+                    actions=[JobSlots.held[job.job_id].set(now), JobSlots.ttl.set(_ttl(job_ttl(now)))],
+                    # exists() first: DynamoDB finds size() of a missing map false, moto raises
+                    condition=JobSlots.held.exists() & (size(JobSlots.held) < limit),  # type: ignore[no-untyped-call]
+                )
+            return
+        except TransactWriteError as exc:
+            reasons = _cancelled(exc)
+            if reasons[1:2] == ["ConditionalCheckFailed"]:  # [job put, slot update]
+                if not _make_room(user_id, limit, now_ms()):
+                    raise TooManyJobs(f"{user_id} has {limit} unfinished jobs") from None
+                continue
+            if "TransactionConflict" in reasons:  # another transaction on the slots item: retry
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))
+                continue
+            raise
+    raise RuntimeError(f"job {job.job_id}: lost {SLOT_ATTEMPTS} transactions in a row")
+
+
+def releasable(job: JobState | None, now: int) -> bool:
+    """Whether a slot held by `job` may be taken back: the job is gone (TTL), finished, or has
+    not been updated for an hour (a ghost nobody uploaded to, or a run that died unreported:
+    a live run updates `updatedAt` with every progress step)."""
+    if job is None:
+        return True
+    if job.stage in TERMINAL_STAGES:
+        return True
+    return int(job.updated_at) < now - QUEUED_JOB_SECONDS * 1000
+
+
+def _make_room(user_id: str, limit: int, now: int) -> bool:
+    """After the slot condition failed: create the user's slots item if it is missing, or take
+    back the slots of releasable jobs. True when a retry may find a free slot."""
+    try:
+        row = JobSlots.get(SLOTS_PREFIX + user_id, consistent_read=True)
+    except JobSlots.DoesNotExist:
+        try:
+            JobSlots(SLOTS_PREFIX + user_id, held={}, ttl=_ttl(job_ttl(now))).save(
+                condition=JobSlots.key.does_not_exist()
+            )
+        except PutError as exc:
+            if not _conditional_failed(exc):
+                raise
+        return True
+    held = _as_dict(row.held)
+    if len(held) < limit:  # a slot was released meanwhile
+        return True
+    jobs = {job.job_id: job for job in JobState.batch_get(list(held), consistent_read=True)}
+    freed = False
+    for job_id in held:
+        if releasable(jobs.get(job_id), now) and _reclaim(user_id, job_id, now):
+            freed = True
+    return freed
+
+
+def _reclaim(user_id: str, job_id: str, now: int) -> bool:
+    """Take back one slot, atomically with a check that its job is still releasable (it may have
+    started meanwhile); False when the check fails or another request took it back first."""
+    cutoff = now - QUEUED_JOB_SECONDS * 1000
+    still = (
+        JobState.job_id.does_not_exist()
+        | JobState.stage.is_in(*TERMINAL_STAGES)
+        | (JobState.updated_at < cutoff)
     )
-    count = 0
-    for job in recent:
-        if not is_ghost(job, now):
-            count += 1
-            if count >= limit:
-                break
-    return count
+    try:
+        with _transaction() as transaction:
+            transaction.condition_check(JobState, job_id, condition=still)
+            transaction.update(
+                _slots(user_id),
+                actions=[JobSlots.held[job_id].remove(), JobSlots.ttl.set(_ttl(job_ttl(now)))],
+                condition=JobSlots.held[job_id].exists(),
+            )
+    except TransactWriteError as exc:
+        if "ConditionalCheckFailed" in _cancelled(exc) or "TransactionConflict" in _cancelled(exc):
+            return False
+        raise
+    return True
+
+
+def release_slot(user_id: str, job_id: str) -> bool:
+    """Free the job's slot (its terminal event was stored). Idempotent: a slot is the job's own
+    entry, removed under the condition that it is there, so a replay releases nothing more."""
+    _tables()
+    try:
+        _slots(user_id).update(
+            actions=[JobSlots.held[job_id].remove(), JobSlots.ttl.set(_ttl(job_ttl(now_ms())))],
+            condition=JobSlots.held[job_id].exists(),
+        )
+    except UpdateError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
+
+
+def held_slots(user_id: str) -> list[str]:
+    """The ids of the user's jobs that hold a slot (consistent read)."""
+    _tables()
+    try:
+        return list(_as_dict(JobSlots.get(SLOTS_PREFIX + user_id, consistent_read=True).held))
+    except JobSlots.DoesNotExist:
+        return []
+
+
+def _as_dict(raw: Any) -> dict[str, Any]:
+    return raw.as_dict() if isinstance(raw, MapAttribute) else dict(raw or {})  # type: ignore[no-untyped-call]
 
 
 # --- connections: the frame rate limit (issue 13) --------------------------------------------

@@ -73,13 +73,6 @@ def create_job() -> Response[str]:
         request = parse_upload_request(body)
     except InvalidUpload as exc:
         return _error(400, "invalid_request", exc.message)
-    if registry.unfinished_jobs(user_id, limit=MAX_UNFINISHED_JOBS) >= MAX_UNFINISHED_JOBS:
-        logger.info("job refused: too many unfinished", extra={"user_id": user_id})
-        return _error(
-            429,
-            "too_many_jobs",
-            f"you have {MAX_UNFINISHED_JOBS} unfinished jobs; wait for one to complete or fail",
-        )
     bucket = os.environ["INPUT_BUCKET"]
     job_id = uuid.uuid4().hex
     key = upload_key(user_id, job_id, request.filename)
@@ -89,7 +82,15 @@ def create_job() -> Response[str]:
         "contentType": request.content_type,
         "sizeBytes": request.size,
     }
-    registry.create_job(job_id, user_id, input=upload_input)
+    try:  # the job takes one of the user's slots atomically (registry.create_job)
+        registry.create_job(job_id, user_id, input=upload_input, max_unfinished=MAX_UNFINISHED_JOBS)
+    except registry.TooManyJobs:
+        logger.info("job refused: too many unfinished", extra={"user_id": user_id})
+        return _error(
+            429,
+            "too_many_jobs",
+            f"you have {MAX_UNFINISHED_JOBS} unfinished jobs; wait for one to complete or fail",
+        )
     logger.info("job created", extra={"job_id": job_id, "user_id": user_id, "size": request.size})
     return _json(201, {"jobId": job_id, "upload": presigned_put(s3(), bucket, key, request)})
 

@@ -504,8 +504,8 @@ class AwsGuard:
                 return _send(
                     start_response, (refusal.status, [("Content-Type", "application/xml")], refusal.xml())
                 )
-            if verdict.authenticated_post:  # its signed policy is its authentication
-                return self._forward(environ, start_response, "s3")
+            if verdict.authenticated_post is not None:  # its signed policy is its authentication
+                return self._post_upload(verdict.authenticated_post, environ, start_response)
         signature = parse_signature(headers, query)
         service = signature.service if signature else _guess_service(headers, path)
         from_browser = headers.get("origin") or headers.get("sec-fetch-site", "none") not in (
@@ -547,31 +547,70 @@ class AwsGuard:
             )
         if path.startswith("/moto-api") and caller.kind != "admin":
             return _send(start_response, error_response("s3", 403, "AccessDenied", "moto-api is admin only"))
-        if caller.kind != "admin" and (self.enforce_iam or caller.kind == "service"):
-            request = AwsRequest(
-                service=service,
-                method=method,
-                path=raw_path,
-                query=query,
-                headers=headers,
-                body=body,
-                region=signature.region,
-                account=self.account,
-            )
-            try:
-                found_checks = checks(request, self.names())
-            except Exception:  # a request iam_requests cannot read: let moto answer its own error
-                log.exception("cannot derive the IAM checks of a %s request", service)
-                found_checks = []
-            refused = authorize(caller, found_checks, self.account, signature.region)
-            if refused is not None:
-                check, message = refused
-                if self.on_denied is not None and caller.principal is not None:
-                    self.on_denied(
-                        Denial(caller.label, caller.principal.arn, check.action, check.resource, message)
-                    )
-                return _send(start_response, access_denied(service, message))
+        request = AwsRequest(
+            service=service,
+            method=method,
+            path=raw_path,
+            query=query,
+            headers=headers,
+            body=body,
+            region=signature.region,
+            account=self.account,
+        )
+        denied = self._iam_refusal(caller, request)
+        if denied is not None:
+            return _send(start_response, denied)
         return self._forward(environ, start_response, service)
+
+    def _post_upload(
+        self, post: s3_presigned.PostUpload, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """A browser POST upload whose policy checked out: S3 still authenticates its signer's
+        session and authorizes the signer (`s3:PutObject` on the key) as for any signed request."""
+        found = self.credentials.lookup(post.access_key_id)
+        if found is None:  # revoked since the policy was checked (a reload)
+            message = "The AWS Access Key Id you provided does not exist in our records."
+            return _send(start_response, _unrecognized("s3", message))
+        credentials, caller = found
+        session = credentials.session_token
+        if session is not None and not hmac.compare_digest(post.security_token or "", session):
+            # temporary credentials are nothing without their token, in a form as in a header
+            message = "The provided token is malformed or otherwise invalid."
+            return _send(start_response, error_response("s3", 400, "InvalidToken", message))
+        upload = AwsRequest(
+            service="s3",
+            method="POST",
+            path=f"/{quote(post.bucket)}/{quote(post.key)}",
+            query={},
+            headers={},
+            body=b"",
+            region=post.region,
+            account=self.account,
+        )
+        denied = self._iam_refusal(caller, upload)
+        if denied is not None:
+            return _send(start_response, denied)
+        return self._forward(environ, start_response, "s3")
+
+    def _iam_refusal(
+        self, caller: Caller, request: AwsRequest
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """The service's AccessDenied answer when IAM refuses `caller` this request (reported to
+        `on_denied`), None when it may go on: the one IAM path of every signed request."""
+        if caller.kind == "admin" or not (self.enforce_iam or caller.kind == "service"):
+            return None
+        try:
+            found_checks = checks(request, self.names())
+        except Exception:  # a request iam_requests cannot read: let moto answer its own error
+            log.exception("cannot derive the IAM checks of a %s request", request.service)
+            found_checks = []
+        refused = authorize(caller, found_checks, self.account, request.region)
+        if refused is None:
+            return None
+        check, message = refused
+        if self.on_denied is not None and caller.principal is not None:
+            self.on_denied(Denial(caller.label, caller.principal.arn, check.action, check.resource, message))
+        return access_denied(request.service, message)
 
     def _secret_for(self, access_key_id: str) -> str | None:
         found = self.credentials.lookup(access_key_id)

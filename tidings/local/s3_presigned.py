@@ -282,12 +282,27 @@ def _check_condition(
 
 
 @dataclass(frozen=True, slots=True)
+class PostUpload:
+    """A browser POST upload whose policy signature checked out: who signed it, and what it writes.
+
+    S3 then authorizes the signer as for any other request: `s3:PutObject` on `bucket/key`
+    (the form's `key`, with `${filename}` replaced by the file's name, as S3 does)."""
+
+    access_key_id: str
+    region: str
+    bucket: str
+    key: str
+    security_token: str | None = None  # the form's, required of temporary credentials
+
+
+@dataclass(frozen=True, slots=True)
 class S3Verdict:
     """What S3 itself says of a request before anything else: refused, or (a browser POST
-    upload, which carries no request signature) authenticated by its policy."""
+    upload, which carries no request signature) authenticated by its policy, whose signer's
+    permissions are still to be checked."""
 
     refusal: S3Refusal | None
-    authenticated_post: bool = False
+    authenticated_post: PostUpload | None = None
 
 
 def check_request(
@@ -338,7 +353,13 @@ def _post_upload(
     if not bucket:  # virtual-hosted style: bucket.s3...
         bucket = headers.get("host", "").split(".", 1)[0]
     refusal = check_post_policy(bucket, dict(form.items()), size, secret_for, now)
-    return S3Verdict(refusal, authenticated_post=refusal is None)
+    fields = {k.lower(): v for k, v in form.items()}
+    scope = _scope(fields.get("x-amz-credential", ""))
+    if refusal is not None or scope is None:  # (check_post_policy refuses a POST without a scope)
+        return S3Verdict(refusal)
+    filename = upload.filename if upload is not None and upload.filename else ""
+    key = fields.get("key", "").replace("${filename}", filename)
+    return S3Verdict(None, PostUpload(scope[0], scope[2], bucket, key, fields.get("x-amz-security-token")))
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:

@@ -10,15 +10,31 @@ import random
 import subprocess
 import sys
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
+import boto3
 import pytest
-from testkit import SRC, require_tool  # tests/testkit.py
+from testkit import SRC, load_handler, require_tool  # tests/testkit.py
+
+from tidings_core.config import Settings
 
 for code_root in (SRC / "transcode_worker", SRC / "uploads"):
     if str(code_root) not in sys.path:
         sys.path.insert(0, str(code_root))
+
+
+@pytest.fixture
+def api(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The uploads function's handler module (POST /jobs, GET /jobs/{jobId}) under moto."""
+    monkeypatch.setenv("INPUT_BUCKET", "tidings-uploads")
+    boto3.client("s3").create_bucket(Bucket="tidings-uploads")
+    module = load_handler("uploads")
+    module.s3.cache_clear()
+    yield module
+    module.s3.cache_clear()
 
 
 def _bundled_ffmpeg() -> str | None:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import boto3
 import pytest
-from testkit import load_handler  # tests/testkit.py
 
 from tidings_core import registry
-from tidings_core.config import Settings
 
 from ..conftest import FakeContext
-
-
-@pytest.fixture
-def api(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("INPUT_BUCKET", "tidings-uploads")
-    boto3.client("s3").create_bucket(Bucket="tidings-uploads")
-    module = load_handler("uploads")
-    module.s3.cache_clear()
-    yield module
-    module.s3.cache_clear()
 
 
 def http_event(method: str, path: str, user_id: str | None = "alice", body: Any = None) -> dict[str, Any]:
@@ -178,4 +164,4 @@ def test_queued_jobs_without_an_upload_are_hidden_after_an_hour(
     later = registry.now_ms() + registry.QUEUED_JOB_SECONDS * 1000 + 1
     monkeypatch.setattr(registry, "now_ms", lambda: later)
     assert registry.recent_jobs("alice", limit=50) == []  # TTL deletes take days: hidden at read time
-    assert registry.unfinished_jobs("alice", limit=20) == 0
+    assert registry.releasable(registry.get_job(ghost["jobId"]), later)  # and its slot may be taken back

@@ -18,6 +18,8 @@ import requests
 from botocore.config import Config
 
 from tidings.local.aws import AwsServices
+from tidings.local.aws_guard import Denial
+from tidings.local.iam import Principal, parse_document
 
 BUCKET = "upload-rules"
 
@@ -138,3 +140,70 @@ def test_a_cors_preflight_of_a_presigned_url_is_not_a_signed_request(aws: AwsSer
     )
     assert preflight.status_code == 200, preflight.text
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:3000"
+
+
+def test_a_post_upload_needs_its_signers_put_object(aws: AwsServices) -> None:
+    """S3 authenticates and authorizes the key that signed a POST policy as for any signed request:
+    a function role without `s3:PutObject` on the key gets 403 AccessDenied, nothing is stored, and
+    the denial is reported like any other (`on_denied`); a role key without its session token is
+    refused."""
+    denials: list[Denial] = []
+    guarded = AwsServices(port=0, on_denied=denials.append)
+    guarded.start_server()
+    try:
+        guarded.client("s3").create_bucket(Bucket=BUCKET)
+        role = "arn:aws:iam::123456789012:role/app-UploadsRole-1"
+        allowed = {
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/uploads/*",
+        }
+        document = {"Version": "2012-10-17", "Statement": [allowed]}
+        keys = guarded.credentials.issue_role(
+            "UploadsFunction", Principal(role, "UploadsFunction", parse_document(document, "inline"))
+        )
+        client = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=guarded.endpoint,
+            config=Config(signature_version="s3v4"),
+            **keys.boto(),
+        )
+
+        def post(key: str) -> requests.Response:
+            form = client.generate_presigned_post(BUCKET, key, ExpiresIn=60)
+            return requests.post(
+                form["url"], data=form["fields"], files={"file": ("a.mp4", b"abc")}, timeout=10
+            )
+
+        refused = post("elsewhere/a.mp4")
+        assert refused.status_code == 403 and error_code(refused) == "AccessDenied", refused.text
+        assert "s3:PutObject" in refused.text
+        listed = guarded.client("s3").list_objects_v2(Bucket=BUCKET)
+        assert "Contents" not in listed  # nothing stored
+        assert [(d.caller, d.action, d.resource) for d in denials] == [
+            ("UploadsFunction", "s3:PutObject", f"arn:aws:s3:::{BUCKET}/elsewhere/a.mp4")
+        ]
+        accepted = post("uploads/u/1/a.mp4")
+        assert accepted.status_code in (200, 204), accepted.text
+        stored = guarded.client("s3").get_object(Bucket=BUCKET, Key="uploads/u/1/a.mp4")["Body"].read()
+        assert stored == b"abc"
+        assert len(denials) == 1
+        # the role's key and secret without its session token: a policy signed so is refused
+        tokenless = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=guarded.endpoint,
+            config=Config(signature_version="s3v4"),
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+        )
+        form = tokenless.generate_presigned_post(BUCKET, "uploads/u/2/a.mp4", ExpiresIn=60)
+        assert "x-amz-security-token" not in form["fields"]
+        files = {"file": ("a.mp4", b"abc")}
+        no_token = requests.post(form["url"], data=form["fields"], files=files, timeout=10)
+        assert no_token.status_code == 400 and error_code(no_token) == "InvalidToken", no_token.text
+        listed = guarded.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="uploads/u/2/")
+        assert "Contents" not in listed
+    finally:
+        guarded.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -53,10 +54,14 @@ def test_one_upload_of_the_declared_size_per_job(tidings_stack: RunningStack) ->
     assert read_job(tidings_stack, token, job_id)["seq"] == job["seq"]
 
 
-def test_the_21st_unfinished_job_is_429(tidings_stack: RunningStack) -> None:
+def test_concurrent_posts_beyond_20_unfinished_jobs_are_429(tidings_stack: RunningStack) -> None:
+    """24 concurrent POST /jobs of one user: exactly 20 jobs, each with its slot taken in one
+    TransactWriteItems (which the stack's IAM checks item by item against the uploads role)."""
     token = local_token(tidings_stack, "busy-user")
-    for _ in range(20):
-        assert post_job(tidings_stack, token, 10).status_code == 201
-    refused = post_job(tidings_stack, token, 10)
-    assert refused.status_code == 429
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: post_job(tidings_stack, token, 10), range(24)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [201] * 20 + [429] * 4, [answer.text for answer in answers]
+    refused = next(answer for answer in answers if answer.status_code == 429)
     assert json.loads(refused.text)["error"]["code"] == "too_many_jobs"
+    assert post_job(tidings_stack, local_token(tidings_stack, "other-user"), 10).status_code == 201

@@ -249,6 +249,23 @@ def test_subscribe_may_batch_get_jobs_it_lists_by_user(cfn: dict[str, Any]) -> N
     assert resources == [json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]})]
 
 
+def test_uploads_may_create_jobs_in_slots_and_take_slots_back_and_nothing_more(cfn: dict[str, Any]) -> None:
+    """registry.create_job with a limit: PutItem + UpdateItem in one transaction; making room
+    reads the held jobs (BatchGetItem) and checks each in a transaction (ConditionCheckItem);
+    GET /jobs/{jobId} is a GetItem. No Query: the unfinished jobs are no longer counted."""
+    dynamodb = {
+        (action, json.dumps(resource))
+        for statement in _policies(cfn)["UploadsFunctionRole"]
+        if statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"])
+        if action.startswith("dynamodb:")
+        for resource in _as_list(statement["Resource"])
+    }
+    jobs = json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]})
+    wanted = {"PutItem", "GetItem", "UpdateItem", "BatchGetItem", "ConditionCheckItem"}
+    assert dynamodb == {(f"dynamodb:{action}", jobs) for action in wanted}
+
+
 def test_layers_claim_only_the_runtimes_their_makefile_builds(source: dict[str, Any]) -> None:
     """A layer built with cp3.12 wheels (pydantic-core is compiled) fails to import on another runtime."""
     layers = {k: r for k, r in source["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion"}
