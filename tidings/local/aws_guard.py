@@ -670,11 +670,18 @@ def _send(
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
 
 
+# API Gateway authorizes `@connections` calls on the route's template, whatever the connection:
+# its AccessDenied messages name `.../POST/@connections/{connectionId}` with the braces, so a
+# policy naming one connection id never matches and `@connections/{connectionId}` (or `*`) does.
+CONNECTION_ID_TEMPLATE = "{connectionId}"
+
+
 def connection_arn(
     region: str, account: str, api_id: str, stage: str, method: str, connection_id: str
 ) -> str:
-    """The resource a `@connections` call touches, as IAM names it."""
-    path = f"{api_id}/{stage}/{method.upper()}/@connections/{connection_id}"
+    """The resource a `@connections` call is authorized on, as API Gateway names it to IAM
+    (`connection_id` is not part of it: see CONNECTION_ID_TEMPLATE)."""
+    path = f"{api_id}/{stage}/{method.upper()}/@connections/{CONNECTION_ID_TEMPLATE}"
     return f"arn:aws:execute-api:{region}:{account}:{path}"
 
 

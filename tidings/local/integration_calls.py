@@ -46,6 +46,7 @@ from tidings.local.vtl import (
     Passthrough,
     RenderInput,
     VtlError,
+    mock_status,
     render_response,
     select_integration_response,
     select_request_template,
@@ -102,6 +103,10 @@ class NonProxyRunner:
         except VtlError as exc:
             log.error("route %s: %s", route.route_key, exc)
             return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        if integration.mock:
+            return self._mock(
+                route, integration, None if selection.template is None else request, body, values
+            )
         if integration.service is not None:
             answered = await self._call_service(route, integration, request)
             if isinstance(answered, NonProxyOutcome):
@@ -143,6 +148,34 @@ class NonProxyRunner:
             log.error("route %s: %s", route.route_key, exc)
             return NonProxyOutcome(True, 500, gateway_error="Internal server error")
         return NonProxyOutcome(failed, 500 if failed else 200, reply=reply)
+
+    def _mock(
+        self,
+        route: Route,
+        integration: NonProxyIntegration,
+        rendered: str | None,
+        body: str,
+        values: RenderInput,
+    ) -> NonProxyOutcome:
+        """A `MOCK` integration: the rendered request's `statusCode` selects the integration
+        response (its `/regex/` key against the status), whose template shapes the reply."""
+        status = mock_status(rendered)
+        if status is None:
+            log.error(
+                "route %s: integration %s: the MOCK request template gives no statusCode: %.200s",
+                route.route_key,
+                integration.logical_id,
+                rendered,
+            )
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        self.emit("integration", {"routeKey": route.route_key, "operation": "MOCK", "status": status})
+        response = select_integration_response(integration.responses, str(status))
+        try:
+            reply = render_response(response, "", status, body, values) if response is not None else ""
+        except VtlError as exc:
+            log.error("route %s: %s", route.route_key, exc)
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        return NonProxyOutcome(status >= 400, status, reply=reply or None)
 
     async def _call_service(
         self, route: Route, integration: NonProxyIntegration, request: str
