@@ -763,6 +763,8 @@ class AppCredentials:
     machines: Mapping[str, Principal]  # by state machine logical id (checked in-process)
     # by role ARN: the `CredentialsArn` of service integrations, as API Gateway assumes it
     integrations: Mapping[str, Credentials] = field(default_factory=dict)
+    # by state machine logical id: its role's session, for its service and API Tasks
+    machine_keys: Mapping[str, Credentials] = field(default_factory=dict)
 
 
 # the session API Gateway names when it assumes an integration's role
@@ -830,7 +832,11 @@ def issue_app_credentials(credentials: RunCredentials, app: Any, *, strict: bool
                 integrations[role_arn] = credentials.issue_role(
                     f"apigateway.amazonaws.com {role_arn}", principal
                 )
-    return AppCredentials(functions, machines, integrations)
+    machine_keys = {
+        logical_id: credentials.issue_role(f"states.amazonaws.com {machine.arn}", machines[logical_id])
+        for logical_id, machine in app.state_machines.items()
+    }
+    return AppCredentials(functions, machines, integrations, machine_keys)
 
 
 def rule_caller(app: Any, rule_arn: str) -> str:

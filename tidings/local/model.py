@@ -152,6 +152,7 @@ class StateMachine:
     arn: str
     definition: dict[str, Any]  # ASL, with substitutions applied
     role_arn: str = ""  # `RoleArn`, a key of LocalApp.roles
+    machine_type: str = "STANDARD"  # `StateMachineType`: STANDARD | EXPRESS
 
 
 @dataclass(frozen=True)

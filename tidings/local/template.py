@@ -1260,6 +1260,8 @@ class _AppReader:
                 arn=self.resolver.arn_of(logical_id),
                 definition=definition,
                 role_arn=self._optional_text(props.get("RoleArn"), f"{where}.RoleArn") or "",
+                machine_type=self._optional_text(props.get("StateMachineType"), f"{where}.StateMachineType")
+                or "STANDARD",
             )
         return machines
 
