@@ -950,8 +950,8 @@ def execution_line(execution: Execution, machine: StateMachine) -> str:
     """The terminal's line for an execution that failed: time, machine, execution, error, cause."""
     started = time.strftime("%H:%M:%S", time.localtime())
     cause = " ".join((execution.cause or "").split())
-    if len(cause) > 200:
-        cause = cause[:199] + "…"
+    if len(cause) > 400:
+        cause = cause[:399] + "…"
     return (
         f"{started}  {machine.logical_id:<28} {'Step Functions ' + execution.name:<24} "
         f"execution FAILED {execution.error}: {cause}"

@@ -353,5 +353,7 @@ def api_outcome(response: ApiResponse) -> dict[str, Any]:
         "StatusText": response.reason,
     }
     if response.status >= 400:
-        raise TaskError(f"ApiGateway.{response.status}", json.dumps(result, separators=(",", ":")))
+        # the answer, its body first (what a terminal line shows of the cause)
+        cause = {key: result[key] for key in ("ResponseBody", "StatusCode", "StatusText", "Headers")}
+        raise TaskError(f"ApiGateway.{response.status}", json.dumps(cause, separators=(",", ":")))
     return result

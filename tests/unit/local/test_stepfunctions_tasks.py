@@ -286,3 +286,44 @@ def test_express_executions_have_express_arns_and_sync_answers_keep_the_input_te
     assert answer["input"] == text == describe(execution)["input"]
     assert answer["billingDetails"] == {"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds": 3100}
     assert answer["status"] == "SUCCEEDED" and answer["executionArn"] == arn
+
+
+async def test_an_unsupported_task_is_named_at_start_and_an_execution_reaching_it_fails_with_a_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pathlib import Path
+
+    from tidings.local.model import LocalApp
+    from tidings.local.stepfunctions import StepFunctions
+
+    definition = {
+        "StartAt": "Wait for approval",
+        "States": {
+            "Wait for approval": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "f"},
+                "End": True,
+            }
+        },
+    }
+    machine = StateMachine(
+        "Approvals", "approvals", "arn:aws:states:us-east-1:123456789012:stateMachine:approvals", definition
+    )
+    app = LocalApp(Path("template.yaml"), "us-east-1", {}, state_machines={"Approvals": machine})
+    caplog.set_level("WARNING")
+    machines = StepFunctions(app, invoker=None)  # type: ignore[arg-type]  # no function is invoked
+    assert [record.getMessage() for record in caplog.records] == [
+        "tidings dev: state machine Approvals, state 'Wait for approval': Task resource "
+        "arn:aws:states:::lambda:invoke.waitForTaskToken is not supported locally "
+        "(the .waitForTaskToken integration pattern); an execution that reaches it fails"
+    ]
+    caplog.clear()
+    execution = await machines.wait_for(await machines.start_execution("Approvals", {}, name="run-1"))
+    assert (execution.status, execution.error) == ("FAILED", "States.Runtime")
+    [line] = [record.getMessage() for record in caplog.records]
+    assert "Approvals" in line and "Step Functions run-1" in line
+    assert (
+        "execution FAILED States.Runtime: Task resource 'arn:aws:states:::lambda:invoke.waitForTaskToken'"
+        in line
+    )
