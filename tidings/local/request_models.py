@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from jsonschema import Draft4Validator
@@ -35,7 +36,9 @@ class Model:
     name: str
     schema: Mapping[str, Any]
 
+    @cached_property
     def validator(self) -> Draft4Validator:
+        """Built once per model (the schema was checked at start)."""
         return Draft4Validator(self.schema)
 
 
@@ -80,7 +83,7 @@ def validate_request(request_models: RequestModels, body: str) -> Verdict:
         document = json.loads(body)
     except ValueError:
         return Verdict(False, model.name, "the body is not JSON")
-    errors = sorted(model.validator().iter_errors(document), key=lambda error: list(error.path))
+    errors = sorted(model.validator.iter_errors(document), key=lambda error: list(error.path))
     if not errors:
         return Verdict(True, model.name)
     first = errors[0]

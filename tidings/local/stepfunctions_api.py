@@ -241,8 +241,14 @@ class StepFunctionsApi:
         body = call.body
         if call.action == "StartExecution":
             try:
+                text = body.get("input")
                 arn = await self.machines.start_execution(
-                    _required(body, "stateMachineArn"), _execution_input(body), name=body.get("name")
+                    _required(body, "stateMachineArn"),
+                    _execution_input(body),
+                    name=body.get("name"),
+                    input_text=text
+                    if isinstance(text, str)
+                    else None,  # DescribeExecution answers it as sent
                 )
             except StatesError as error:
                 raise ApiError(error.error, error.cause) from None
