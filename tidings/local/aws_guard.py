@@ -709,11 +709,18 @@ def _send(
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
 
 
+# API Gateway authorizes `@connections` calls on the route's template, whatever the connection:
+# its AccessDenied messages name `.../POST/@connections/{connectionId}` with the braces, so a
+# policy naming one connection id never matches and `@connections/{connectionId}` (or `*`) does.
+CONNECTION_ID_TEMPLATE = "{connectionId}"
+
+
 def connection_arn(
     region: str, account: str, api_id: str, stage: str, method: str, connection_id: str
 ) -> str:
-    """The resource a `@connections` call touches, as IAM names it."""
-    path = f"{api_id}/{stage}/{method.upper()}/@connections/{connection_id}"
+    """The resource a `@connections` call is authorized on, as API Gateway names it to IAM
+    (`connection_id` is not part of it: see CONNECTION_ID_TEMPLATE)."""
+    path = f"{api_id}/{stage}/{method.upper()}/@connections/{CONNECTION_ID_TEMPLATE}"
     return f"arn:aws:execute-api:{region}:{account}:{path}"
 
 
@@ -798,6 +805,8 @@ class AppCredentials:
     machines: Mapping[str, Principal]  # by state machine logical id (checked in-process)
     # by role ARN: the `CredentialsArn` of service integrations, as API Gateway assumes it
     integrations: Mapping[str, Credentials] = field(default_factory=dict)
+    # by state machine logical id: its role's session, for its service and API Tasks
+    machine_keys: Mapping[str, Credentials] = field(default_factory=dict)
 
 
 # the session API Gateway names when it assumes an integration's role
@@ -865,7 +874,11 @@ def issue_app_credentials(credentials: RunCredentials, app: Any, *, strict: bool
                 integrations[role_arn] = credentials.issue_role(
                     f"apigateway.amazonaws.com {role_arn}", principal
                 )
-    return AppCredentials(functions, machines, integrations)
+    machine_keys = {
+        logical_id: credentials.issue_role(f"states.amazonaws.com {machine.arn}", machines[logical_id])
+        for logical_id, machine in app.state_machines.items()
+    }
+    return AppCredentials(functions, machines, integrations, machine_keys)
 
 
 def rule_caller(app: Any, rule_arn: str) -> str:

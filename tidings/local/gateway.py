@@ -46,6 +46,7 @@ from tidings.local.ids import new_id, trace_id
 from tidings.local.integration_calls import NonProxyRunner
 from tidings.local.invoke_permissions import authorizer_caller, websocket_route_caller
 from tidings.local.model import Caller, FunctionInvoker, Route, WebSocketApi
+from tidings.local.request_models import VALIDATION_ERROR, validate_request
 from tidings.local.routing import CONNECT, DISCONNECT, parse_selection_expression, select_route
 from tidings.local.service_integrations import ServiceBackend
 
@@ -405,6 +406,21 @@ class Gateway:
                 return
             route = self.api.routes[route_key]
             request = RequestFacts(request_id, self.clock())
+            if route.request_models is not None:
+                verdict = validate_request(route.request_models, body)
+                if not verdict.valid:
+                    # API Gateway calls no backend; the reason goes to the log (CloudWatch on AWS)
+                    log.warning(
+                        "route %s: message refused by request validation%s: %s",
+                        route_key,
+                        f" (model {verdict.model})" if verdict.model else "",
+                        verdict.reason,
+                    )
+                    await live.outbound.put(gateway_error(VALIDATION_ERROR, record.connection_id, request_id))
+                    self._emit(
+                        "message", {"connectionId": record.connection_id, "routeKey": route_key, "ok": False}
+                    )
+                    return
             if route.non_proxy is not None:
                 event = build_message_event(
                     self.context, self._facts(record), request, route_key, new_id(), body

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 from botocore import UNSIGNED, xform_name
@@ -41,11 +42,13 @@ from tidings.local.service_integrations import (
     member_types,
 )
 from tidings.local.stepfunctions import StatesError, StepFunctions
-from tidings.local.stepfunctions_api import describe, epoch
+from tidings.local.stepfunctions_api import epoch, sync_execution
+from tidings.local.stepfunctions_tasks import ApiRequest, ApiResponse
 from tidings.local.vtl import (
     Passthrough,
     RenderInput,
     VtlError,
+    mock_status,
     render_response,
     select_integration_response,
     select_request_template,
@@ -102,6 +105,10 @@ class NonProxyRunner:
         except VtlError as exc:
             log.error("route %s: %s", route.route_key, exc)
             return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        if integration.mock:
+            return self._mock(
+                route, integration, None if selection.template is None else request, body, values
+            )
         if integration.service is not None:
             answered = await self._call_service(route, integration, request)
             if isinstance(answered, NonProxyOutcome):
@@ -143,6 +150,34 @@ class NonProxyRunner:
             log.error("route %s: %s", route.route_key, exc)
             return NonProxyOutcome(True, 500, gateway_error="Internal server error")
         return NonProxyOutcome(failed, 500 if failed else 200, reply=reply)
+
+    def _mock(
+        self,
+        route: Route,
+        integration: NonProxyIntegration,
+        rendered: str | None,
+        body: str,
+        values: RenderInput,
+    ) -> NonProxyOutcome:
+        """A `MOCK` integration: the rendered request's `statusCode` selects the integration
+        response (its `/regex/` key against the status), whose template shapes the reply."""
+        status = mock_status(rendered)
+        if status is None:
+            log.error(
+                "route %s: integration %s: the MOCK request template gives no statusCode: %.200s",
+                route.route_key,
+                integration.logical_id,
+                rendered,
+            )
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        self.emit("integration", {"routeKey": route.route_key, "operation": "MOCK", "status": status})
+        response = select_integration_response(integration.responses, str(status))
+        try:
+            reply = render_response(response, "", status, body, values) if response is not None else ""
+        except VtlError as exc:
+            log.error("route %s: %s", route.route_key, exc)
+            return NonProxyOutcome(True, 500, gateway_error="Internal server error")
+        return NonProxyOutcome(status >= 400, status, reply=reply or None)
 
     async def _call_service(
         self, route: Route, integration: NonProxyIntegration, request: str
@@ -254,17 +289,7 @@ class EmbeddedServiceBackend:
             return self._clients.setdefault(key, client)
 
     def _call_client(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
-        client = self._client(call.service, role_arn)
-        try:
-            response = getattr(client, xform_name(call.operation))(**call.params)
-        except ParamValidationError as exc:
-            return error_result(400, "ValidationException", str(exc).replace("\n", " "))
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-            return error_result(status, str(error.get("Code", "")), str(error.get("Message", "")))
-        response.pop("ResponseMetadata", None)
-        return ServiceResult(200, json.dumps(response, default=_json_default))
+        return call_boto(self._client(call.service, role_arn), call)
 
     async def _start_execution(self, call: ServiceCall) -> ServiceResult:
         params = call.params
@@ -273,8 +298,23 @@ class EmbeddedServiceBackend:
             document = json.loads(params["input"]) if "input" in params else {}
         except (TypeError, ValueError):
             return error_result(400, "InvalidExecutionInput", "input is not valid JSON")
+        machine_id = self.machines.machine_id_for(arn)
+        machine = self.machines.app.state_machines.get(machine_id or "")
+        if (
+            call.operation == "StartSyncExecution"
+            and machine is not None
+            and machine.machine_type != "EXPRESS"
+        ):
+            return error_result(
+                400,
+                "StateMachineTypeNotSupported",
+                "This operation is not supported by this type of state machine",
+            )
+        text = params.get("input")
         try:
-            execution_arn = await self.machines.start_execution(arn, document, name=params.get("name"))
+            execution_arn = await self.machines.start_execution(
+                arn, document, name=params.get("name"), input_text=text if isinstance(text, str) else None
+            )
         except StatesError as exc:
             return error_result(400, exc.error, exc.cause)
         execution = self.machines.describe_execution(execution_arn)
@@ -283,7 +323,93 @@ class EmbeddedServiceBackend:
                 200, json.dumps({"executionArn": execution_arn, "startDate": epoch(execution.start_date)})
             )
         stopped = await self.machines.wait_for(execution_arn)
-        return ServiceResult(200, json.dumps(describe(stopped)))
+        return ServiceResult(200, json.dumps(sync_execution(stopped)))
+
+
+def call_boto(client: Any, call: ServiceCall) -> ServiceResult:
+    """One call on a boto3 client, its answer (or the service's error) as a ServiceResult."""
+    try:
+        response = getattr(client, xform_name(call.operation))(**call.params)
+    except ParamValidationError as exc:
+        return error_result(400, "ValidationException", str(exc).replace("\n", " "))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        return error_result(status, str(error.get("Code", "")), str(error.get("Message", "")))
+    response.pop("ResponseMetadata", None)
+    return ServiceResult(200, json.dumps(response, default=_json_default))
+
+
+class MachineTasks:
+    """`TaskBackend` for the local stack: a state machine's service Tasks through the embedded AWS
+    endpoint, its `apigateway:invoke` Tasks to the local HTTP port (`@connections`), each signed
+    with the session issued for the machine's role (`keys`, by machine logical id), so the
+    endpoint's guard and the management API's apply that role's IAM policies as AWS does. With
+    IAM off, a machine without keys signs with the run's admin key."""
+
+    def __init__(self, aws: AwsServices, keys: Mapping[str, Credentials], http_url_base: str) -> None:
+        self.aws = aws
+        self.keys = dict(keys)
+        self.http_url_base = http_url_base.rstrip("/")
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def _credentials(self, machine_id: str) -> Credentials | None:
+        found = self.keys.get(machine_id)
+        if found is None and not self.aws.enforce_iam:
+            return self.aws.credentials.admin
+        return found
+
+    def _client(self, service: str, machine_id: str) -> Any:
+        with self._lock:
+            client = self._clients.get((service, machine_id))
+        if client is not None:
+            return client
+        credentials = self._credentials(machine_id)
+        factory: Any = boto3.client
+        client = factory(
+            service,
+            endpoint_url=self.aws.endpoint,
+            region_name=self.aws.app.region,
+            config=Config(signature_version=UNSIGNED) if credentials is None else None,
+            **(credentials.boto() if credentials is not None else {}),
+        )
+        with self._lock:
+            return self._clients.setdefault((service, machine_id), client)
+
+    async def call(self, machine_id: str, call: ServiceCall) -> ServiceResult:
+        return await asyncio.to_thread(lambda: call_boto(self._client(call.service, machine_id), call))
+
+    async def invoke_api(self, machine_id: str, request: ApiRequest) -> ApiResponse:
+        import aiohttp
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials as BotoCredentials
+        from yarl import URL
+
+        query = urlencode(request.query)
+        url = f"{self.http_url_base}{request.path}" + (f"?{query}" if query else "")
+        headers = dict(request.headers)
+        credentials = self._credentials(machine_id) if request.signed else None
+        if credentials is not None:
+            signing = AWSRequest(method=request.method, url=url, data=request.body, headers=headers)
+            boto = BotoCredentials(
+                credentials.access_key_id, credentials.secret_access_key, credentials.session_token
+            )
+            SigV4Auth(boto, "execute-api", request.region).add_auth(signing)
+            headers = {name: str(value) for name, value in signing.headers.items()}
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(
+                request.method, URL(url, encoded=True), data=request.body or None, headers=headers
+            ) as response,
+        ):
+            body = await response.read()
+            answered: dict[str, list[str]] = {}
+            for name, value in response.headers.items():
+                answered.setdefault(name, []).append(value)
+            return ApiResponse(response.status, response.reason or "", answered, body)
 
 
 def _json_default(value: Any) -> Any:

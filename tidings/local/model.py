@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tidings.local.request_models import RequestModels
 from tidings.local.service_integrations import ServiceUri
 from tidings.local.vtl import MappingTemplate, ResponseMapping
 
@@ -31,7 +32,8 @@ class Authorizer:
 @dataclass(frozen=True)
 class NonProxyIntegration:
     """An `IntegrationType: AWS` integration: a Lambda function (the route's `function_id`) or an
-    AWS service (`service`), with request templates and integration responses (vtl.py)."""
+    AWS service (`service`), or a `MOCK` one (`mock`), with request templates and integration
+    responses (vtl.py)."""
 
     logical_id: str
     service: ServiceUri | None  # None: the route's Lambda function
@@ -40,6 +42,8 @@ class NonProxyIntegration:
     passthrough_behavior: str = "WHEN_NO_MATCH"
     credentials_arn: str | None = None  # the role API Gateway calls the service (or Lambda) with
     responses: tuple[ResponseMapping, ...] = ()
+    # `IntegrationType: MOCK`: no backend; the rendered request's statusCode selects the response
+    mock: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Route:
     has_route_response: bool = False
     # None: Lambda proxy integration (AWS_PROXY), or no integration
     non_proxy: NonProxyIntegration | None = None
+    # `ModelSelectionExpression` + `RequestModels`: messages are validated before the integration
+    request_models: RequestModels | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,7 @@ class StateMachine:
     arn: str
     definition: dict[str, Any]  # ASL, with substitutions applied
     role_arn: str = ""  # `RoleArn`, a key of LocalApp.roles
+    machine_type: str = "STANDARD"  # `StateMachineType`: STANDARD | EXPRESS
 
 
 @dataclass(frozen=True)

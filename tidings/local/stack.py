@@ -52,7 +52,7 @@ from tidings.local.gateway import Gateway, PostWrapper
 from tidings.local.hosts import LOOPBACK_NAMES, HostPolicy, browser_host, is_loopback, is_wildcard
 from tidings.local.http import build_http_app
 from tidings.local.iam import UnsupportedPolicy
-from tidings.local.integration_calls import EmbeddedServiceBackend
+from tidings.local.integration_calls import EmbeddedServiceBackend, MachineTasks
 from tidings.local.invocation_line import outcome as invocation_outcome
 from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
@@ -461,7 +461,9 @@ class LocalStack:
         if trust is not None:
             cleanup.callback(trust.close)
         worker_environment = trust.environment if trust is not None else {}
-        functions = await _start_functions(app, aws, issued, opts, invocations, self._say, worker_environment)
+        functions = await _start_functions(
+            app, aws, issued, opts, invocations, self._say, worker_environment, endpoints.http_url_base
+        )
         cleanup.push_async_callback(functions.stop)
         # the gateway, the HTTP API, the add-ons and the embedded endpoint reach the functions
         # through `current`, which a template reload points at the new ones
@@ -720,6 +722,7 @@ async def _start_functions(
     invocations: _Fanout,
     say: Callable[[str], None],
     worker_environment: Mapping[str, str],
+    http_url_base: str,
 ) -> _Functions:
     runner = FunctionRunner(
         app,
@@ -732,7 +735,13 @@ async def _start_functions(
         runtimes=RuntimeSetup(progress=say),
     )
     await runner.start()
-    machines = StepFunctions(app, runner, may_invoke=_machine_may_invoke(issued) if opts.iam else None)
+    machines = StepFunctions(
+        app,
+        runner,
+        may_invoke=_machine_may_invoke(issued) if opts.iam else None,
+        # service and apigateway:invoke Tasks, signed with each machine's role session
+        tasks=MachineTasks(aws, issued.machine_keys, http_url_base),
+    )
     delivery = EventDelivery(
         app,
         runner,
@@ -836,9 +845,17 @@ class TemplateReload:
             self._say(f"template not reloaded, still running the previous one: {_one_line(exc)}")
             return False
         functions = await _start_functions(
-            app, self.aws, issued, opts, self.invocations, self._say, self.worker_environment
+            app,
+            self.aws,
+            issued,
+            opts,
+            self.invocations,
+            self._say,
+            self.worker_environment,
+            self.endpoints.http_url_base,
         )
-        old, old_keys = self.current.functions, self.issued.functions.values()
+        old = self.current.functions
+        old_keys = [*self.issued.functions.values(), *self.issued.machine_keys.values()]
         self.current.functions = functions
         self.services.machines = functions.machines
         self.services.roles = dict(issued.integrations)  # integration roles as the new template says

@@ -1,14 +1,18 @@
 """A Step Functions (ASL) interpreter for the local stack, running Tasks through the FunctionInvoker.
 
-Covers what a Lambda pipeline uses: Task (direct function ARNs and `arn:aws:states:::lambda:invoke`),
+Covers what a Lambda pipeline uses: Task (direct function ARNs and `arn:aws:states:::lambda:invoke`;
+`apigateway:invoke`, the DynamoDB, SNS, SQS, EventBridge and Step Functions optimized integrations and
+`aws-sdk:*` through `stepfunctions_tasks.py`, signed with the machine's role),
 Map (inline and Distributed, both run here; ItemsPath, ItemSelector/Parameters, MaxConcurrency,
 tolerated failures), Parallel, Pass, Choice, Wait, Succeed and Fail; InputPath, Parameters,
 ResultSelector, ResultPath and OutputPath with JSONPath and the context object (`$$`); intrinsic
 functions (`States.Format`, `States.StringToJson`, ...); Retry (with backoff and jitter) and Catch,
 where `States.ALL` takes neither `States.Runtime` nor `States.DataLimitExceeded` (the 256 KiB payload
 quota). Each execution records GetExecutionHistory's events (`stepfunctions_api.py` serves them).
-Not covered: activities, `.sync`/`.waitForTaskToken` integrations, other AWS SDK integrations,
-ItemReader/ResultWriter and JSONata; using one is a `States.Runtime` failure naming it.
+Not covered: activities, `.sync`/`.waitForTaskToken` integrations, other optimized integrations,
+ItemReader/ResultWriter and JSONata; the start names each such Task in one line, and an execution
+reaching it fails with `States.Runtime` naming it. Each failed execution gets one line on the
+terminal (`execution_line`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,19 @@ from typing import Any
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from tidings.local.model import ACCOUNT_ID, FunctionInvoker, LocalApp, StateMachine
+from tidings.local.stepfunctions_tasks import (
+    LAMBDA_INVOKE,
+    TaskBackend,
+    TaskError,
+    api_outcome,
+    api_request,
+    classify,
+    service_call,
+    service_outcome,
+    unsupported_tasks,
+)
 
 log = logging.getLogger(__name__)
-
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 
 
 class StatesError(Exception):
@@ -414,6 +427,7 @@ class Execution:
     state_machine_arn: str
     input: Any
     status: str = "RUNNING"  # RUNNING | SUCCEEDED | FAILED | ABORTED
+    input_text: str | None = None  # the input as the caller sent it (the API answers it unchanged)
     output: Any = None
     error: str | None = None
     cause: str | None = None
@@ -448,9 +462,18 @@ class StepFunctions:
         retry_delay_scale: float = 0.1,
         wait_scale: float = 1.0,
         may_invoke: Callable[[str, str], str | None] | None = None,
+        tasks: TaskBackend | None = None,
+        api_ids: dict[str, bool] | None = None,
     ) -> None:
         self.app = app
         self.invoker = invoker
+        # service and API calls of Task states, signed with each machine's role (None: refused)
+        self.tasks = tasks
+        # the template's API ids (apigateway:invoke targets), each: whether paths sit under a stage
+        self.api_ids = dict(api_ids) if api_ids is not None else app_api_ids(app)
+        for machine in app.state_machines.values():
+            for unsupported in unsupported_tasks(machine.definition):
+                log.warning("tidings dev: %s", unsupported.line(machine.logical_id))
         # (state machine logical id, function ARN) -> AWS's AccessDenied message when its role
         # may not lambda:InvokeFunction it; None: allowed
         self.may_invoke = may_invoke
@@ -466,16 +489,18 @@ class StepFunctions:
                 return logical_id
         return None
 
-    async def start_execution(self, state_machine_id: str, input: Any, *, name: str | None = None) -> str:
+    async def start_execution(
+        self, state_machine_id: str, input: Any, *, name: str | None = None, input_text: str | None = None
+    ) -> str:
         machine_id = self.machine_id_for(state_machine_id)
         if machine_id is None:
             raise StatesError("StateMachineDoesNotExist", f"State machine does not exist: {state_machine_id}")
         machine = self.app.state_machines[machine_id]
         execution_name = name or str(uuid.uuid4())
-        arn = f"arn:aws:states:{self.app.region}:{ACCOUNT_ID}:execution:{machine.name}:{execution_name}"
+        arn = execution_arn(self.app.region, machine, execution_name)
         if arn in self.executions:
             raise StatesError("ExecutionAlreadyExists", f"Execution already exists: {arn}")
-        execution = Execution(arn, execution_name, machine_id, machine.arn, input)
+        execution = Execution(arn, execution_name, machine_id, machine.arn, input, input_text=input_text)
         self.executions[arn] = execution
         self._tasks[arn] = asyncio.create_task(
             self._run(machine, execution), name=f"execution {execution_name}"
@@ -551,6 +576,7 @@ class StepFunctions:
             execution.stop_date = _now()
         if execution.status == "FAILED":
             execution.record("ExecutionFailed", {"error": execution.error, "cause": execution.cause or ""})
+            log.warning("%s", execution_line(execution, machine))
 
 
 class _Run:
@@ -742,7 +768,22 @@ class _Run:
             return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
         if resource.startswith("arn:aws:lambda:"):
             return await self._invoke(resource, parameters, context)
-        raise StatesError("States.Runtime", f"Task resource {resource!r} is not supported locally")
+        kind = classify(resource)
+        if kind.kind == "unsupported":
+            raise StatesError(
+                "States.Runtime", f"Task resource {resource!r} is not supported locally ({kind.reason})"
+            )
+        tasks = self.service.tasks
+        if tasks is None:
+            raise StatesError("States.Runtime", f"Task resource {resource!r}: no AWS services to call here")
+        machine_id = self.execution.state_machine_id
+        try:
+            if kind.kind == "apigateway":
+                request = api_request(parameters, self.service.api_ids)
+                return api_outcome(await tasks.invoke_api(machine_id, request))
+            return service_outcome(kind, await tasks.call(machine_id, service_call(kind, parameters)))
+        except TaskError as error:
+            raise StatesError(error.error, error.cause) from None
 
     async def _invoke(self, function: str, payload: Any, context: dict[str, Any]) -> Any:
         function_id = None
@@ -873,6 +914,9 @@ class _TaskEvents:
             scheduled["inputDetails"] = {"truncated": False}
         else:
             service, _, action = resource.removeprefix("arn:aws:states:::").partition(":")
+            if service == "aws-sdk":  # resourceType `aws-sdk:dynamodb`, resource `putItem`
+                sdk_service, _, action = action.partition(":")
+                service = f"aws-sdk:{sdk_service}"
             self.prefix, self.names = "Task", {"resourceType": service, "resource": action}
             scheduled = {**self.names, "region": region, "parameters": _json(parameters)}
         if timeout is not None:
@@ -882,3 +926,33 @@ class _TaskEvents:
 
     def ended(self, how: str, details: dict[str, Any]) -> None:
         self.run.record(f"{self.prefix}{how}", {**self.names, **details})
+
+
+def execution_arn(region: str, machine: StateMachine, name: str) -> str:
+    """An execution's ARN: `...:execution:MACHINE:NAME`, and for an EXPRESS machine
+    `...:express:MACHINE:NAME:UUID` (each express run is told apart by its own id)."""
+    if machine.machine_type == "EXPRESS":
+        return f"arn:aws:states:{region}:{ACCOUNT_ID}:express:{machine.name}:{name}:{uuid.uuid4()}"
+    return f"arn:aws:states:{region}:{ACCOUNT_ID}:execution:{machine.name}:{name}"
+
+
+def app_api_ids(app: LocalApp) -> dict[str, bool]:
+    """The template's API ids an `apigateway:invoke` may target: WebSocket APIs (`@connections`
+    under the stage) and HTTP APIs (routes at the root of the HTTP port)."""
+    from tidings.local.template import local_id
+
+    ids = {local_id(route.api_logical_id): False for route in app.http_routes}
+    ids.update({api.api_id: True for api in app.websocket_apis})
+    return ids
+
+
+def execution_line(execution: Execution, machine: StateMachine) -> str:
+    """The terminal's line for an execution that failed: time, machine, execution, error, cause."""
+    started = time.strftime("%H:%M:%S", time.localtime())
+    cause = " ".join((execution.cause or "").split())
+    if len(cause) > 400:
+        cause = cause[:399] + "…"
+    return (
+        f"{started}  {machine.logical_id:<28} {'Step Functions ' + execution.name:<24} "
+        f"execution FAILED {execution.error}: {cause}"
+    )

@@ -53,6 +53,7 @@ from tidings.local.model import (
     arn_service,
 )
 from tidings.local.parameters import ParameterError, parameter_value
+from tidings.local.request_models import Model, ModelError, RequestModels, read_model
 from tidings.local.service_integrations import (
     IntegrationUriError,
     ServiceUri,
@@ -928,6 +929,7 @@ class _AppReader:
                 for _, response in self.of_type("AWS::ApiGatewayV2::RouteResponse")
                 if _ref_target(response.get("ApiId")) == api_logical_id
             }
+            models = self.api_models(api_logical_id)
             routes: dict[str, Route] = {}
             for route_id, route in self.of_type("AWS::ApiGatewayV2::Route"):
                 if _ref_target(route.get("ApiId")) != api_logical_id:
@@ -955,6 +957,7 @@ class _AppReader:
                     authorizer=authorizers.get(str(route_authorizer)) if route_authorizer else None,
                     has_route_response=route_id in route_responses,
                     non_proxy=non_proxy,
+                    request_models=self.route_models(route_id, route, models),
                 )
             apis.append(
                 WebSocketApi(
@@ -974,6 +977,42 @@ class _AppReader:
             )
         return apis
 
+    def api_models(self, api_logical_id: str) -> dict[str, Model]:
+        """The API's `AWS::ApiGatewayV2::Model`s by name, their schemas checked as draft 4."""
+        models: dict[str, Model] = {}
+        for model_id, props in self.of_type("AWS::ApiGatewayV2::Model"):
+            if _ref_target(props.get("ApiId")) != api_logical_id:
+                continue
+            where = f"{model_id}.Properties"
+            name = str(self.resolver.resolve_at(props.get("Name", model_id), f"{where}.Name"))
+            schema = self.resolver.resolve_at(props.get("Schema"), f"{where}.Schema")
+            try:
+                models[name] = read_model(name, schema, where)
+            except ModelError as exc:
+                raise TemplateError(str(exc)) from exc
+        return models
+
+    def route_models(
+        self, route_id: str, route: dict[str, Any], models: Mapping[str, Model]
+    ) -> RequestModels | None:
+        """A route's request validation: none without a `ModelSelectionExpression` (as on AWS)."""
+        where = f"{route_id}.Properties"
+        expression = route.get("ModelSelectionExpression")
+        if expression is None:
+            return None
+        expression = str(self.resolver.resolve_at(expression, f"{where}.ModelSelectionExpression"))
+        try:
+            check_selection_expression(expression, f"{where}.ModelSelectionExpression")
+        except VtlError as exc:
+            raise TemplateError(str(exc)) from exc
+        chosen: dict[str, Model] = {}
+        named = self.resolver.resolve_at(route.get("RequestModels", {}), f"{where}.RequestModels")
+        for key, name in (named or {}).items():
+            if str(name) not in models:
+                raise TemplateError(f"{where}.RequestModels.{key}: no model named {name!r} on this API")
+            chosen[str(key)] = models[str(name)]
+        return RequestModels(expression, chosen)
+
     def websocket_integration(
         self, integration_id: str, integration: dict[str, Any]
     ) -> tuple[str | None, NonProxyIntegration | None]:
@@ -986,9 +1025,10 @@ class _AppReader:
         uri_where = f"{where}.IntegrationUri"
         if kind == "AWS_PROXY":
             return self.function_id_of(integration.get("IntegrationUri"), uri_where), None
-        if kind != "AWS":
+        if kind not in ("AWS", "MOCK"):
             raise TemplateError(
-                f"{where}.IntegrationType: {kind or 'none'} is not supported locally (AWS_PROXY and AWS only)"
+                f"{where}.IntegrationType: {kind or 'none'} is not supported locally"
+                " (AWS_PROXY, AWS and MOCK only)"
             )
         for name, refused in (
             ("ConnectionType", "VPC_LINK"),
@@ -1005,7 +1045,9 @@ class _AppReader:
         function_id: str | None = None
         service: ServiceUri | None = None
         try:
-            if is_service_uri(uri):
+            if kind == "MOCK":
+                pass  # API Gateway answers itself: the request template's statusCode decides
+            elif is_service_uri(uri):
                 service = parse_service_uri(uri, service_operations())
             else:
                 function_id = self.function_id_of(integration.get("IntegrationUri"), uri_where)
@@ -1044,6 +1086,7 @@ class _AppReader:
             return function_id, NonProxyIntegration(
                 logical_id=integration_id,
                 service=service,
+                mock=kind == "MOCK",
                 request_templates=parse_templates(
                     self.resolver.resolve_at(integration.get("RequestTemplates", {}), where),
                     f"{where}.RequestTemplates",
@@ -1220,6 +1263,8 @@ class _AppReader:
                 arn=self.resolver.arn_of(logical_id),
                 definition=definition,
                 role_arn=self._optional_text(props.get("RoleArn"), f"{where}.RoleArn") or "",
+                machine_type=self._optional_text(props.get("StateMachineType"), f"{where}.StateMachineType")
+                or "STANDARD",
             )
         return machines
 

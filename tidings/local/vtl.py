@@ -408,3 +408,20 @@ def render_response(
     if template is None:
         return body
     return template.render(RenderInput(body, values.context, values.stage_variables, values.params))
+
+
+def mock_status(rendered: str | None) -> int | None:
+    """The status a `MOCK` integration answers with: the `statusCode` of its rendered request
+    template. No template (the body passed through, or nothing to render) answers 200, the
+    default integration response; a rendered template without a numeric `statusCode` is None
+    (API Gateway fails the request with an internal error)."""
+    if rendered is None:
+        return 200
+    try:
+        document = json.loads(rendered)
+    except ValueError:
+        return None
+    status = document.get("statusCode") if isinstance(document, dict) else None
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return None
+    return status

@@ -259,7 +259,7 @@ async def test_guarded_api_refuses_a_role_without_manage_connections_naming_it(
             )
     error = caught.value.response["Error"]
     assert error["Code"] == "ForbiddenException"
-    resource = f"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/POST/@connections/{connection_id}"
+    resource = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/POST/@connections/{connectionId}"
     assert "assumed-role/echo-role/EchoFunction" in error["Message"]
     assert f"execute-api:ManageConnections on resource: {resource}" in error["Message"]
     assert [denial.resource for denial in denials] == [resource]

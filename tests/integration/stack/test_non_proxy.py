@@ -196,6 +196,7 @@ Resources:
   Machine:
     Type: AWS::StepFunctions::StateMachine
     Properties:
+      StateMachineType: EXPRESS  # StartSyncExecution runs Express machines only
       RoleArn: !GetAtt GatewayRole.Arn
       Definition:
         StartAt: Double

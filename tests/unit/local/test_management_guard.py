@@ -91,7 +91,7 @@ def test_a_role_with_manage_connections_on_post_may_post_but_not_delete() -> Non
     denials: list[Denial] = []
     assert check(guard(run, denials), signed(keys)) is None
     refused = check(guard(run, denials), signed(keys, "DELETE", b""))
-    resource = f"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/DELETE/@connections/{CONNECTION}"
+    resource = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/DELETE/@connections/{connectionId}"
     assert refused == (
         "User: arn:aws:sts::123456789012:assumed-role/app-NotifyRole-1/NotifyFunction is not authorized "
         f"to perform: execute-api:ManageConnections on resource: {resource} because no identity-based "
@@ -100,7 +100,7 @@ def test_a_role_with_manage_connections_on_post_may_post_but_not_delete() -> Non
     [denial] = denials
     assert denial.caller == "NotifyFunction"
     assert denial.line() == (
-        f"NotifyFunction: execute-api:ManageConnections on abcdef1234/dev/DELETE/@connections/{CONNECTION} "
+        "NotifyFunction: execute-api:ManageConnections on abcdef1234/dev/DELETE/@connections/{connectionId} "
         "denied — add it to the function's Policies"
     )
 
@@ -155,3 +155,23 @@ def test_unsigned_unknown_forged_stale_and_tampered_requests_are_forbidden() -> 
     # a role's key without its session token is not the role's
     keys = run.issue_role("Any", principal({"Effect": "Allow", "Action": "*", "Resource": "*"}))
     assert check(target, signed(Credentials(keys.access_key_id, keys.secret_access_key))) == "Forbidden"
+
+
+def test_the_resource_is_the_route_template_so_a_policy_naming_one_connection_id_never_matches() -> None:
+    """API Gateway names `.../POST/@connections/{connectionId}` (braces and all) in its refusals:
+    a policy with that literal resource allows every post, one with a real id allows none."""
+    run = RunCredentials()
+    template = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/POST/@connections/{connectionId}"
+    by_template = run.issue_role(
+        "TemplateFunction",
+        principal({"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": template}),
+    )
+    one_id = template.replace("{connectionId}", CONNECTION)
+    by_id = run.issue_role(
+        "IdFunction",
+        principal({"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": one_id}),
+    )
+    assert check(guard(run, []), signed(by_template)) is None
+    assert check(guard(run, []), signed(by_template, connection="OtherId0000000=")) is None
+    refused = check(guard(run, []), signed(by_id))
+    assert refused is not None and f"on resource: {template} " in refused

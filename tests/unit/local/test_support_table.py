@@ -9,7 +9,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 HEADING = "## What `tidings dev` supports"
-STATUSES = {"supported", "function left out", "refused at start", "`ResourceNotFoundException`"}
+STATUSES = {
+    "supported",
+    "function left out",
+    "refused at start",
+    "named at start, fails when reached",
+    "`ResourceNotFoundException`",
+}
 REFERENCE = re.compile(r"^`(tests/[\w/]+\.py)::(\w+)`$")
 
 

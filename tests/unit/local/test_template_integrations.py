@@ -85,8 +85,8 @@ def test_a_service_integration_is_read_with_its_templates_role_and_responses(tmp
     [
         (
             "IntegrationType: AWS\n",
-            "IntegrationType: MOCK\n",
-            r"^Put\.Properties\.IntegrationType: MOCK is not",
+            "IntegrationType: HTTP\n",
+            r"^Put\.Properties\.IntegrationType: HTTP is not",
         ),
         (
             "      CredentialsArn",
@@ -144,3 +144,84 @@ Resources:
         TemplateError, match=r"^Forward\.Properties\.IntegrationType: HTTP_PROXY is not supported"
     ):
         _load(tmp_path, template)
+
+
+MOCKED = r"""
+Resources:
+  Socket:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {Name: s, ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}
+  Mock:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationType: MOCK
+      TemplateSelectionExpression: '200'
+      RequestTemplates: {"200": '{"statusCode": 200}'}
+  MockOk:
+    Type: AWS::ApiGatewayV2::IntegrationResponse
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationId: !Ref Mock
+      IntegrationResponseKey: /2\d\d/
+      ResponseTemplates: {$default: '{"ok": true}'}
+  Order:
+    Type: AWS::ApiGatewayV2::Model
+    Properties:
+      ApiId: !Ref Socket
+      ContentType: application/json
+      Name: orderModel
+      Schema: {type: object, required: [item]}
+  OrderRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: order
+      ModelSelectionExpression: $request.body.action
+      RequestModels: {order: orderModel}
+      Target: !Join ["/", [integrations, !Ref Mock]]
+  PlainRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Socket
+      RouteKey: plain
+      RequestModels: {plain: orderModel}
+      Target: !Join ["/", [integrations, !Ref Mock]]
+"""
+
+
+def test_a_mock_integration_and_a_route_model_are_read(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(MOCKED)
+    routes = load_app(tmp_path / "template.yaml", ENDPOINTS).websocket_apis[0].routes
+    order = routes["order"]
+    assert order.function_id is None
+    assert order.non_proxy is not None and order.non_proxy.mock and order.non_proxy.service is None
+    assert [response.key for response in order.non_proxy.responses] == ["/2\\d\\d/"]
+    assert order.request_models is not None
+    assert order.request_models.selection_expression == "$request.body.action"
+    assert order.request_models.models["order"].schema == {"type": "object", "required": ["item"]}
+    # RequestModels without a ModelSelectionExpression validate nothing, as on AWS
+    assert routes["plain"].request_models is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "{order: orderModel}",
+            "{order: missingModel}",
+            r"^OrderRoute\.Properties\.RequestModels\.order: no model",
+        ),
+        (
+            "{type: object, required: [item]}",
+            "{type: objekt}",
+            r"^Order\.Properties\.Schema: not a valid draft-4",
+        ),
+    ],
+)
+def test_a_route_model_that_cannot_be_used_is_refused_by_name(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    assert old in MOCKED
+    with pytest.raises(TemplateError, match=message):
+        _load(tmp_path, MOCKED.replace(old, new, 1))

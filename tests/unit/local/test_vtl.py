@@ -18,6 +18,7 @@ from tidings.local.vtl import (
     ResponseMapping,
     VtlError,
     escape_javascript,
+    mock_status,
     parse_templates,
     render_response,
     select_integration_response,
@@ -202,3 +203,30 @@ def test_response_template_selected_by_status_and_rendered_on_the_backend_body()
     assert render_response(response, '{"n":3}', 400, "{}", values) == "failed"
     assert render_response(None, '{"n":3}', 200, "{}", values) == '{"n":3}'  # no template: as is
     assert selection_key("${integration.response.statuscode}", "{}", 201) == "201"
+
+
+@pytest.mark.parametrize(
+    ("rendered", "status"),
+    [
+        ('{"statusCode": 200}', 200),
+        ('{ "statusCode" : 403, "other": 1 }', 403),
+        (None, 200),  # no template: the default integration response
+        ('{"statusCode": "200"}', None),
+        ('{"statusCode":, "x": 1}', None),
+        ("[200]", None),
+        ('{"statusCode": 99}', None),
+    ],
+)
+def test_a_mock_answers_with_its_rendered_status_code(rendered: str | None, status: int | None) -> None:
+    assert mock_status(rendered) == status
+
+
+def test_a_mock_status_selects_the_integration_response_by_regex() -> None:
+    ok = ResponseMapping("/2\\d\\d/", None, {})
+    denied = ResponseMapping("/403/", None, {})
+    default = ResponseMapping("$default", None, {})
+    responses = [ok, denied, default]
+    assert select_integration_response(responses, str(mock_status('{"statusCode": 204}'))) is ok
+    assert select_integration_response(responses, "403") is denied
+    assert select_integration_response(responses, "500") is default
+    assert select_integration_response([ok], "500") is None
