@@ -20,6 +20,11 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _ratio(value: float | None) -> str:
+    """A ratio to two decimals, so that 0.79 against a goal of 0.8 does not read as 0.8."""
+    return "—" if value is None else f"{value:.2f}x"
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
 
@@ -46,9 +51,9 @@ def fanout_rows(fanout: dict[str, Any]) -> list[str]:
             _fmt(row["sequential"]["deliveries_per_s"]),
             floor_cell,
             _fmt(row["raw_broadcast"]["deliveries_per_s"]),
-            _fmt(row["vs_sequential"], "x"),
-            _fmt(row.get("vs_http_floor"), "x"),
-            _fmt(row["vs_raw_broadcast"], "x"),
+            _ratio(row["vs_sequential"]),
+            _ratio(row.get("vs_http_floor")),
+            _ratio(row["vs_raw_broadcast"]),
             str(row["missing"]),
             _fmt(row.get("duplicates")),
         ]
@@ -73,7 +78,7 @@ def goal_rows(results: dict[str, Any]) -> list[str]:
     watch = results.get("watcher") or {}
     at_20 = rates.get("20")
     at_20_cell = "—" if at_20 is None else f"{_fmt(at_20)}/s at 20, {_fmt(rates.get('1'))}/s at 1"
-    posts_cell = _fmt(results.get("posts_vs_bare_server"), "x")
+    posts_cell = _ratio(results.get("posts_vs_bare_server"))
     if posts:
         posts_cell += (
             f" ({_fmt(posts.get('stack_posts_per_s'))} vs {_fmt(posts.get('bare_posts_per_s'))} posts/s)"
@@ -82,13 +87,13 @@ def goal_rows(results: dict[str, Any]) -> list[str]:
         (
             "local N = 1,000: vs the sequential sample pattern",
             "≥ 3x",
-            _fmt(row.get("vs_sequential"), "x"),
+            _ratio(row.get("vs_sequential")),
             fan.get("vs_sequential"),
         ),
         (
             "local N = 1,000: vs the HTTP floor",
             "≥ 0.5x",
-            _fmt(row.get("vs_http_floor"), "x"),
+            _ratio(row.get("vs_http_floor")),
             fan.get("vs_http_floor"),
         ),
         ("local N = 1,000: p99", "< 600 ms", _fmt(row.get("p99_ms"), " ms"), fan.get("p99")),
@@ -255,7 +260,7 @@ def render(results: dict[str, Any]) -> str:
             f"| the local stack (delivered to live clients) | {_fmt(posts['stack_posts_per_s'])} |",
             f"| a bare HTTP server answering 200 | {_fmt(posts['bare_posts_per_s'])} |",
             "",
-            f"Ratio {_fmt(posts['posts_vs_bare_server'], 'x')} (median of {posts['repeats']} paired"
+            f"Ratio {_ratio(posts['posts_vs_bare_server'])} (median of {posts['repeats']} paired"
             f" rounds of {posts['posts_per_round']:,} posts over {posts['connections']:,} connections; "
             f"failed posts: {posts['failed']}).",
             "",
