@@ -278,7 +278,9 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"{watch['repeats']} fresh stack(s) (started in {_fmt(watch['stack_start_s'])} s), "
             f"{watch['jobs_per_stack']} jobs each of {watch['clip']}; {watch['completed']} of "
-            f"{watch['jobs']} completed.",
+            f"{watch['jobs']} completed. Publish to notify's start on the event (`sentAt`: the bus"
+            f" and the invocation): p50 {_fmt(watch.get('p50_to_notify_ms'))} ms; notify's invocations"
+            f" took {_fmt(watch.get('notify_p50_ms'))} ms (median of {watch.get('notify_invocations')}).",
             "",
         ]
     transcode = results.get("transcode")

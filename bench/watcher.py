@@ -16,6 +16,10 @@ whole millisecond (truncated), so latencies read up to 1 ms high.
 - `p50_ms`: the median latency of every live job message of every job and repeat.
 - `first_ms`: the first job's first live message on a fresh stack (notify's cold start, the
   bus's first rule match and the first `@connections` post all in it); median over repeats.
+- `p50_to_notify_ms`: the share of it up to the message's `sentAt`, which notify sets as it starts
+  on the event (the bus's rule match and notify's invocation); the rest is notify's own work (its
+  claim write, the Queries of both topics, the shard lease) and the post through `@connections`.
+  `notify_p50_ms`: the median duration of notify's invocations (the stack's invocation records).
 - `after_higher_seq`: live messages whose seq is lower than one the client already received
   (snapshots included), counted on the raw frames: what a client that does not apply the seq
   rule (wscat) would show as progress going back. `duplicates`: same seq again.
@@ -59,6 +63,7 @@ class Frame:
 @dataclass(frozen=True)
 class JobWatch:
     latencies_ms: list[float]  # live job messages, in arrival order
+    to_notify_ms: list[float]  # emittedAt -> sentAt (set as notify starts on the event): bus and invoke
     after_higher_seq: int
     duplicates: int
     seqs: list[int]
@@ -70,6 +75,7 @@ def summarize_job(frames: Sequence[Frame], job_id: str) -> JobWatch:
     highest = -1
     seen: set[int] = set()
     latencies: list[float] = []
+    to_notify: list[float] = []
     seqs: list[int] = []
     after_higher = duplicates = 0
     final: str | None = None
@@ -93,9 +99,11 @@ def summarize_job(frames: Sequence[Frame], job_id: str) -> JobWatch:
         seqs.append(seq)
         if "emittedAt" in message:
             latencies.append(frame.arrived_ms - float(message["emittedAt"]))
+            if "sentAt" in message:
+                to_notify.append(float(message["sentAt"]) - float(message["emittedAt"]))
         if message.get("stage") in TERMINAL:
             final = str(message["stage"])
-    return JobWatch(latencies, after_higher, duplicates, seqs, final)
+    return JobWatch(latencies, to_notify, after_higher, duplicates, seqs, final)
 
 
 def summarize(repeats: Sequence[Sequence[JobWatch]]) -> dict[str, Any]:
@@ -104,11 +112,15 @@ def summarize(repeats: Sequence[Sequence[JobWatch]]) -> dict[str, Any]:
     watches = [watch for jobs in repeats for watch in jobs]
     latencies = [latency for watch in watches for latency in watch.latencies_ms]
     firsts = [jobs[0].latencies_ms[0] for jobs in repeats if jobs and jobs[0].latencies_ms]
+    to_notify = [ms for watch in watches for ms in watch.to_notify_ms]
     return {
         "p50_ms": rounded(percentile(latencies, 50), 1) if latencies else None,
         "p99_ms": rounded(percentile(latencies, 99), 1) if latencies else None,
         "first_ms": rounded(median(firsts), 1) if firsts else None,
         "first_ms_samples": [round(first, 1) for first in firsts],
+        # the share of the bus and notify: publish to the moment notify built the message (sentAt)
+        "p50_to_notify_ms": rounded(percentile(to_notify, 50), 1) if to_notify else None,
+        "latencies_ms": [round(ms, 1) for watch in watches for ms in watch.latencies_ms],
         "after_higher_seq": sum(watch.after_higher_seq for watch in watches),
         "duplicates": sum(watch.duplicates for watch in watches),
         "messages": len(latencies),
@@ -170,17 +182,28 @@ async def watch_one_job(ready: dict[str, Any], token: str, video: bytes, name: s
     return summarize_job(frames, job_id)
 
 
-async def one_fresh_stack(video: bytes, jobs: int) -> tuple[list[JobWatch], float]:
-    """A stack just started; its first job, then `jobs - 1` more. Returns them and the start time."""
+async def one_fresh_stack(video: bytes, jobs: int) -> tuple[list[JobWatch], float, list[float]]:
+    """A stack just started; its first job, then `jobs - 1` more. Returns them, the start time and
+    the durations of notify's invocations."""
     started = time.perf_counter()
     stack = await Child.start("bench.stack_process")
+    notify_ms: list[float] = []
+
+    def record(line: dict[str, Any]) -> bool:
+        if "function" in line and "durationMs" in line:
+            if line["function"] == "NotifyFunction":
+                notify_ms.append(float(line["durationMs"]))
+            return True
+        return False
+
+    stack.on_line = record
     try:
         ready = (await stack.next_json(180))["ready"]
         start_s = time.perf_counter() - started
         with local_aws_environment(ready["aws_endpoint"], ready["region"], ready["credentials"]):
             token = await asyncio.to_thread(bench_token, ready, WATCH_USER)
             watches = [await watch_one_job(ready, token, video, CLIP.name) for _ in range(jobs)]
-        return watches, start_s
+        return watches, start_s, notify_ms
     finally:
         await stack.stop(timeout_s=60)
 
@@ -190,12 +213,16 @@ async def run(repeats: int, jobs_per_stack: int = 2) -> dict[str, Any]:
     video = await asyncio.to_thread(clip.read_bytes)
     results: list[list[JobWatch]] = []
     starts: list[float] = []
+    notify_ms: list[float] = []
     for _ in range(repeats):
-        watches, start_s = await one_fresh_stack(video, jobs_per_stack)
+        watches, start_s, durations = await one_fresh_stack(video, jobs_per_stack)
         results.append(watches)
         starts.append(start_s)
+        notify_ms += durations
     summary = summarize(results)
     return summary | {
+        "notify_p50_ms": rounded(median(notify_ms), 1) if notify_ms else None,
+        "notify_invocations": len(notify_ms),
         "jobs_per_stack": jobs_per_stack,
         "stack_start_s": round(median(starts), 1),
         "clip": f"{CLIP_SECONDS:.0f} s of 480x270 at 15 fps",

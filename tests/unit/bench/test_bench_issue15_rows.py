@@ -127,7 +127,9 @@ def test_the_goal_table_shows_each_figure_with_its_verdict() -> None:
             "posts_per_round": 1000,
             "connections": 1000,
         },
-        "watcher": summarize([[JobWatch([2479.0, 12.5, 12.0, 13.0], 0, 0, [1, 2, 3, 4], "completed")]])
+        "watcher": summarize(
+            [[JobWatch([2479.0, 12.5, 12.0, 13.0], [2400.0, 6.0, 6.0, 6.0], 0, 0, [1, 2, 3, 4], "completed")]]
+        )
         | {"jobs_per_stack": 1, "stack_start_s": 7.4, "clip": "a clip"},
     }
     results["goals"] = goals(results)
@@ -164,7 +166,7 @@ def test_watcher_counts_order_on_the_raw_frames_and_times_from_emitted_at() -> N
 
     frames = [
         Frame(1000.0, {"type": "snapshot", "topic": "job:j", "jobs": [{"jobId": "j", "seq": 0}]}),
-        Frame(1010.0, job(1, 1000.0)),
+        Frame(1010.0, job(1, 1000.0) | {"sentAt": 1004.0}),
         Frame(1030.0, job(3, 1020.0)),
         Frame(1035.0, job(2, 1015.0)),  # after seq 3: a client without the seq rule goes back
         Frame(1040.0, job(3, 1020.0)),  # the same seq again: a duplicate, not "after a higher seq"
@@ -173,6 +175,7 @@ def test_watcher_counts_order_on_the_raw_frames_and_times_from_emitted_at() -> N
     ]
     watch = summarize_job(frames, "j")
     assert watch.latencies_ms == [10.0, 10.0, 20.0, 20.0, 10.0]
+    assert watch.to_notify_ms == [4.0]  # only the message that carries its sentAt
     assert (watch.after_higher_seq, watch.duplicates) == (1, 1)
     assert watch.seqs == [1, 3, 2, 3, 4]
     assert watch.final_stage == "completed"
@@ -188,14 +191,15 @@ def test_a_live_message_older_than_the_snapshot_is_out_of_order() -> None:
 
 def test_watcher_summary_takes_the_first_job_of_each_fresh_stack() -> None:
     stack_a = [
-        JobWatch([400.0, 10.0, 12.0], 0, 0, [1, 2, 3], "completed"),
-        JobWatch([9.0], 0, 0, [1], "completed"),
+        JobWatch([400.0, 10.0, 12.0], [300.0, 5.0, 6.0], 0, 0, [1, 2, 3], "completed"),
+        JobWatch([9.0], [4.0], 0, 0, [1], "completed"),
     ]
-    stack_b = [JobWatch([200.0, 14.0], 1, 0, [1, 2], "completed")]
-    stack_c = [JobWatch([300.0], 0, 2, [1], "failed")]
+    stack_b = [JobWatch([200.0, 14.0], [150.0, 7.0], 1, 0, [1, 2], "completed")]
+    stack_c = [JobWatch([300.0], [250.0], 0, 2, [1], "failed")]
     summary = summarize([stack_a, stack_b, stack_c])
     assert summary["first_ms"] == 300.0  # median of 400, 200, 300
     assert summary["p50_ms"] == 14.0  # over all 7 latencies
+    assert summary["p50_to_notify_ms"] == 7.0
     assert (summary["after_higher_seq"], summary["duplicates"]) == (1, 2)
     assert (summary["jobs"], summary["completed"], summary["messages"]) == (4, 3, 7)
 
