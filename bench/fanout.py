@@ -53,7 +53,7 @@ GOAL_VS_FLOOR = 0.5
 GOAL_P99_MS = 600.0
 GOAL_CONNECT_RATE_20 = 150.0
 GOAL_POSTS_VS_BARE = 0.8
-PARTS = ("fanout", "connect_rate", "posts")  # what `run` can measure on one stack
+PARTS = ("connect_rate", "fanout", "posts")  # what `run` can measure on one stack
 POSTS_ALONE_CLIENTS = 100  # connections the posts comparison opens when no fan-out ran before it
 
 
@@ -192,12 +192,19 @@ def local_aws_environment(endpoint: str, region: str, credentials: dict[str, str
                 os.environ[name] = value
 
 
+def stack_client(service: str) -> Any:
+    """A boto3 client of the stack now in `local_aws_environment`, from a new session: boto3's
+    default session keeps the credentials it first resolved, which a later stack (another run's
+    admin key) refuses."""
+    return boto3.Session().client(service)  # type: ignore[call-overload]
+
+
 def bench_token(ready: dict[str, Any], user: str) -> str:
     """A token for `user`, signed with the stack's secret (read through the embedded Secrets Manager
     with the run's admin key: `local_aws_environment` must be in force)."""
     from tidings_core.tokens import issue_token
 
-    secrets = boto3.client("secretsmanager")
+    secrets = stack_client("secretsmanager")
     secret = secrets.get_secret_value(SecretId=ready["token_secret_id"])["SecretString"]
     return issue_token(secret, user, 3 * 3600, audience=ready["token_audience"])
 
@@ -212,7 +219,7 @@ class StackSession:
         child.on_line = self._record
         self.job_id = f"bench-{int(time.time() * 1000)}"
         self.seq = 0
-        self.events = boto3.client("events")
+        self.events = stack_client("events")
         self.token = self._token()
         self._create_job()
 
@@ -562,7 +569,7 @@ async def run(
                 posts = await Child.start("bench.posts")
                 started.append(posts)
                 await posts.next_json(60)
-                dynamodb = boto3.client("dynamodb")
+                dynamodb = stack_client("dynamodb")
                 ids = await asyncio.to_thread(connection_ids, dynamodb, ready["connections_table"])
                 report["posts"] = await posts_comparison(
                     session, posts, bare_url, ids, posts_per_round, repeats
