@@ -148,9 +148,32 @@ def posts_summary(stack_rounds: list[dict[str, Any]], bare_rounds: list[dict[str
     }
 
 
-def connect_rate_summary(rates_by_level: dict[int, list[float]], per_level: int, path: str) -> dict[str, Any]:
-    """`{"1": per s, "20": per s, ...}` (medians over repeats) and how they were taken."""
+def invocation_profile(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per function of the stack's invocation records: how many, how many cold, median ms."""
+    profile: dict[str, Any] = {}
+    for function in sorted({str(r["function"]) for r in records}):
+        mine = [r for r in records if r["function"] == function]
+        profile[function] = {
+            "invocations": len(mine),
+            "cold": sum(1 for r in mine if r.get("cold")),
+            "median_ms": round(median([float(r["durationMs"]) for r in mine]), 1),
+        }
+    return profile
+
+
+def connect_rate_summary(
+    rates_by_level: dict[int, list[float]],
+    per_level: int,
+    path: str,
+    invocations: dict[int, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """`{"1": per s, "20": per s, ...}` (medians over repeats) and how they were taken; with the
+    stack's invocation records of each level, what its functions did (`invocation_profile`)."""
     summary: dict[str, Any] = {str(level): round(median(rates), 1) for level, rates in rates_by_level.items()}
+    if invocations:
+        summary["functions"] = {
+            str(level): invocation_profile(records) for level, records in invocations.items()
+        }
     return summary | {
         "levels": sorted(rates_by_level),
         "per_level": per_level,
@@ -380,22 +403,29 @@ async def connect_rate(
     does not land on one level only."""
     url = session.ready["websocket_url"]
     rates: dict[int, list[float]] = {level: [] for level in concurrency_levels}
+    records: dict[int, list[dict[str, Any]]] = {level: [] for level in concurrency_levels}
     for _ in range(repeats):
         for concurrency in concurrency_levels:
             pool = ClientPool()
             disconnects = len(session.invocations_of("DisconnectFunction"))
+            before = len(session.invocations)
             started = time.perf_counter()
             await pool.grow(
                 url, per_level, concurrency=concurrency, subprotocols=[SUBPROTOCOL, session.token]
             )
             rates[concurrency].append(rate(per_level, time.perf_counter() - started))
+            records[concurrency] += [
+                r
+                for r in session.invocations[before:]
+                if r.get("function") in ("AuthorizerFunction", "ConnectFunction")
+            ]
             await pool.close()
             # let the $disconnects finish so they do not slow the next measurement
             for _ in range(300):
                 if len(session.invocations_of("DisconnectFunction")) >= disconnects + per_level:
                     break
                 await asyncio.sleep(0.1)
-    return connect_rate_summary(rates, per_level, CONNECT_PATH)
+    return connect_rate_summary(rates, per_level, CONNECT_PATH, records)
 
 
 async def posts_comparison(

@@ -68,6 +68,11 @@ def connect_rates(rate: dict[str, Any]) -> list[tuple[str, float]]:
     return [(level, float(row["connections_per_s"])) for level, row in rate.get("by_concurrency", {}).items()]
 
 
+def _function_cell(rate: dict[str, Any], level: str, function: str) -> str:
+    row = (rate.get("functions") or {}).get(level, {}).get(function)
+    return "—" if row is None else f"{_fmt(row['median_ms'])} ({row['cold']} of {row['invocations']:,})"
+
+
 def goal_rows(results: dict[str, Any]) -> list[str]:
     """Issue 15's local goals: the figure this run measured and whether it met its goal."""
     goals = results.get("goals") or {}
@@ -240,9 +245,14 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             "### Connect rate (authorizer + `$connect`, with tokens)",
             "",
-            "| in flight | connections/s |",
-            "|---:|---:|",
-            *(f"| {level} | {_fmt(value)} |" for level, value in connect_rates(rate)),
+            "| in flight | connections/s | authorizer median ms (cold starts)"
+            " | `$connect` median ms (cold starts) |",
+            "|---:|---:|---:|---:|",
+            *(
+                f"| {level} | {_fmt(value)} | {_function_cell(rate, level, 'AuthorizerFunction')}"
+                f" | {_function_cell(rate, level, 'ConnectFunction')} |"
+                for level, value in connect_rates(rate)
+            ),
             "",
         ]
         if "levels" in rate:

@@ -74,6 +74,27 @@ def test_connect_rate_is_keyed_by_concurrency_as_the_issue_asks() -> None:
     assert connect_rates(old) == [("1", 69.1), ("4", 32.3)]
 
 
+def test_connect_rate_profiles_the_functions_of_each_level() -> None:
+    def record(function: str, ms: float, cold: bool = False) -> dict:  # type: ignore[type-arg]
+        return {"function": function, "durationMs": ms, "cold": cold}
+
+    records = {
+        1: [record("AuthorizerFunction", 5.0), record("ConnectFunction", 9.0)],
+        20: [
+            record("AuthorizerFunction", 700.0, True),
+            record("AuthorizerFunction", 30.0),
+            record("AuthorizerFunction", 50.0),
+        ],
+    }
+    summary = connect_rate_summary({1: [100.0], 20: [60.0]}, 100, "path", records)
+    assert summary["functions"]["20"]["AuthorizerFunction"] == {
+        "invocations": 3,
+        "cold": 1,
+        "median_ms": 50.0,
+    }
+    assert summary["functions"]["1"]["ConnectFunction"] == {"invocations": 1, "cold": 0, "median_ms": 9.0}
+
+
 def test_goals_read_the_figures_and_leave_unmeasured_ones_open() -> None:
     results = {
         "fanout": {"1000": {"vs_sequential": 3.5, "vs_http_floor": 0.4, "p99_ms": 550.0}},
@@ -144,7 +165,7 @@ def test_the_goal_table_shows_each_figure_with_its_verdict() -> None:
     assert "| one watcher: first event of a fresh stack | < 300 ms | 2,479 ms | **missed** |" in table
     assert "| one watcher: messages after a higher seq | 0 | 0 | met |" in table
     text = render(results)
-    assert "| 20 | 160 |" in text and "100 new connections per sample, medians of 3." in text
+    assert "| 20 | 160 | — | — |" in text and "100 new connections per sample, medians of 3." in text
     assert (
         "| 1,000 | 405 | 1,200 | 2,467 | 1,000 | 1,306 (760) | 1,000 | 1.40x | 0.31x | 0.02x | 0 | 2 |"
         in text
