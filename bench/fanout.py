@@ -139,12 +139,23 @@ def posts_summary(stack_rounds: list[dict[str, Any]], bare_rounds: list[dict[str
         return rate(int(round_["ok"]), float(round_["seconds"]))
 
     pairs = [(per_s(s), per_s(b)) for s, b in zip(stack_rounds, bare_rounds, strict=True)]
+
+    def cpu_ms_per_post(rounds: list[dict[str, Any]], key: str) -> float | None:
+        values = [float(r[key]) * 1000 / int(r["posts"]) for r in rounds if key in r and int(r["posts"])]
+        return rounded(median(values), 3) if values else None
+
     return {
         "posts_vs_bare_server": rounded(median_ratio(pairs)),
         "stack_posts_per_s": rounded(median([s for s, _ in pairs]), 0),
         "bare_posts_per_s": rounded(median([b for _, b in pairs]), 0),
         "failed": sum(int(r["failed"]) for r in [*stack_rounds, *bare_rounds]),
         "repeats": len(pairs),
+        # CPU ms per post: of the stack's process (gateway, @connections) and of the boto3 poster
+        "stack_cpu_ms_per_post": cpu_ms_per_post(stack_rounds, "stack_cpu_s"),
+        "poster_cpu_ms_per_post": {
+            "stack": cpu_ms_per_post(stack_rounds, "poster_cpu_s"),
+            "bare": cpu_ms_per_post(bare_rounds, "poster_cpu_s"),
+        },
     }
 
 
@@ -436,8 +447,12 @@ async def posts_comparison(
     data = json.dumps({"type": "bench", "text": "x" * 200})
 
     async def one(endpoint: str, count: int) -> dict[str, Any]:
+        cpu_before = session.child.cpu_seconds(), posts.cpu_seconds()
         await posts.send_line(json.dumps({"endpoint": endpoint, "ids": ids, "data": data, "posts": count}))
-        return await posts.next_json(ROUND_TIMEOUT_S)
+        report = await posts.next_json(ROUND_TIMEOUT_S)
+        report["stack_cpu_s"] = session.child.cpu_seconds() - cpu_before[0]
+        report["poster_cpu_s"] = posts.cpu_seconds() - cpu_before[1]
+        return report
 
     stack_url = session.ready["callback_url"]
     for endpoint in (stack_url, bare_url):  # warm-up: clients made, connections opened

@@ -275,6 +275,14 @@ def render(results: dict[str, Any]) -> str:
             f"failed posts: {posts['failed']}).",
             "",
         ]
+        poster = posts.get("poster_cpu_ms_per_post") or {}
+        if posts.get("stack_cpu_ms_per_post") is not None:
+            lines += [
+                f"CPU per post: the stack's process {posts['stack_cpu_ms_per_post']:.2f} ms; the boto3 poster"
+                f" {_fmt(poster.get('stack'))} ms against the stack, {_fmt(poster.get('bare'))} ms against"
+                " the bare server.",
+                "",
+            ]
     watch = results.get("watcher")
     if watch:
         lines += [

@@ -62,6 +62,31 @@ def test_posts_ratio_pairs_rounds_and_counts_only_successful_posts() -> None:
     assert summary["stack_posts_per_s"] == 650
     assert summary["bare_posts_per_s"] == 1000
     assert summary["failed"] == 200
+    assert summary["stack_cpu_ms_per_post"] is None  # rounds without CPU readings
+
+
+def test_posts_cpu_per_post_is_a_median_over_rounds() -> None:
+    stack = [
+        {"posts": 1000, "ok": 1000, "failed": 0, "seconds": 1.0, "stack_cpu_s": s, "poster_cpu_s": 0.9}
+        for s in (0.3, 0.5, 0.2)
+    ]
+    bare = [{"posts": 1000, "ok": 1000, "failed": 0, "seconds": 1.0, "poster_cpu_s": 0.8}] * 3
+    summary = posts_summary(stack, bare)
+    assert summary["stack_cpu_ms_per_post"] == pytest.approx(0.3)
+    assert summary["poster_cpu_ms_per_post"] == {"stack": pytest.approx(0.9), "bare": pytest.approx(0.8)}
+
+
+def test_cpu_seconds_reads_this_process() -> None:
+    import os
+    import time
+
+    from bench.processes import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) - before >= 0.03
 
 
 def test_connect_rate_is_keyed_by_concurrency_as_the_issue_asks() -> None:
