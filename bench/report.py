@@ -298,7 +298,16 @@ def render(results: dict[str, Any]) -> str:
             f"{watch['jobs_per_stack']} jobs each of {watch['clip']}; {watch['completed']} of "
             f"{watch['jobs']} completed. Publish to notify's start on the event (`sentAt`: the bus"
             f" and the invocation): p50 {_fmt(watch.get('p50_to_notify_ms'))} ms; notify's invocations"
-            f" took {_fmt(watch.get('notify_p50_ms'))} ms (median of {watch.get('notify_invocations')}).",
+            f" took {_fmt(watch.get('notify_p50_ms'))} ms (median of {watch.get('notify_invocations')});"
+            " a fresh stack's first: "
+            + (
+                ", ".join(
+                    f"{_fmt(first['ms'])} ms ({'cold' if first['cold'] else 'warm'})"
+                    for first in watch.get("first_notify", [])
+                )
+                or "—"
+            )
+            + ".",
             "",
         ]
     transcode = results.get("transcode")

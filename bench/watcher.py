@@ -182,17 +182,17 @@ async def watch_one_job(ready: dict[str, Any], token: str, video: bytes, name: s
     return summarize_job(frames, job_id)
 
 
-async def one_fresh_stack(video: bytes, jobs: int) -> tuple[list[JobWatch], float, list[float]]:
+async def one_fresh_stack(video: bytes, jobs: int) -> tuple[list[JobWatch], float, list[dict[str, Any]]]:
     """A stack just started; its first job, then `jobs - 1` more. Returns them, the start time and
-    the durations of notify's invocations."""
+    the invocation records of notify."""
     started = time.perf_counter()
     stack = await Child.start("bench.stack_process")
-    notify_ms: list[float] = []
+    notify: list[dict[str, Any]] = []
 
     def record(line: dict[str, Any]) -> bool:
         if "function" in line and "durationMs" in line:
             if line["function"] == "NotifyFunction":
-                notify_ms.append(float(line["durationMs"]))
+                notify.append(line)
             return True
         return False
 
@@ -203,7 +203,7 @@ async def one_fresh_stack(video: bytes, jobs: int) -> tuple[list[JobWatch], floa
         with local_aws_environment(ready["aws_endpoint"], ready["region"], ready["credentials"]):
             token = await asyncio.to_thread(bench_token, ready, WATCH_USER)
             watches = [await watch_one_job(ready, token, video, CLIP.name) for _ in range(jobs)]
-        return watches, start_s, notify_ms
+        return watches, start_s, notify
     finally:
         await stack.stop(timeout_s=60)
 
@@ -214,15 +214,19 @@ async def run(repeats: int, jobs_per_stack: int = 2) -> dict[str, Any]:
     results: list[list[JobWatch]] = []
     starts: list[float] = []
     notify_ms: list[float] = []
+    first_notify: list[dict[str, Any]] = []
     for _ in range(repeats):
-        watches, start_s, durations = await one_fresh_stack(video, jobs_per_stack)
+        watches, start_s, records = await one_fresh_stack(video, jobs_per_stack)
         results.append(watches)
         starts.append(start_s)
-        notify_ms += durations
+        notify_ms += [float(r["durationMs"]) for r in records]
+        if records:
+            first_notify.append({"ms": float(records[0]["durationMs"]), "cold": bool(records[0].get("cold"))})
     summary = summarize(results)
     return summary | {
         "notify_p50_ms": rounded(median(notify_ms), 1) if notify_ms else None,
         "notify_invocations": len(notify_ms),
+        "first_notify": first_notify,  # each fresh stack's first notify invocation
         "jobs_per_stack": jobs_per_stack,
         "stack_start_s": round(median(starts), 1),
         "clip": f"{CLIP_SECONDS:.0f} s of 480x270 at 15 fps",

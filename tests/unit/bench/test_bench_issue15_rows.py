@@ -176,7 +176,12 @@ def test_the_goal_table_shows_each_figure_with_its_verdict() -> None:
         "watcher": summarize(
             [[JobWatch([2479.0, 12.5, 12.0, 13.0], [2400.0, 6.0, 6.0, 6.0], 0, 0, [1, 2, 3, 4], "completed")]]
         )
-        | {"jobs_per_stack": 1, "stack_start_s": 7.4, "clip": "a clip"},
+        | {
+            "jobs_per_stack": 1,
+            "stack_start_s": 7.4,
+            "clip": "a clip",
+            "first_notify": [{"ms": 1200.0, "cold": True}],
+        },
     }
     results["goals"] = goals(results)
     table = "\n".join(goal_rows(results))
@@ -190,6 +195,7 @@ def test_the_goal_table_shows_each_figure_with_its_verdict() -> None:
     assert "| one watcher: first event of a fresh stack | < 300 ms | 2,479 ms | **missed** |" in table
     assert "| one watcher: messages after a higher seq | 0 | 0 | met |" in table
     text = render(results)
+    assert "a fresh stack's first: 1,200 ms (cold)." in text
     assert "| 20 | 160 | — | — |" in text and "100 new connections per sample, medians of 3." in text
     assert (
         "| 1,000 | 405 | 1,200 | 2,467 | 1,000 | 1,306 (760) | 1,000 | 1.40x | 0.31x | 0.02x | 0 | 2 |"
