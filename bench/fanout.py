@@ -46,6 +46,9 @@ from bench.stats import median, median_ratio, percentile, rate, rounded
 BENCH_USER = "bench-user"
 SUBPROTOCOL = "tidings.v1"
 NOTIFY_FUNCTION = "NotifyFunction"
+# the functions that spend Lambda time on a delivery: notify, and the shards it hands a large
+# audience to (more than shards.INLINE_MAX recipients)
+DELIVERY_FUNCTIONS = (NOTIFY_FUNCTION, "DeliverFunction")
 ROUND_TIMEOUT_S = 180.0
 DUPLICATE_GRACE_S = 0.25  # after the last arrival, how long late duplicates are still counted
 GOAL_VS_SEQUENTIAL = 3.0
@@ -520,7 +523,7 @@ async def _fanout_sizes(
             await _sequential_round(sequential, tidings_pool, message, marker(session.seq))
             await _raw_round(control, raw_pool, message, marker(session.seq))
             await floor.round(message, marker(session.seq))
-            notify_before = len(session.invocations_of(NOTIFY_FUNCTION))
+            records_before = len(session.invocations)
             own: list[Round] = []
             baseline: list[Round] = []
             ceiling: list[Round] = []
@@ -538,8 +541,10 @@ async def _fanout_sizes(
                     floors.append(await floor.round(message, mark))
                     baseline.append(await _sequential_round(sequential, tidings_pool, message, mark))
             await asyncio.sleep(0.5)  # the last invocation record follows the last post
-            notify = session.invocations_of(NOTIFY_FUNCTION)[notify_before:]
-            durations = [float(r["durationMs"]) for r in notify if r.get("ok")]
+            delivery = [
+                r for r in session.invocations[records_before:] if r.get("function") in DELIVERY_FUNCTIONS
+            ]
+            durations = [float(r["durationMs"]) for r in delivery if r.get("ok")]
             delivered = sum(r.delivered for r in own)
             results[str(size)] = summarize_size(own, baseline, ceiling, floors)
             if durations and delivered:
