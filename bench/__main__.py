@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, then bench/results.json and docs/benchmarks.md.
 
-    .venv/bin/python -m bench               # quick mode (under 5 minutes on 2 cores)
+    .venv/bin/python -m bench               # quick mode (about 5 minutes on 2 quiet cores)
     BENCH_FULL=1 .venv/bin/python -m bench  # full mode
     .venv/bin/python -m bench --only watcher,connect_rate   # some sections alone
 
