@@ -25,6 +25,10 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
+def _ms2(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
 
@@ -270,16 +274,16 @@ def render(results: dict[str, Any]) -> str:
             f"| the local stack (delivered to live clients) | {_fmt(posts['stack_posts_per_s'])} |",
             f"| a bare HTTP server answering 200 | {_fmt(posts['bare_posts_per_s'])} |",
             "",
-            f"Ratio {_ratio(posts['posts_vs_bare_server'])} (median of {posts['repeats']} paired"
-            f" rounds of {posts['posts_per_round']:,} posts over {posts['connections']:,} connections; "
-            f"failed posts: {posts['failed']}).",
+            f"Ratio {_ratio(posts['posts_vs_bare_server'])} (the median of {posts['repeats']} paired"
+            f" rounds' ratios, so not the ratio of the two medians above; {posts['posts_per_round']:,}"
+            f" posts a round over {posts['connections']:,} connections; failed posts: {posts['failed']}).",
             "",
         ]
         poster = posts.get("poster_cpu_ms_per_post") or {}
         if posts.get("stack_cpu_ms_per_post") is not None:
             lines += [
                 f"CPU per post: the stack's process {posts['stack_cpu_ms_per_post']:.2f} ms; the boto3 poster"
-                f" {_fmt(poster.get('stack'))} ms against the stack, {_fmt(poster.get('bare'))} ms against"
+                f" {_ms2(poster.get('stack'))} against the stack, {_ms2(poster.get('bare'))} against"
                 " the bare server.",
                 "",
             ]
