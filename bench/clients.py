@@ -1,4 +1,7 @@
-"""Many WebSocket clients in one asyncio process, each timing the arrival of one expected message."""
+"""Many WebSocket clients in one asyncio process, each timing the arrival of one expected message.
+
+Duplicates are counted on the raw frames: a second frame with the armed marker on a connection
+that already has its message (a client that drops repeated seqs would hide it)."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class ClientPool:
         self._waiting = 0
         self._all_arrived = asyncio.Event()
         self.sample: str | None = None  # the first matching message of the last round
+        self.duplicates = 0  # frames of the armed marker beyond the first, over all connections
 
     def __len__(self) -> int:
         return len(self.sockets)
@@ -74,10 +78,14 @@ class ClientPool:
         with contextlib.suppress(ConnectionClosed):
             async for message in ws:
                 marker = self._marker
-                if marker is None or self._arrivals[index] is not None:
+                if marker is None:
                     continue
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                if marker in text:
+                if marker not in text:
+                    continue
+                if self._arrivals[index] is not None:
+                    self.duplicates += 1
+                else:
                     self._arrivals[index] = time.perf_counter()
                     if self.sample is None:
                         self.sample = text
@@ -91,12 +99,17 @@ class ClientPool:
         self._waiting = len(self.sockets)
         self._all_arrived = asyncio.Event()
         self.sample = None
+        self.duplicates = 0
         self._marker = marker
 
-    async def collect(self, timeout_s: float) -> list[float | None]:
-        """Arrival times once every connection has its message, or at the timeout (None: missing)."""
+    async def collect(self, timeout_s: float, *, grace_s: float = 0.0) -> list[float | None]:
+        """Arrival times once every connection has its message, or at the timeout (None: missing).
+
+        `grace_s`: how long to keep counting duplicates after the last arrival."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_arrived.wait(), timeout_s)
+        if grace_s > 0:
+            await asyncio.sleep(grace_s)
         self._marker = None
         return list(self._arrivals)
 

@@ -20,6 +20,15 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _ratio(value: float | None) -> str:
+    """A ratio to two decimals, so that 0.79 against a goal of 0.8 does not read as 0.8."""
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def _ms2(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
 
@@ -31,23 +40,107 @@ def _goal(met: bool | None) -> str:
 def fanout_rows(fanout: dict[str, Any]) -> list[str]:
     rows = [
         "| N | Tidings deliveries/s | p50 ms | p99 ms | sample pattern deliveries/s"
-        " | raw broadcast deliveries/s | vs sample pattern | vs raw broadcast | missing |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | HTTP floor deliveries/s (p99 ms) | raw broadcast deliveries/s | vs sample pattern"
+        " | vs HTTP floor | vs raw broadcast | missing | duplicates |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, row in sorted(fanout.items(), key=lambda item: int(item[0])):
+        floor = row.get("http_floor") or {}
+        floor_cell = f"{_fmt(floor.get('deliveries_per_s'))} ({_fmt(floor.get('p99_ms'))})" if floor else "—"
         cells = [
             f"{int(size):,}",
             _fmt(row["deliveries_per_s"]),
             _fmt(row["p50_ms"]),
             _fmt(row["p99_ms"]),
             _fmt(row["sequential"]["deliveries_per_s"]),
+            floor_cell,
             _fmt(row["raw_broadcast"]["deliveries_per_s"]),
-            _fmt(row["vs_sequential"], "x"),
-            _fmt(row["vs_raw_broadcast"], "x"),
+            _ratio(row["vs_sequential"]),
+            _ratio(row.get("vs_http_floor")),
+            _ratio(row["vs_raw_broadcast"]),
             str(row["missing"]),
+            _fmt(row.get("duplicates")),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def connect_rates(rate: dict[str, Any]) -> list[tuple[str, float]]:
+    """(concurrency, connections/s) of a connect-rate result, old (`by_concurrency`) or new layout."""
+    if "levels" in rate:
+        return [(str(level), float(rate[str(level)])) for level in rate["levels"]]
+    return [(level, float(row["connections_per_s"])) for level, row in rate.get("by_concurrency", {}).items()]
+
+
+def _function_cell(rate: dict[str, Any], level: str, function: str) -> str:
+    row = (rate.get("functions") or {}).get(level, {}).get(function)
+    return "—" if row is None else f"{_fmt(row['median_ms'])} ({row['cold']} of {row['invocations']:,})"
+
+
+def goal_rows(results: dict[str, Any]) -> list[str]:
+    """Issue 15's local goals: the figure this run measured and whether it met its goal."""
+    goals = results.get("goals") or {}
+    fan = goals.get("fanout_1000") or {}
+    row = (results.get("fanout") or {}).get("1000") or {}
+    rates = dict(connect_rates(results.get("connect_rate") or {}))
+    posts = results.get("posts") or {}
+    watch = results.get("watcher") or {}
+    at_20 = rates.get("20")
+    at_20_cell = "—" if at_20 is None else f"{_fmt(at_20)}/s at 20, {_fmt(rates.get('1'))}/s at 1"
+    posts_cell = _ratio(results.get("posts_vs_bare_server"))
+    if posts:
+        posts_cell += (
+            f" ({_fmt(posts.get('stack_posts_per_s'))} vs {_fmt(posts.get('bare_posts_per_s'))} posts/s)"
+        )
+    rows = [
+        (
+            "local N = 1,000: vs the sequential sample pattern",
+            "≥ 3x",
+            _ratio(row.get("vs_sequential")),
+            fan.get("vs_sequential"),
+        ),
+        (
+            "local N = 1,000: vs the HTTP floor",
+            "≥ 0.5x",
+            _ratio(row.get("vs_http_floor")),
+            fan.get("vs_http_floor"),
+        ),
+        ("local N = 1,000: p99", "< 600 ms", _fmt(row.get("p99_ms"), " ms"), fan.get("p99")),
+        ("connect rate, 20 in flight", "≥ 150/s", at_20_cell, goals.get("connect_rate_20")),
+        (
+            "connect rate, 20 in flight vs one at a time",
+            "not below",
+            at_20_cell,
+            goals.get("connect_rate_20_not_below_1"),
+        ),
+        (
+            "boto3 posts, 16 threads: stack vs bare server",
+            "≥ 0.8x",
+            posts_cell,
+            goals.get("posts_vs_bare_server"),
+        ),
+        (
+            "one watcher: publish to client p50",
+            "< 20 ms",
+            _fmt(watch.get("p50_ms"), " ms"),
+            goals.get("watcher_p50"),
+        ),
+        (
+            "one watcher: first event of a fresh stack",
+            "< 300 ms",
+            _fmt(watch.get("first_ms"), " ms"),
+            goals.get("watcher_first"),
+        ),
+        (
+            "one watcher: messages after a higher seq",
+            "0",
+            _fmt(watch.get("after_higher_seq")),
+            goals.get("watcher_order"),
+        ),
+    ]
+    lines = ["| measure | goal | this run | |", "|---|---|---:|---|"]
+    lines += [f"| {measure} | {goal} | {figure} | {_goal(met)} |" for measure, goal, figure, met in rows]
+    return lines
 
 
 def _backend_rows(backends: dict[str, Any], repeats: int) -> list[str]:
@@ -92,17 +185,16 @@ def render(results: dict[str, Any]) -> str:
         f"Python {machine['python']}, {machine['platform']}.",
         "",
     ]
+    rerun = results.get("rerun")
+    if rerun:
+        lines += [
+            "Measured alone since: " + "; ".join(f"{name} {when}" for name, when in rerun.items()) + ".",
+            "",
+        ]
+    lines += ["### Goals (issue 15, local stack)", "", *goal_rows(results), ""]
     fanout = results.get("fanout") or {}
     if fanout:
         lines += ["### Fan-out: one event to N subscribers", "", *fanout_rows(fanout), ""]
-        goals = results.get("goals", {}).get("fanout_1000")
-        if goals:
-            lines += [
-                f"Goals at N = 1,000: ≥ 10x the sample pattern {_goal(goals['vs_sequential'])}, "
-                f"≥ 0.5x the raw broadcast {_goal(goals['vs_raw_broadcast'])}, "
-                f"p99 < 100 ms {_goal(goals['p99'])}.",
-                "",
-            ]
     cold = results.get("cold_start")
     if cold and "functions" in cold:
         lines += [
@@ -157,12 +249,69 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             "### Connect rate (authorizer + `$connect`, with tokens)",
             "",
-            "| concurrency | connections/s |",
-            "|---:|---:|",
+            "| in flight | connections/s | authorizer median ms (cold starts)"
+            " | `$connect` median ms (cold starts) |",
+            "|---:|---:|---:|---:|",
             *(
-                f"| {level} | {_fmt(row['connections_per_s'])} |"
-                for level, row in rate["by_concurrency"].items()
+                f"| {level} | {_fmt(value)} | {_function_cell(rate, level, 'AuthorizerFunction')}"
+                f" | {_function_cell(rate, level, 'ConnectFunction')} |"
+                for level, value in connect_rates(rate)
             ),
+            "",
+        ]
+        if "levels" in rate:
+            lines += [
+                f"{rate['per_level']} new connections per sample, medians of {rate.get('samples')}.",
+                "",
+            ]
+    posts = results.get("posts")
+    if posts:
+        lines += [
+            "### `@connections` posts: 16 threads, one boto3 client",
+            "",
+            "| against | posts/s |",
+            "|---|---:|",
+            f"| the local stack (delivered to live clients) | {_fmt(posts['stack_posts_per_s'])} |",
+            f"| a bare HTTP server answering 200 | {_fmt(posts['bare_posts_per_s'])} |",
+            "",
+            f"Ratio {_ratio(posts['posts_vs_bare_server'])} (the median of {posts['repeats']} paired"
+            f" rounds' ratios, so not the ratio of the two medians above; {posts['posts_per_round']:,}"
+            f" posts a round over {posts['connections']:,} connections; failed posts: {posts['failed']}).",
+            "",
+        ]
+        poster = posts.get("poster_cpu_ms_per_post") or {}
+        if posts.get("stack_cpu_ms_per_post") is not None:
+            lines += [
+                f"CPU per post: the stack's process {posts['stack_cpu_ms_per_post']:.2f} ms; the boto3 poster"
+                f" {_ms2(poster.get('stack'))} against the stack, {_ms2(poster.get('bare'))} against"
+                " the bare server.",
+                "",
+            ]
+    watch = results.get("watcher")
+    if watch:
+        lines += [
+            "### One watcher of a transcoding job (publish to client)",
+            "",
+            "| p50 ms | p99 ms | first event of a fresh stack, ms | after a higher seq | duplicates"
+            " | messages |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {_fmt(watch['p50_ms'])} | {_fmt(watch['p99_ms'])} | {_fmt(watch['first_ms'])} "
+            f"| {watch['after_higher_seq']} | {watch['duplicates']} | {watch['messages']} |",
+            "",
+            f"{watch['repeats']} fresh stack(s) (started in {_fmt(watch['stack_start_s'])} s), "
+            f"{watch['jobs_per_stack']} jobs each of {watch['clip']}; {watch['completed']} of "
+            f"{watch['jobs']} completed. Publish to notify's start on the event (`sentAt`: the bus"
+            f" and the invocation): p50 {_fmt(watch.get('p50_to_notify_ms'))} ms; notify's invocations"
+            f" took {_fmt(watch.get('notify_p50_ms'))} ms (median of {watch.get('notify_invocations')});"
+            " a fresh stack's first: "
+            + (
+                ", ".join(
+                    f"{_fmt(first['ms'])} ms ({'cold' if first['cold'] else 'warm'})"
+                    for first in watch.get("first_notify", [])
+                )
+                or "—"
+            )
+            + ".",
             "",
         ]
     transcode = results.get("transcode")

@@ -42,6 +42,7 @@ async def main(template: Path) -> None:
         ready = {
             "websocket_url": urls.websocket_url,
             "callback_url": urls.callback_url,
+            "jobs_api_url": urls.jobs_api_url,
             "aws_endpoint": urls.aws_endpoint,
             "region": stack.app.region,
             "token_secret_id": token_secret_id(stack.app),

@@ -41,8 +41,9 @@ def test_a_round_where_nothing_arrived() -> None:
 def test_size_summary_pairs_repeats() -> None:
     fast = [summarize_round(0.0, [0.001 * i for i in range(1, 101)])]  # 100 in 100 ms
     slow = [summarize_round(0.0, [0.01 * i for i in range(1, 101)])]  # 100 in 1 s
-    summary = summarize_size(fast, slow, fast)
+    summary = summarize_size(fast, slow, fast, slow)
     assert summary["vs_sequential"] == pytest.approx(10.0)
+    assert summary["vs_http_floor"] == pytest.approx(10.0)
     assert summary["vs_raw_broadcast"] == pytest.approx(1.0)
     assert summary["missing"] == 0
     assert summary["sequential"]["deliveries_per_s"] == pytest.approx(100.0)
