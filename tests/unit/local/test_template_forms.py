@@ -408,7 +408,7 @@ def test_a_function_on_a_runtime_the_stack_does_not_run_is_left_out(tmp_path: Pa
     )
     app = load_app(template, ENDPOINTS)
     assert set(app.functions) == {"Fn"}
-    assert app.skipped["Java"] == "Java.Properties.Runtime: 'java21' is not a Python runtime"
+    assert app.skipped["Java"] == "Java.Properties.Runtime: 'java21' is not a Python or Node.js runtime"
 
 
 def test_import_value_is_refused_in_one_line(tmp_path: Path) -> None:
