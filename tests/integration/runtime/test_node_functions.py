@@ -308,6 +308,34 @@ async def test_package_json_dependencies_are_built_once_outside_the_function_fol
     assert not any("Installing" in line for line in again), again  # cached
 
 
+async def test_a_layers_nodejs_node_modules_resolve_from_commonjs_and_es_modules(tmp_path: Path) -> None:
+    layer = tmp_path / "layer"
+    package = layer / "nodejs" / "node_modules" / "greeter"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "greeter", "main": "index.js"}')
+    (package / "index.js").write_text("exports.greet = (name) => `hello ${name}`;")
+    cjs = make_function(
+        tmp_path,
+        "LayerCjs",
+        {"app.js": 'const { greet } = require("greeter");\nexports.handler = async () => greet("cjs");'},
+    )
+    esm = make_function(
+        tmp_path,
+        "LayerEsm",
+        {"app.mjs": 'import { greet } from "greeter";\nexport const handler = async () => greet("esm");'},
+    )
+    without = make_function(
+        tmp_path,
+        "NoLayer",
+        {"app.mjs": 'import { greet } from "greeter";\nexport const handler = async () => greet("x");'},
+    )
+    cjs, esm = replace(cjs, layer_dirs=(layer,)), replace(esm, layer_dirs=(layer,))
+    async with runner_for(tmp_path, cjs, esm, without) as runner:
+        results = [await runner.invoke(f.logical_id, {}) for f in (cjs, esm, without)]
+    assert [result.result for result in results[:2]] == ["hello cjs", "hello esm"], results
+    assert results[2].error_type == "Runtime.ImportModuleError"  # only the layer's functions see it
+
+
 async def test_the_declared_major_is_fetched_once_from_the_npm_registry(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     function = make_function(
