@@ -459,6 +459,8 @@ class FunctionRunner:
                 return self._failure(
                     function, request_id, started, "Runtime.ExitError", f"Runtime exited with error: {reason}"
                 )
+            if response.get("retire"):  # the worker says its environment is not reusable
+                await worker.stop()
             return Invocation(
                 request_id=request_id,
                 function_id=function.logical_id,

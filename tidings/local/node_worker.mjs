@@ -204,6 +204,7 @@ function errorResponse(error) {
 
 let handler;
 let pendingFailure; // an unhandled rejection or uncaught exception during the invocation
+let crashed = false; // after one, the environment is not reused (Lambda restarts its runtime)
 
 async function invoke(request) {
   currentRequestId = request.request_id;
@@ -257,6 +258,7 @@ async function invoke(request) {
   logs = [];
   response.duration_ms = performance.now() - started;
   response.cold = cold;
+  if (crashed) response.retire = true; // the runner ends this worker instead of reusing it
   return response;
 }
 
@@ -284,7 +286,10 @@ async function serve() {
       if (buffered.length < 4 + length) break;
       const request = JSON.parse(buffered.subarray(4, 4 + length).toString("utf8"));
       buffered = buffered.subarray(4 + length);
-      busy = busy.then(async () => writeFrame(await invoke(request)));
+      busy = busy.then(async () => {
+        writeFrame(await invoke(request));
+        if (crashed) process.exit(1);
+      });
     }
   });
   process.stdin.on("end", () => busy.then(() => process.exit(0)));
@@ -296,13 +301,22 @@ function registerResolveHook() {
   module.register(new URL("./node_worker_hooks.mjs", import.meta.url), { data: { paths } });
 }
 
+// As Lambda's runtime: an unhandled rejection fails the invocation as
+// Runtime.UnhandledPromiseRejection, an uncaught exception with its own type; either ends the
+// environment, so the next invocation starts cold.
+function crash(error) {
+  crashed = true;
+  if (pendingFailure) {
+    pendingFailure(error);
+  } else {
+    capture(`${new Date().toISOString()}\t${currentRequestId}\tERROR\tUncaught Exception \t${error?.stack ?? error}\n`);
+    process.exit(1);
+  }
+}
 process.on("unhandledRejection", (reason) => {
-  if (pendingFailure) pendingFailure(reason instanceof Error ? reason : new RuntimeError("Runtime.UnhandledPromiseRejection", String(reason)));
+  crash(new RuntimeError("Runtime.UnhandledPromiseRejection", String(reason?.stack ? `${reason.name}: ${reason.message}` : reason)));
 });
-process.on("uncaughtException", (error) => {
-  if (pendingFailure) pendingFailure(error);
-  else capture(`${new Date().toISOString()}\t${currentRequestId}\tERROR\tUncaught Exception \t${error && error.stack}\n`);
-});
+process.on("uncaughtException", (error) => crash(error));
 
 if (process.argv[1] && path.resolve(process.argv[1]) === new URL(import.meta.url).pathname) {
   installCapture();

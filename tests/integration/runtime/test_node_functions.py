@@ -211,10 +211,26 @@ async def test_errors_are_reported_with_lambdas_error_types(tmp_path: Path) -> N
             {"app.mjs": 'import "left-pad-not-installed";\nexport const handler = async () => 1;'},
         ),
         make_function(tmp_path, "Syntax", {"app.js": "exports.handler = async () => {"}),
+        make_function(
+            tmp_path,
+            "Rejects",
+            {
+                "app.js": "exports.handler = async () => {\n"
+                '  Promise.reject(new Error("lost"));\n'
+                "  await new Promise((r) => setTimeout(r, 200));\n  return process.pid;\n};"
+            },
+        ),
     ]
     async with runner_for(tmp_path, *functions) as runner:
         results = {f.logical_id: await runner.invoke(f.logical_id, {}) for f in functions}
+        after_rejection = await runner.invoke("Rejects", {})
     assert not any(result.ok for result in results.values())
+    rejected = results["Rejects"]
+    assert (rejected.error_type, rejected.error_message) == (
+        "Runtime.UnhandledPromiseRejection",
+        "Error: lost",
+    )
+    assert after_rejection.cold and after_rejection.error_type == "Runtime.UnhandledPromiseRejection"
     assert (results["Throws"].error_type, results["Throws"].error_message) == ("TypeError", "bad input")
     assert results["Throws"].traceback is not None and "TypeError: bad input" in results["Throws"].traceback
     assert '"errorType":"TypeError"' in results["Throws"].logs  # Lambda logs the Invoke Error line
