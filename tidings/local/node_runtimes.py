@@ -150,9 +150,11 @@ def sdk_version(runtime: str) -> str:
 
 def sdk_environment(runtime: str) -> dict[str, str]:
     """Variables that make the pinned SDK behave as the runtime's own: the SDK releases of late
-    2026 print a "NodeVersionSupportWarning" at the first client on Node.js < 22, which the SDK of
-    Lambda's nodejs18.x/20.x runtimes (frozen at their deprecation, before that warning) never
-    prints; it would open every cold invocation's log. The template may still set it."""
+    2026 print a "NodeVersionSupportWarning" at the first client on Node.js < 22, which the SDK
+    of Lambda's nodejs20.x runtime (frozen at its deprecation, before that warning) never printed;
+    it would open every cold invocation's log. (nodejs18.x's pin, the last release for Node.js 18,
+    prints its own NodeDeprecationWarning, which no variable turns off.) The template may still
+    set it."""
     if parse_node_runtime(runtime) < 22:
         return {"AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
     return {}
