@@ -331,28 +331,20 @@ class NodeSetup:
 
     async def for_function(self, function: Function) -> NodeRuntime:
         node = await self.choose(function.runtime)
-        manifest = function.code_dir / "package.json"
-        package_json = manifest.read_text() if manifest.is_file() else ""
-        own = declared_dependencies(package_json) if package_json else {}
         imports = await asyncio.to_thread(lambda: sdk_imports(_source_texts(function.code_dir)))
+        own: dict[str, str] = {}
         paths: list[Path] = []
-        if own:
-            lockfile = next(
-                (
-                    function.code_dir / name
-                    for name in ("package-lock.json", "npm-shrinkwrap.json")
-                    if (function.code_dir / name).is_file()
-                ),
-                None,
-            )
-            lock_text = lockfile.read_text() if lockfile else ""
-            key = dependencies_key(package_json, lock_text, node.major)
-            build = await self._build(
-                key,
-                lambda: self._install_dependencies(key, function, node, lockfile),
-            )
-            paths.append(build / "node_modules")
+        built = await self._dependencies(function.code_dir, node, function.logical_id, own)
+        if built is not None:
+            paths.append(built)
         for layer_dir in function.layer_dirs:
+            # a layer's nodejs/package.json is built as `sam build` builds a layer with a Node.js
+            # BuildMethod, unless the folder already carries its node_modules
+            layer_package = layer_dir / "nodejs"
+            if not (layer_package / "node_modules").is_dir():
+                built = await self._dependencies(layer_package, node, f"layer {layer_dir.name}", own)
+                if built is not None:
+                    paths.append(built)
             paths.extend(path for path in layer_module_dirs(layer_dir, node.major) if path.is_dir())
         packages = sdk_packages(imports, own, sdk_version(function.runtime))
         if packages:
@@ -360,6 +352,29 @@ class NodeSetup:
             sdk = await self._build(key, lambda: self._install_sdk(key, packages, function))
             paths.append(sdk / "node_modules")
         return NodeRuntime(node, tuple(paths))
+
+    async def _dependencies(
+        self, folder: Path, node: NodeBinary, owner: str, own: dict[str, str]
+    ) -> Path | None:
+        """The node_modules of `folder`'s package.json dependencies (built once), or None; what
+        it declares is added to `own` (those ship with the function: no runtime SDK copy)."""
+        manifest = folder / "package.json"
+        package_json = manifest.read_text() if manifest.is_file() else ""
+        declared = declared_dependencies(package_json) if package_json else {}
+        if not declared:
+            return None
+        own.update(declared)
+        lockfile = next(
+            (
+                folder / name
+                for name in ("package-lock.json", "npm-shrinkwrap.json")
+                if (folder / name).is_file()
+            ),
+            None,
+        )
+        key = dependencies_key(package_json, lockfile.read_text() if lockfile else "", node.major)
+        build = await self._build(key, lambda: self._install_dependencies(key, owner, folder, node, lockfile))
+        return build / "node_modules"
 
     async def prepare(self, functions: Iterable[Function]) -> dict[str, NodeRuntime]:
         return {function.logical_id: await self.for_function(function) for function in functions}
@@ -387,7 +402,7 @@ class NodeSetup:
         return target
 
     def _install_dependencies(
-        self, key: str, function: Function, node: NodeBinary, lockfile: Path | None
+        self, key: str, owner: str, folder: Path, node: NodeBinary, lockfile: Path | None
     ) -> Path:
         target = self.cache_dir / "node-modules" / key
         with file_lock(target.parent / f"{key}.lock"):
@@ -395,10 +410,10 @@ class NodeSetup:
                 self._npm_install(
                     target,
                     [],
-                    f"Installing the package.json dependencies of {function.logical_id} (as `sam build` "
+                    f"Installing the package.json dependencies of {owner} (as `sam build` "
                     f"would; once, cached in {target})",
                     npm_node=node,
-                    manifest=function.code_dir / "package.json",
+                    manifest=folder / "package.json",
                     lockfile=lockfile,
                 )
         return target

@@ -324,32 +324,40 @@ async def test_package_json_dependencies_are_built_once_outside_the_function_fol
     assert not any("Installing" in line for line in again), again  # cached
 
 
-async def test_a_layers_nodejs_node_modules_resolve_from_commonjs_and_es_modules(tmp_path: Path) -> None:
-    layer = tmp_path / "layer"
-    package = layer / "nodejs" / "node_modules" / "greeter"
+async def test_layers_node_modules_and_package_json_resolve_from_commonjs_and_es_modules(
+    tmp_path: Path,
+) -> None:
+    built = tmp_path / "built-layer"  # a layer folder that carries its node_modules
+    package = built / "nodejs" / "node_modules" / "greeter"
     package.mkdir(parents=True)
     (package / "package.json").write_text('{"name": "greeter", "main": "index.js"}')
     (package / "index.js").write_text("exports.greet = (name) => `hello ${name}`;")
+    declared = tmp_path / "declared-layer"  # a layer with a package.json, built as `sam build` would
+    (declared / "nodejs").mkdir(parents=True)
+    (declared / "nodejs" / "package.json").write_text('{"dependencies": {"ms": "2.1.3"}}')
     cjs = make_function(
         tmp_path,
         "LayerCjs",
-        {"app.js": 'const { greet } = require("greeter");\nexports.handler = async () => greet("cjs");'},
-    )
+        {"app.js": 'const { greet } = require("greeter");\nconst ms = require("ms");\n'
+         'exports.handler = async () => [greet("cjs"), ms(1000)];'},
+    )  # fmt: skip
     esm = make_function(
         tmp_path,
         "LayerEsm",
-        {"app.mjs": 'import { greet } from "greeter";\nexport const handler = async () => greet("esm");'},
-    )
+        {"app.mjs": 'import { greet } from "greeter";\nimport ms from "ms";\n'
+         'export const handler = async () => [greet("esm"), ms(2000)];'},
+    )  # fmt: skip
     without = make_function(
         tmp_path,
         "NoLayer",
-        {"app.mjs": 'import { greet } from "greeter";\nexport const handler = async () => greet("x");'},
+        {"app.mjs": 'import { greet } from "greeter";\nexport const handler = async () => 1;'},
     )
-    cjs, esm = replace(cjs, layer_dirs=(layer,)), replace(esm, layer_dirs=(layer,))
+    cjs, esm = replace(cjs, layer_dirs=(built, declared)), replace(esm, layer_dirs=(built, declared))
     async with runner_for(tmp_path, cjs, esm, without) as runner:
         results = [await runner.invoke(f.logical_id, {}) for f in (cjs, esm, without)]
-    assert [result.result for result in results[:2]] == ["hello cjs", "hello esm"], results
-    assert results[2].error_type == "Runtime.ImportModuleError"  # only the layer's functions see it
+    assert [result.result for result in results[:2]] == [["hello cjs", "1s"], ["hello esm", "2s"]], results
+    assert results[2].error_type == "Runtime.ImportModuleError"  # only the layers' functions see them
+    assert not (declared / "nodejs" / "node_modules").exists()  # built in the cache, not in the layer
 
 
 async def test_the_declared_major_is_fetched_once_from_the_npm_registry(tmp_path: Path) -> None:
