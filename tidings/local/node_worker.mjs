@@ -144,7 +144,11 @@ async function loadHandler() {
     }
     const missing = error && (error.code === "MODULE_NOT_FOUND" || error.code === "ERR_MODULE_NOT_FOUND");
     if (missing) {
-      throw new RuntimeError("Runtime.ImportModuleError", `Error: ${error.message}`, error);
+      const typescript = !file && [".ts", ".mts", ".cts"].map((suffix) => base + suffix).find((name) => fs.existsSync(name));
+      const hint = typescript
+        ? ` (${path.basename(typescript)} is TypeScript: \`sam build\` compiles it with esbuild, which the local stack does not run; build it to JavaScript first)`
+        : "";
+      throw new RuntimeError("Runtime.ImportModuleError", `Error: ${error.message}${hint}`, error);
     }
     throw error;
   }

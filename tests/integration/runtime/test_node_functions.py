@@ -212,6 +212,9 @@ async def test_errors_are_reported_with_lambdas_error_types(tmp_path: Path) -> N
         ),
         make_function(tmp_path, "Syntax", {"app.js": "exports.handler = async () => {"}),
         make_function(
+            tmp_path, "TypeScript", {"app.ts": "export const handler = async (): Promise<number> => 1;"}
+        ),
+        make_function(
             tmp_path,
             "Rejects",
             {
@@ -241,6 +244,8 @@ async def test_errors_are_reported_with_lambdas_error_types(tmp_path: Path) -> N
     assert results["MissingImport"].error_type == "Runtime.ImportModuleError"
     assert "left-pad-not-installed" in (results["MissingImport"].error_message or "")
     assert results["Syntax"].error_type == "Runtime.UserCodeSyntaxError"
+    assert results["TypeScript"].error_type == "Runtime.ImportModuleError"
+    assert "app.ts is TypeScript" in (results["TypeScript"].error_message or "")
 
 
 async def test_a_slow_handler_times_out_and_the_next_invocation_gets_a_fresh_worker(tmp_path: Path) -> None:
