@@ -273,7 +273,8 @@ class NodeSetup:
     architecture: str = "x86_64"
     _chosen: dict[str, NodeBinary] = field(default_factory=dict, init=False)
     _builds: dict[str, asyncio.Task[Path]] = field(default_factory=dict, init=False)
-    _choosing: asyncio.Lock | None = field(default=None, init=False)
+    # one fetch and one warning per runtime, however many functions (binds no loop until used)
+    _choosing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def available(self) -> Sequence[NodeBinary]:
         if self.nodes is None:
@@ -283,9 +284,7 @@ class NodeSetup:
     async def choose(self, runtime: str) -> NodeBinary:
         if runtime in self._chosen:
             return self._chosen[runtime]
-        if self._choosing is None:
-            self._choosing = asyncio.Lock()
-        async with self._choosing:  # one fetch and one warning per runtime, however many functions
+        async with self._choosing:
             if runtime not in self._chosen:
                 self._chosen[runtime] = await asyncio.to_thread(self._choose, runtime)
         return self._chosen[runtime]
