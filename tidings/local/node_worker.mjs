@@ -300,7 +300,10 @@ async function serve() {
 }
 
 function registerResolveHook() {
-  const paths = (process.env.NODE_PATH || "").split(path.delimiter).filter(Boolean);
+  // the code folder itself needs no hook: its files resolve from their own node_modules
+  const paths = (process.env.NODE_PATH || "")
+    .split(path.delimiter)
+    .filter((folder) => folder && path.resolve(folder) !== path.resolve(taskRoot));
   if (typeof module.register !== "function" || paths.length === 0) return; // Node < 18.19
   module.register(new URL("./node_worker_hooks.mjs", import.meta.url), { data: { paths } });
 }
