@@ -322,6 +322,7 @@ class NodeSetup:
                     f"Fetching Node.js {major} for nodejs{major}.x from the npm registry ({package}; "
                     f"once, cached in {target})",
                     npm_node=None,
+                    subject=f"Node.js {major}",
                 )
         probed = _probe(binary)
         if probed is None or probed.major != major:
@@ -376,7 +377,10 @@ class NodeSetup:
         return build / "node_modules"
 
     async def prepare(self, functions: Iterable[Function]) -> dict[str, NodeRuntime]:
-        return {function.logical_id: await self.for_function(function) for function in functions}
+        """Each function's runtime; distinct installs run side by side (npm waits on the network)."""
+        listed = list(functions)
+        runtimes = await asyncio.gather(*(self.for_function(function) for function in listed))
+        return {function.logical_id: runtime for function, runtime in zip(listed, runtimes, strict=True)}
 
     async def _build(self, key: str, install: Callable[[], Path]) -> Path:
         task = self._builds.get(key)
@@ -397,6 +401,7 @@ class NodeSetup:
                     f"(in the {function.runtime} runtime on Lambda; once, cached in {target}): "
                     + ", ".join(packages),
                     npm_node=None,
+                    subject=f"the AWS SDK clients of {function.logical_id}",
                 )
         return target
 
@@ -414,6 +419,7 @@ class NodeSetup:
                     npm_node=node,
                     manifest=folder / "package.json",
                     lockfile=lockfile,
+                    subject=f"the dependencies of {owner}",
                 )
         return target
 
@@ -423,6 +429,7 @@ class NodeSetup:
         packages: list[str],
         announcement: str,
         *,
+        subject: str,
         npm_node: NodeBinary | None,
         manifest: Path | None = None,
         lockfile: Path | None = None,
@@ -461,7 +468,7 @@ class NodeSetup:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(target)
         staging.rename(target)
-        self.progress(f"Installed in {time.monotonic() - started:.1f} s")
+        self.progress(f"Installed {subject} in {time.monotonic() - started:.1f} s")
 
 
 def _npm_environment(node: NodeBinary | None) -> dict[str, str]:
