@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
+from testkit import require_tool  # tests/testkit.py
 
+from tidings.local import functions
 from tidings.local.node_runtimes import (
     SDK_VERSIONS,
     NodeBinary,
@@ -146,3 +150,40 @@ def test_the_pinned_sdk_does_not_nag_about_node_versions_the_runtime_itself_neve
     assert sdk_environment("nodejs20.x") == {"AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
     assert sdk_environment("nodejs18.x") == sdk_environment("nodejs20.x")
     assert sdk_environment("nodejs22.x") == {} and sdk_environment("nodejs24.x") == {}
+
+
+REDIRECT_CASES = [
+    {"host": "Abc.Execute-Api.us-east-1.amazonaws.com", "port": 443},
+    {"hostname": "abc.execute-api.us-east-1.amazonaws.com.", "port": "443"},
+    {"host": "abc.execute-api.us-east-1.amazonaws.com", "port": 8443},
+    {"host": "other.example", "port": 443},
+    {"host": "chat.example.com", "servername": "chat.example.com"},
+]
+
+
+def test_the_node_workers_redirect_decision_keeps_the_name_for_sni_and_verification() -> None:
+    node = require_tool("node", "node")
+    worker = Path(functions.NODE_WORKER_BOOTSTRAP).as_uri()
+    script = (
+        f"import({json.dumps(worker)}).then((m) => console.log(JSON.stringify("
+        f"{json.dumps(REDIRECT_CASES)}.map((o) => m.redirectedOptions(o, "
+        '{"abc.execute-api.us-east-1.amazonaws.com": 4443, "chat.example.com": 4444})))))'
+    )
+    # importing the bootstrap (not running it) starts no worker: it decides, nothing else
+    output = subprocess.run(
+        [node, "--input-type=module", "-e", script], capture_output=True, text=True, check=True
+    )
+    decided = json.loads(output.stdout)
+    assert decided[0] == {
+        "host": "127.0.0.1",
+        "port": 4443,
+        "servername": "abc.execute-api.us-east-1.amazonaws.com",
+    }
+    assert decided[1]["host"] == "127.0.0.1" and decided[1]["port"] == 4443
+    assert decided[1]["servername"] == "abc.execute-api.us-east-1.amazonaws.com"
+    assert decided[2] == REDIRECT_CASES[2] and decided[3] == REDIRECT_CASES[3]  # other port, other host
+    assert decided[4] == {
+        "host": "127.0.0.1",
+        "port": 4444,
+        "servername": "chat.example.com",
+    }  # port defaults to 443
