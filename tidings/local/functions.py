@@ -30,7 +30,8 @@ from typing import Any
 from tidings.local import worker as worker_module
 from tidings.local.invoke_permissions import decide
 from tidings.local.model import Caller, Function, Invocation, LocalApp
-from tidings.local.runtimes import FunctionRuntime, RuntimeSetup
+from tidings.local.node_runtimes import NodeRuntime, NodeSetup, sdk_environment
+from tidings.local.runtimes import FunctionRuntime, RuntimeSetup, machine_architecture, runtime_family
 from tidings.local.worker import FRAME_HEADER, SYS_PATH_VARIABLE, encode_frame
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # site, no PYTHON* variables, no script folder on sys.path; -S: no site-packages at all), so the
 # function sees only its code, its layers and its package folder — never this virtualenv.
 WORKER_BOOTSTRAP = Path(worker_module.__file__).resolve()
+# Node.js functions: the same protocol, spoken by a bootstrap shipped beside worker.py
+NODE_WORKER_BOOTSTRAP = WORKER_BOOTSTRAP.with_name("node_worker.mjs")
 # -I ignores PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE: the flags say it instead
 _INTERPRETER_FLAGS = ("-I", "-S", "-u", "-B")
 
@@ -190,6 +193,7 @@ class FunctionRunner:
         credentials: Mapping[str, Mapping[str, str]] | None = None,
         runtimes: RuntimeSetup | None = None,
         invoke_permissions: bool = True,
+        node_runtimes: NodeSetup | None = None,
     ) -> None:
         self.app = app
         self.aws_endpoint = aws_endpoint
@@ -200,6 +204,12 @@ class FunctionRunner:
         # function logical id -> AWS_ACCESS_KEY_ID / SECRET / SESSION_TOKEN of its role's session
         self.credentials = dict(credentials or {})
         self.runtimes = runtimes or RuntimeSetup()
+        # Node.js functions: the same cache and progress lines as the Python runtimes'
+        self.node_runtimes = node_runtimes or NodeSetup(
+            cache_dir=self.runtimes.cache_dir,
+            progress=self.runtimes.progress,
+            architecture=machine_architecture(),
+        )
         # False: a service's call runs without checking the function's resource-based policy
         self.invoke_permissions = invoke_permissions
         self._pools: dict[str, _Pool] = {}
@@ -217,6 +227,11 @@ class FunctionRunner:
     async def start(self) -> None:
         """Installs what the functions' runtimes lack (first start only), then watches the code."""
         await self.runtimes.prepare(self.app.functions.values())
+        await self.node_runtimes.prepare(
+            function
+            for function in self.app.functions.values()
+            if runtime_family(function.runtime) == "nodejs"
+        )
         if self.watch and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch_code(), name="tidings-code-watcher")
 
@@ -355,21 +370,17 @@ class FunctionRunner:
             self.extra_environment,
             self.credentials.get(function.logical_id),
         )
-        runtime: FunctionRuntime = await self.runtimes.for_function(function)
-        sys_path = [
-            str(function.code_dir),
-            *(str(importable_dir(path, self._shims)) for path in function.layer_dirs),
-            str(runtime.packages),
-        ]
-        environment[SYS_PATH_VARIABLE] = os.pathsep.join(sys_path)
         (self.run_dir / "tmp").mkdir(exist_ok=True)
         tmpdir = Path(tempfile.mkdtemp(prefix=f"{function.logical_id}-", dir=self.run_dir / "tmp"))
         environment["TMPDIR"] = str(tmpdir)
-        environment["LAMBDA_RUNTIME_DIR"] = str(runtime.packages)
+        if runtime_family(function.runtime) == "nodejs":
+            command = self._node_command(
+                function, await self.node_runtimes.for_function(function), environment
+            )
+        else:
+            command = self._python_command(function, await self.runtimes.for_function(function), environment)
         process = await asyncio.create_subprocess_exec(
-            str(runtime.interpreter.path),
-            *_INTERPRETER_FLAGS,
-            str(WORKER_BOOTSTRAP),
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=environment,
@@ -381,6 +392,33 @@ class FunctionRunner:
         worker = _WorkerProcess(process, generation, tmpdir, self._workers.discard)
         self._workers.add(worker)
         return worker
+
+    def _python_command(
+        self, function: Function, runtime: FunctionRuntime, environment: dict[str, str]
+    ) -> list[str]:
+        """The worker command of a Python function; its import path goes in `environment`."""
+        sys_path = [
+            str(function.code_dir),
+            *(str(importable_dir(path, self._shims)) for path in function.layer_dirs),
+            str(runtime.packages),
+        ]
+        environment[SYS_PATH_VARIABLE] = os.pathsep.join(sys_path)
+        environment["LAMBDA_RUNTIME_DIR"] = str(runtime.packages)
+        return [str(runtime.interpreter.path), *_INTERPRETER_FLAGS, str(WORKER_BOOTSTRAP)]
+
+    @staticmethod
+    def _node_command(function: Function, runtime: NodeRuntime, environment: dict[str, str]) -> list[str]:
+        """The worker command of a Node.js function; its module folders go in NODE_PATH, as on
+        Lambda (node_worker.mjs gives them to ES-module imports too)."""
+        environment["NODE_PATH"] = os.pathsep.join(
+            [*(str(path) for path in runtime.module_paths), str(function.code_dir)]
+        )
+        environment["LAMBDA_RUNTIME_DIR"] = str(NODE_WORKER_BOOTSTRAP.parent)
+        for name, value in sdk_environment(function.runtime).items():
+            environment.setdefault(name, value)
+        for name in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"):
+            environment.pop(name, None)
+        return [str(runtime.node.path), str(NODE_WORKER_BOOTSTRAP)]
 
     async def _invoke(self, function: Function, request_id: str, event: dict[str, Any]) -> Invocation:
         if self._stopped:
@@ -421,6 +459,8 @@ class FunctionRunner:
                 return self._failure(
                     function, request_id, started, "Runtime.ExitError", f"Runtime exited with error: {reason}"
                 )
+            if response.get("retire"):  # the worker says its environment is not reusable
+                await worker.stop()
             return Invocation(
                 request_id=request_id,
                 function_id=function.logical_id,

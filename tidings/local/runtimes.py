@@ -68,6 +68,11 @@ class RuntimeSetupError(OSError):
 
 
 # ---------------------------------------------------------------------------- pure decisions
+def runtime_family(runtime: str) -> str:
+    """`python` or `nodejs` (the worker that runs it), else the runtime name itself."""
+    return next((family for family in ("python", "nodejs") if runtime.startswith(family)), runtime)
+
+
 def parse_runtime(runtime: str) -> Version:
     match = _RUNTIME.fullmatch(runtime)
     if match is None:
@@ -245,6 +250,8 @@ class RuntimeSetup:
         """Each function's interpreter and package folder; installs what the cache lacks."""
         prepared: dict[str, FunctionRuntime] = {}
         for function in functions:
+            if runtime_family(function.runtime) != "python":
+                continue
             prepared[function.logical_id] = await self.for_function(function)
         return prepared
 
@@ -276,7 +283,7 @@ class RuntimeSetup:
         if (target / ".complete").exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target.parent / f"{key}.lock"):
+        with file_lock(target.parent / f"{key}.lock"):
             if (target / ".complete").exists():  # another process built it while we waited
                 return target
             self._install(target, interpreter, requirements, function)
@@ -408,8 +415,9 @@ def _pip_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock across processes (two stacks or test runs starting together)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

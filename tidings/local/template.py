@@ -824,8 +824,8 @@ class _AppReader:
             code_dir = self.inline_code_dir(logical_id, runtime, str(source))
         if code_dir is None:
             raise LocalLimit(f"{where}.Code: only local code (CodeUri: a folder, or InlineCode) runs locally")
-        if not runtime.startswith("python"):
-            raise LocalLimit(f"{where}.Runtime: {runtime!r} is not a Python runtime")
+        if not re.fullmatch(r"python\d+\.\d+|nodejs\d+\.x", runtime):
+            raise LocalLimit(f"{where}.Runtime: {runtime!r} is not a Python or Node.js runtime")
         variables = props.get("Environment", {}).get("Variables", {})
         environment = {
             name: _env_text(self.resolver.resolve_at(value, f"{where}.Environment.Variables.{name}"))

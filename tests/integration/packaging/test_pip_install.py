@@ -61,3 +61,10 @@ def test_a_fresh_venv_with_pip_install_dot_runs_the_client_without_the_local_sta
     dev = subprocess.run([env_dir / "bin" / "tidings", "dev"], capture_output=True, text=True, cwd=tmp_path)
     assert dev.returncode == 2
     assert "pip install 'tidings[local]'" in dev.stderr and "Traceback" not in dev.stderr
+    # the Node.js worker bootstrap ships as package data beside worker.py
+    shipped = subprocess.run(
+        [python, "-c", "import importlib.resources as r; print(sorted(p.name for p in "
+         "r.files('tidings.local').iterdir() if p.name.endswith('.mjs')))"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert shipped == "['node_worker.mjs', 'node_worker_hooks.mjs']"

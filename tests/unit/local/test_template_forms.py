@@ -347,6 +347,43 @@ Resources:
     assert not function.code_dir.is_relative_to(tmp_path)  # never written into the user's project
 
 
+def test_node_functions_are_loaded_with_their_code_folder_or_inline_code(tmp_path: Path) -> None:
+    template = write(
+        tmp_path,
+        """
+Resources:
+  Node:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: handlers/chat.onMessage
+      Runtime: nodejs22.x
+  InlineNode:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: index.handler
+      Runtime: nodejs20.x
+      InlineCode: "exports.handler = async () => 1;"
+  Legacy:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: app.handler
+      Runtime: nodejs
+""",
+    )
+    app = load_app(template, ENDPOINTS)
+    node = app.functions["Node"]
+    assert (node.runtime, node.handler, node.code_dir) == (
+        "nodejs22.x",
+        "handlers/chat.onMessage",
+        tmp_path / "src",
+    )
+    inline = app.functions["InlineNode"]
+    assert (inline.code_dir / "index.js").read_text() == "exports.handler = async () => 1;"
+    assert app.skipped["Legacy"] == "Legacy.Properties.Runtime: 'nodejs' is not a Python or Node.js runtime"
+
+
 def test_local_layer_by_content_uri_and_a_remote_layer_leaves_its_function_out(tmp_path: Path) -> None:
     (tmp_path / "layer" / "python").mkdir(parents=True)
     template = write(
@@ -408,7 +445,7 @@ def test_a_function_on_a_runtime_the_stack_does_not_run_is_left_out(tmp_path: Pa
     )
     app = load_app(template, ENDPOINTS)
     assert set(app.functions) == {"Fn"}
-    assert app.skipped["Java"] == "Java.Properties.Runtime: 'java21' is not a Python runtime"
+    assert app.skipped["Java"] == "Java.Properties.Runtime: 'java21' is not a Python or Node.js runtime"
 
 
 def test_import_value_is_refused_in_one_line(tmp_path: Path) -> None:
