@@ -49,6 +49,8 @@ Version = tuple[int, int]
 # Update it from that snippet's output on the deployed functions; a function that ships its own
 # boto3 in its requirements gets its own (as on AWS).
 RUNTIME_SDK: Mapping[str, tuple[str, ...]] = {
+    # the last boto3 that installs on Python 3.8 (1.38 requires 3.9): the 1.40 pin cannot
+    "python3.8": ("boto3==1.37.38", "botocore==1.37.38"),
     "python3.12": ("boto3==1.40.0", "botocore==1.40.0"),
     "python3.13": ("boto3==1.40.0", "botocore==1.40.0"),
 }
@@ -60,6 +62,19 @@ _MACHINE_ARCH = {"aarch64": "arm64", "arm64": "arm64", "x86_64": "x86_64", "amd6
 _RUNTIME = re.compile(r"python(\d+)\.(\d+)")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 Progress = Callable[[str], None]
+# Lambda runtimes past their deprecation date (Lambda's "Deprecated runtimes" table,
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html#runtimes-deprecated): after
+# it, Lambda first blocks creating functions on the runtime, then updating them, so a template
+# that runs here may not deploy. Dates: python3.8 from AWS's deprecation notice (14 October 2024);
+# python3.9 and nodejs18.x as that table lists them (15 December 2025, 1 September 2025).
+DEPRECATED_RUNTIMES: Mapping[str, str] = {
+    "python3.8": "2024-10-14",
+    "python3.9": "2025-12-15",
+    "nodejs18.x": "2025-09-01",
+}
+# pip's lines worth a user's reading when it fails, and how much of each (one line in all)
+_PIP_ERROR = re.compile(r"^ERROR: (?!Ignored the following)")
+_PIP_ERROR_CHARS = 240
 
 
 class RuntimeSetupError(OSError):
@@ -71,6 +86,31 @@ class RuntimeSetupError(OSError):
 def runtime_family(runtime: str) -> str:
     """`python` or `nodejs` (the worker that runs it), else the runtime name itself."""
     return next((family for family in ("python", "nodejs") if runtime.startswith(family)), runtime)
+
+
+def deprecation_warnings(runtimes: Mapping[str, str]) -> list[str]:
+    """One line per deprecated runtime the template uses, naming its functions (function id ->
+    runtime), in the order the runtimes first appear."""
+    users: dict[str, list[str]] = {}
+    for function_id, runtime in runtimes.items():
+        if runtime in DEPRECATED_RUNTIMES:
+            users.setdefault(runtime, []).append(function_id)
+    return [
+        f"warning: {runtime} ({', '.join(functions)}) is a deprecated Lambda runtime since "
+        f"{DEPRECATED_RUNTIMES[runtime]}: Lambda blocks creating, then updating, functions on it, "
+        f"so this template may not deploy; move to a supported runtime"
+        for runtime, functions in users.items()
+    ]
+
+
+def pip_failure(lines: Sequence[str]) -> str:
+    """What went wrong, in one readable line, from pip's output: its ERROR lines (the list of
+    versions it ignored left out, each clipped), else its last lines."""
+    errors = [line.strip() for line in lines if _PIP_ERROR.match(line.strip())]
+    chosen = errors or [line.strip() for line in lines[-3:] if line.strip()]
+    return " | ".join(
+        line if len(line) <= _PIP_ERROR_CHARS else line[: _PIP_ERROR_CHARS - 1] + "…" for line in chosen
+    )
 
 
 def parse_runtime(runtime: str) -> Version:
@@ -336,7 +376,7 @@ class RuntimeSetup:
         return [sys.executable, "-m", "pip", "--python", str(interpreter.path)]
 
     def _run_pip(self, command: list[str]) -> str | None:
-        """Runs pip, relaying its progress lines; None on success, else the tail of its output."""
+        """Runs pip, relaying its progress lines; None on success, else what went wrong (one line)."""
         tail: list[str] = []
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_pip_environment()
@@ -344,11 +384,11 @@ class RuntimeSetup:
         assert process.stdout is not None
         for line in process.stdout:
             line = line.rstrip()
-            tail = [*tail[-8:], line]
+            tail = [*tail[-19:], line]
             if line.startswith(("Collecting", "Installing collected", "Successfully installed")):
                 self.progress(f"  pip: {re.sub(r' [(]from .*[)]$', '', line.strip())}")
         if process.wait() != 0:
-            return " | ".join(part.strip() for part in tail if part.strip())
+            return pip_failure(tail)
         return None
 
     def _check_wheels(

@@ -58,7 +58,7 @@ from tidings.local.invocation_line import text_line
 from tidings.local.lambda_invoke import LambdaInvoke
 from tidings.local.management_endpoints import ManagementHosts, ManagementListener, WorkerTrust
 from tidings.local.model import Caller, Invocation, LocalApp
-from tidings.local.runtimes import RuntimeSetup
+from tidings.local.runtimes import RuntimeSetup, deprecation_warnings
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.stepfunctions_api import StepFunctionsApi
 from tidings.local.template import LocalEndpoints, TemplateError, load_app, parse_template
@@ -690,6 +690,8 @@ def _load_app(
     app = load_app(opts.template, endpoints, parameter_overrides=overrides, embedded=EmbeddedValues(aws))
     for function_id, reason in app.skipped.items():
         out.write(f"tidings dev: starting without function {function_id}: {reason}\n")
+    for warning in deprecation_warnings({fid: f.runtime for fid, f in app.functions.items()}):
+        out.write(f"tidings dev: {warning}\n")
     for logical_id, function in app.functions.items():
         environment = samconfig.function_environment(function, opts.env_vars)
         app.functions[logical_id] = dataclasses.replace(function, environment=environment)

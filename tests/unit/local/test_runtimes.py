@@ -11,9 +11,11 @@ from tidings.local.runtimes import (
     Interpreter,
     RuntimeSetupError,
     choose_interpreter,
+    deprecation_warnings,
     environment_key,
     missing_wheel,
     parse_runtime,
+    pip_failure,
     requirement_lines,
     requirement_set,
 )
@@ -73,3 +75,44 @@ def test_missing_wheel_is_read_from_pip_output() -> None:
     )
     assert missing_wheel(output) == "psycopg2==2.9.9"
     assert missing_wheel("Successfully downloaded x") is None
+
+
+def test_deprecated_runtimes_are_named_once_each_with_their_functions() -> None:
+    warnings = deprecation_warnings(
+        {"Connect": "python3.8", "Send": "python3.12", "Chat": "nodejs18.x", "Leave": "python3.8"}
+    )
+    assert warnings == [
+        "warning: python3.8 (Connect, Leave) is a deprecated Lambda runtime since 2024-10-14: Lambda "
+        "blocks creating, then updating, functions on it, so this template may not deploy; move to a "
+        "supported runtime",
+        "warning: nodejs18.x (Chat) is a deprecated Lambda runtime since 2025-09-01: Lambda blocks "
+        "creating, then updating, functions on it, so this template may not deploy; move to a "
+        "supported runtime",
+    ]
+    assert deprecation_warnings({"Send": "python3.12", "Chat": "nodejs22.x"}) == []
+
+
+def test_python38_gets_an_sdk_pin_that_installs_on_it() -> None:
+    # boto3 1.38 and later require Python 3.9: the default pin would stop the start on 3.8
+    assert requirement_set([], [], "python3.8") == ("boto3==1.37.38", "botocore==1.37.38")
+
+
+def test_a_pip_failure_is_one_short_line_with_the_error_that_matters() -> None:
+    ignored = "ERROR: Ignored the following versions that require a different python version: " + "; ".join(
+        f"1.40.{n} Requires-Python >=3.9" for n in range(300)
+    )
+    output = [
+        "Looking in indexes: https://pypi.org/simple",
+        ignored,
+        "ERROR: Could not find a version that satisfies the requirement boto3==1.40.0 (from versions: "
+        + ", ".join(f"1.9.{n}" for n in range(300))
+        + ")",
+        "ERROR: No matching distribution found for boto3==1.40.0",
+    ]
+    line = pip_failure(output)
+    assert "Ignored the following" not in line
+    assert line.endswith("ERROR: No matching distribution found for boto3==1.40.0")
+    assert line.startswith("ERROR: Could not find a version that satisfies the requirement boto3==1.40.0")
+    assert len(line) < 600 and "\n" not in line
+    # no ERROR line: the last lines say what happened
+    assert pip_failure(["Collecting x", "", "Killed"]) == "Collecting x | Killed"
