@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[3]
 HEADING = "## What `tidings dev` supports"
 STATUSES = {
     "supported",
+    "supported, with one warning line",
     "function left out",
     "refused at start",
     "named at start, fails when reached",
