@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aws_model, capacity, coldstart, cost, fanout, sizes, tracing_cost
+from bench import aws_model, capacity, coldstart, cost, fanout, model_validation, sizes, tracing_cost
 from bench.report import render, splice
 from bench.stats import median, median_ratio, rounded
 
@@ -175,6 +175,8 @@ def main() -> int:
             "cpu_post_ms": model["cpu_post_ms"],
             "seeds": model["seeds"],
         }
+    # the model's prediction of the local N = 1,000 run, from figures measured now, before that run
+    validation = section(results, "model validation", model_validation.measure_and_predict)
     stack = section(
         results,
         "fanout",
@@ -197,6 +199,11 @@ def main() -> int:
             for k in ("publish", "lambda_ms_per_1000_deliveries", "notify_memory_mb", "message_bytes")
         }
         results["cost"] = cost_section(stack)
+    if validation is not None:
+        measured_1000 = (results.get("fanout") or {}).get("1000")
+        results.setdefault("aws_model", {})["validation"] = model_validation.compare(
+            validation, measured_1000
+        )
     results["cold_start"] = section(results, "cold start", lambda: coldstart.run(max(mode.repeats, 5)))
     if results["cold_start"]:
         results["cold_start_ms"] = {

@@ -43,8 +43,29 @@ API_LATENCIES_MS = (10.0, 20.0, 40.0)  # management API per post: an assumption 
 
 
 def _lognormal(rng: random.Random, p50: float, p99: float) -> float:
+    if p99 <= p50:
+        return p50
     sigma = math.log(p99 / p50) / 2.326
     return rng.lognormvariate(math.log(p50), sigma)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The modelled services' figures: AWS's by default (sources above), or the local stack's as
+    measured (bench/model_validation.py)."""
+
+    eventbridge_ms: tuple[float, float] = (EVENTBRIDGE_P50_MS, EVENTBRIDGE_P99_MS)  # p50, p99
+    dynamodb_ms: tuple[float, float] = DYNAMODB_MS  # uniform per call
+    query_ms_per_item: float = 0.0  # a Query's extra time per item returned (DynamoDB: negligible)
+    invoke_api_ms: float = INVOKE_API_MS
+    async_queue_ms: tuple[float, float] = (ASYNC_QUEUE_P50_MS, ASYNC_QUEUE_P99_MS)
+    cold_start_ms: float = COLD_START_MS
+    # None: the management API answers every post after api_ms (AWS: a fleet). A number: one
+    # server answering at most this many posts per second, in turn (the local stack's gateway)
+    api_capacity_rps: float | None = None
+
+
+AWS = Services()
 
 
 class Clock:
@@ -90,8 +111,8 @@ class Environments:
     handed to every invocation it runs; its pacer knows the account throttle the stack is
     configured with (`MANAGEMENT_API_RPS`/`_BURST`, set here to the modelled throttle)."""
 
-    def __init__(self, clock: Clock, rate: float, burst: float) -> None:
-        self.clock, self.rate, self.burst = clock, rate, burst
+    def __init__(self, clock: Clock, rate: float, burst: float, cold_start_ms: float = COLD_START_MS) -> None:
+        self.clock, self.rate, self.burst, self.cold_start_ms = clock, rate, burst, cold_start_ms
         self.free: list[Sender] = []
         self.scaling = TokenBucket(SCALE_ENVIRONMENTS / SCALE_PERIOD_S, SCALE_ENVIRONMENTS)
         self.waiting: list[Callable[[Sender], None]] = []
@@ -101,7 +122,7 @@ class Environments:
             sender = self.free.pop()
             self.clock.at(self.clock.now + WARM_START_MS / 1000, lambda: run(sender))
         elif self.scaling.take(self.clock.now):
-            ready = self.clock.now + COLD_START_MS / 1000
+            ready = self.clock.now + self.cold_start_ms / 1000
             fresh = Sender(push.SendWindow(POST_THREADS), push.Pacer(self.rate, self.burst, ready))
             self.clock.at(ready, lambda: run(fresh))
         else:
@@ -123,6 +144,7 @@ class World:
     api_ms: float
     cpu_post_ms: float
     throttle: TokenBucket
+    services: Services = AWS
     clock: Clock = field(default_factory=Clock)
     items: dict[str, tuple[shards.ShardItem, int]] = field(default_factory=dict)  # key -> item, msg seq
     received: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
@@ -133,9 +155,22 @@ class World:
     posts: int = 0  # POSTs sent, throttled ones included
     throttled: int = 0  # 429s
     failed: int = 0  # posts given up after push.MAX_ATTEMPTS 429s
+    api_free: float = 0.0  # when the one local management API server is next free
+
+    def answer_at(self, sent: float) -> float:
+        """When a post sent at `sent` is answered."""
+        latest = sent + self.api_ms / 1000
+        capacity = self.services.api_capacity_rps
+        if capacity is None:
+            return latest
+        self.api_free = max(self.api_free, sent) + 1 / capacity
+        return max(latest, self.api_free)
+
+    def query(self, items: int) -> float:
+        return self.ddb() + items * self.services.query_ms_per_item / 1000
 
     def ddb(self) -> float:
-        return self.rng.uniform(*DYNAMODB_MS) / 1000
+        return self.rng.uniform(*self.services.dynamodb_ms) / 1000
 
 
 def _within(ids: list[str], window: shards.KeyRange, limit: int) -> list[str]:
@@ -186,7 +221,10 @@ class ShardRun:
         self.started = w.clock.now
         w.requests += 1
         self._store()
-        w.clock.at(w.clock.now + 2 * w.ddb(), self.page)  # GetItem + UpdateItem
+        wait = 2 * w.ddb()  # GetItem + UpdateItem
+        if self.share > 1:  # a deliver invocation reads its range (notify already holds the ids)
+            wait += w.query(min(len(self.ids), 1000))
+        w.clock.at(w.clock.now + wait, self.page)
 
     def _store(self, done: bool = False) -> None:
         self.w.writes += 1
@@ -241,7 +279,7 @@ class ShardRun:
             start = max(w.clock.now + pacer.reserve(w.clock.now), state["cpu_free"])
             state["cpu_free"] = start + w.cpu_post_ms / 1000
             passed = w.throttle.take(state["cpu_free"])
-            answer = state["cpu_free"] + w.api_ms / 1000
+            answer = w.answer_at(state["cpu_free"])
             w.clock.at(answer, lambda: answered(cid, ticket, passed))
 
         def answered(cid: str, ticket: int, passed: bool) -> None:
@@ -292,7 +330,8 @@ def publish(w: World, fns: Functions, seq: int, at: float) -> None:
     """PutEvents at `at`: EventBridge → notify → inline or one asynchronous invoke per shard."""
 
     def notify(sender: Sender) -> None:
-        t = w.clock.now + 3 * w.ddb()  # claim + the first page of each topic
+        # claim + the first page of each topic (up to registry.QUERY_PAGE_SIZE ids)
+        t = w.clock.now + w.ddb() + w.query(min(len(w.ids), 1000)) + w.query(0)
         complete = len(w.ids) <= 1000
         first = [shards.FirstPage(w.ids[:1000], complete), shards.FirstPage([], True)]
         w.layout = shards.choose_layout(shards.estimate_total(first), w.layout)
@@ -304,8 +343,9 @@ def publish(w: World, fns: Functions, seq: int, at: float) -> None:
         fns.notify.release(sender)
         threads = min(fanout.INVOKE_THREADS, layout)
         for i in range(layout):
-            sent = t + (i // threads + 1) * INVOKE_API_MS / 1000 + (i + 1) * INVOKE_CPU_MS / 1000
-            queued = sent + _lognormal(w.rng, ASYNC_QUEUE_P50_MS, ASYNC_QUEUE_P99_MS) / 1000
+            invoke_ms = w.services.invoke_api_ms
+            sent = t + (i // threads + 1) * invoke_ms / 1000 + (i + 1) * INVOKE_CPU_MS / 1000
+            queued = sent + _lognormal(w.rng, *w.services.async_queue_ms) / 1000
             shard = shards.shard_range(layout, i)
             ids = _within(w.ids, shard, len(w.ids))
 
@@ -319,7 +359,7 @@ def publish(w: World, fns: Functions, seq: int, at: float) -> None:
 
             w.clock.at(queued, functools.partial(fns.deliver.start, deliver))
 
-    delay = _lognormal(w.rng, EVENTBRIDGE_P50_MS, EVENTBRIDGE_P99_MS) / 1000
+    delay = _lognormal(w.rng, *w.services.eventbridge_ms) / 1000
     w.clock.at(at + delay, lambda: fns.notify.start(notify))
 
 
@@ -332,11 +372,17 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def one_event(n: int, rps: float, api_ms: float, cpu_post_ms: float, seed: int) -> dict[str, float]:
+def one_event(
+    n: int, rps: float, api_ms: float, cpu_post_ms: float, seed: int, services: Services = AWS
+) -> dict[str, float]:
     """p50/p99 of arrivals of one event after a warm-up event (environments warm)."""
     rng = random.Random(seed)
-    w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, TokenBucket(rps, THROTTLE_BURST))
-    fns = Functions(Environments(w.clock, rps, THROTTLE_BURST), Environments(w.clock, rps, THROTTLE_BURST))
+    throttle = TokenBucket(rps, THROTTLE_BURST)
+    w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, throttle, services)
+    fns = Functions(
+        Environments(w.clock, rps, THROTTLE_BURST, services.cold_start_ms),
+        Environments(w.clock, rps, THROTTLE_BURST, services.cold_start_ms),
+    )
     publish(w, fns, 1, 0.0)
     w.clock.run()
     w.received.clear()
