@@ -128,12 +128,16 @@ def _invoke(ready: dict[str, Any]) -> float:
     return round(statistics.median(times[1:]), 1)  # the first starts the worker
 
 
-async def _posts(ready: dict[str, Any], session: StackSession) -> dict[str, float]:
+async def _posts(ready: dict[str, Any], session: StackSession, clients: int) -> dict[str, float]:
     """@connections through the real Pusher to live clients: one at a time, then 32 in flight."""
     pool = ClientPool()
     try:
         await pool.grow(
-            ready["websocket_url"], POST_CLIENTS, concurrency=8, subprotocols=[SUBPROTOCOL, session.token]
+            ready["websocket_url"],
+            clients,
+            concurrency=8,
+            subprotocols=[SUBPROTOCOL, session.token],
+            timeout_s=120,
         )
         table = boto3.client("dynamodb")
         ids = [
@@ -185,7 +189,7 @@ async def _posts(ready: dict[str, Any], session: StackSession) -> dict[str, floa
         await pool.close()
 
 
-async def measure_local() -> dict[str, Any]:
+async def measure_local(clients: int = POST_CLIENTS) -> dict[str, Any]:
     """The model's figures, measured on a local stack started for the purpose."""
     raise_open_files_limit()
     stack = await Child.start("bench.stack_process")
@@ -196,7 +200,7 @@ async def measure_local() -> dict[str, Any]:
             dynamodb = await asyncio.to_thread(_dynamodb, ready, session)
             bus = await _bus(session)
             invoke_ms = await asyncio.to_thread(_invoke, ready)
-            posts = await _posts(ready, session)
+            posts = await _posts(ready, session, clients)
     finally:
         await stack.stop(timeout_s=60)
     return {
@@ -271,7 +275,7 @@ def compare(prediction: dict[str, Any] | None, measured: dict[str, Any] | None) 
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--measure"]:
-        print(json.dumps(asyncio.run(measure_local())))
+    if sys.argv[1:2] == ["--measure"]:
+        print(json.dumps(asyncio.run(measure_local(*(int(a) for a in sys.argv[2:3])))))
     else:
         print(json.dumps(measure_and_predict(), indent=1))
