@@ -27,7 +27,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aws_model, capacity, coldstart, cost, fanout, sizes, tracing_cost, watcher
+from bench import (
+    aws_model,
+    capacity,
+    coldstart,
+    cost,
+    fanout,
+    model_validation,
+    sizes,
+    tracing_cost,
+    watcher,
+)
 from bench.report import render, splice
 from bench.stats import median, median_ratio, rounded
 
@@ -67,6 +77,7 @@ FULL = Mode("full", 5, (100, 1000, 5000), 10_000, (1, 4, 20), 200, 2000, 3, (), 
 # `--only` names, in the order a whole run measures them; the stack parts share one stack
 SECTIONS = (
     "aws_model",
+    "model_validation",
     "connect_rate",
     "fanout",
     "posts",
@@ -296,9 +307,19 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_post_ms": model["cpu_post_ms"],
                 "seeds": model["seeds"],
             }
+    # the model's prediction of the local N = 1,000 run, from figures measured now, before that run
+    validation = None
+    if "model_validation" in chosen:
+        validation = section(results, "model validation", model_validation.measure_and_predict)
     parts = tuple(name for name in fanout.PARTS if name in chosen)
     if parts:
         stack_sections(results, mode, parts)
+    if validation is not None:
+        # compared with this invocation's own fan-out only: an older run is not what it predicted
+        measured_1000 = (results.get("fanout") or {}).get("1000") if "fanout" in parts else None
+        results.setdefault("aws_model", {})["validation"] = model_validation.compare(
+            validation, measured_1000
+        )
     if "watcher" in chosen:
         results["watcher"] = section(
             results, "watcher", lambda: asyncio.run(watcher.run(mode.watcher_stacks))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import bisect
+import collections
+import functools
 import heapq
 import itertools
 import math
@@ -41,8 +43,29 @@ API_LATENCIES_MS = (10.0, 20.0, 40.0)  # management API per post: an assumption 
 
 
 def _lognormal(rng: random.Random, p50: float, p99: float) -> float:
+    if p99 <= p50:
+        return p50
     sigma = math.log(p99 / p50) / 2.326
     return rng.lognormvariate(math.log(p50), sigma)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The modelled services' figures: AWS's by default (sources above), or the local stack's as
+    measured (bench/model_validation.py)."""
+
+    eventbridge_ms: tuple[float, float] = (EVENTBRIDGE_P50_MS, EVENTBRIDGE_P99_MS)  # p50, p99
+    dynamodb_ms: tuple[float, float] = DYNAMODB_MS  # uniform per call
+    query_ms_per_item: float = 0.0  # a Query's extra time per item returned (DynamoDB: negligible)
+    invoke_api_ms: float = INVOKE_API_MS
+    async_queue_ms: tuple[float, float] = (ASYNC_QUEUE_P50_MS, ASYNC_QUEUE_P99_MS)
+    cold_start_ms: float = COLD_START_MS
+    # None: the management API answers every post after api_ms (AWS: a fleet). A number: one
+    # server answering at most this many posts per second, in turn (the local stack's gateway)
+    api_capacity_rps: float | None = None
+
+
+AWS = Services()
 
 
 class Clock:
@@ -73,21 +96,35 @@ class TokenBucket:
         return False
 
 
+@dataclass
+class Sender:
+    """What a container's `push.Pusher` keeps from one invocation to the next: its window and pacer."""
+
+    window: push.SendWindow
+    pacer: push.Pacer
+
+
 class Environments:
-    """One function's execution environments: warm ones reused, new ones cold and rate-limited."""
+    """One function's execution environments: warm ones reused, new ones cold and rate-limited.
 
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.free = 0
+    Each environment keeps its container's Sender (the Pusher lives as long as the container),
+    handed to every invocation it runs; its pacer knows the account throttle the stack is
+    configured with (`MANAGEMENT_API_RPS`/`_BURST`, set here to the modelled throttle)."""
+
+    def __init__(self, clock: Clock, rate: float, burst: float, cold_start_ms: float = COLD_START_MS) -> None:
+        self.clock, self.rate, self.burst, self.cold_start_ms = clock, rate, burst, cold_start_ms
+        self.free: list[Sender] = []
         self.scaling = TokenBucket(SCALE_ENVIRONMENTS / SCALE_PERIOD_S, SCALE_ENVIRONMENTS)
-        self.waiting: list[Callable[[], None]] = []
+        self.waiting: list[Callable[[Sender], None]] = []
 
-    def start(self, run: Callable[[], None]) -> None:
+    def start(self, run: Callable[[Sender], None]) -> None:
         if self.free:
-            self.free -= 1
-            self.clock.at(self.clock.now + WARM_START_MS / 1000, run)
+            sender = self.free.pop()
+            self.clock.at(self.clock.now + WARM_START_MS / 1000, lambda: run(sender))
         elif self.scaling.take(self.clock.now):
-            self.clock.at(self.clock.now + COLD_START_MS / 1000, run)
+            ready = self.clock.now + self.cold_start_ms / 1000
+            fresh = Sender(push.SendWindow(POST_THREADS), push.Pacer(self.rate, self.burst, ready))
+            self.clock.at(ready, lambda: run(fresh))
         else:
             self.waiting.append(run)
             self.clock.at(self.clock.now + 0.1, self._retry)
@@ -96,8 +133,8 @@ class Environments:
         if self.waiting:
             self.start(self.waiting.pop(0))
 
-    def release(self) -> None:
-        self.free += 1
+    def release(self, sender: Sender) -> None:
+        self.free.append(sender)
 
 
 @dataclass
@@ -107,6 +144,7 @@ class World:
     api_ms: float
     cpu_post_ms: float
     throttle: TokenBucket
+    services: Services = AWS
     clock: Clock = field(default_factory=Clock)
     items: dict[str, tuple[shards.ShardItem, int]] = field(default_factory=dict)  # key -> item, msg seq
     received: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
@@ -114,9 +152,25 @@ class World:
     lambda_s: float = 0.0  # busy time of notify and deliver environments
     writes: int = 0
     requests: int = 0
+    posts: int = 0  # POSTs sent, throttled ones included
+    throttled: int = 0  # 429s
+    failed: int = 0  # posts given up after push.MAX_ATTEMPTS 429s
+    api_free: float = 0.0  # when the one local management API server is next free
+
+    def answer_at(self, sent: float) -> float:
+        """When a post sent at `sent` is answered."""
+        latest = sent + self.api_ms / 1000
+        capacity = self.services.api_capacity_rps
+        if capacity is None:
+            return latest
+        self.api_free = max(self.api_free, sent) + 1 / capacity
+        return max(latest, self.api_free)
+
+    def query(self, items: int) -> float:
+        return self.ddb() + items * self.services.query_ms_per_item / 1000
 
     def ddb(self) -> float:
-        return self.rng.uniform(*DYNAMODB_MS) / 1000
+        return self.rng.uniform(*self.services.dynamodb_ms) / 1000
 
 
 def _within(ids: list[str], window: shards.KeyRange, limit: int) -> list[str]:
@@ -135,9 +189,17 @@ class ShardRun:
     """One invocation sweeping one shard: the real sweep decisions, modelled time."""
 
     def __init__(
-        self, world: World, key: str, shard: shards.KeyRange, ids: list[str], env: Environments
+        self,
+        world: World,
+        key: str,
+        shard: shards.KeyRange,
+        ids: list[str],
+        env: Environments,
+        sender: Sender,  # the environment's (its Pusher's)
+        share: int,  # the layout: this shard paces itself to 1/share of the throttle
     ) -> None:
         self.w, self.key, self.shard, self.ids, self.env = world, key, shard, ids, env
+        self.sender, self.share = sender, share
         self.owner = f"{key}:{world.rng.random()}"
 
     def offer(self, seq: int) -> None:
@@ -152,13 +214,17 @@ class ShardRun:
                 seq,
             )
         if decision is not shards.Offer.TAKE:
-            self.env.release()
+            self.env.release(self.sender)
             return
         self.sweep = shards.sweep_after_offer(item, decision, seq)
+        self.sender.pacer = self.sender.pacer.shared(self.share, w.clock.now)  # Pusher.pace
         self.started = w.clock.now
         w.requests += 1
         self._store()
-        w.clock.at(w.clock.now + 2 * w.ddb(), self.page)  # GetItem + UpdateItem
+        wait = 2 * w.ddb()  # GetItem + UpdateItem
+        if self.share > 1:  # a deliver invocation reads its range (notify already holds the ids)
+            wait += w.query(min(len(self.ids), 1000))
+        w.clock.at(w.clock.now + wait, self.page)
 
     def _store(self, done: bool = False) -> None:
         self.w.writes += 1
@@ -184,40 +250,65 @@ class ShardRun:
                 return
             self._store(done=True)
             w.lambda_s += w.clock.now - self.started
-            self.env.release()
+            self.env.release(self.sender)
             return
         self._post_page(todo)
 
     def _post_page(self, todo: list[str]) -> None:
-        """POST_THREADS posts in flight; each needs cpu_post_ms on the one vCPU, then api_ms; 429s
-        retry with push.py's own backoff."""
-        w = self.w
+        """push.Pusher on the virtual clock: POST_THREADS threads, at most `window.size` posts in
+        flight (the real `push.SendWindow`), each needing cpu_post_ms on the one vCPU, then
+        api_ms; a 429 shrinks the window and the post is retried after `push.retry_delay`,
+        given up after push.MAX_ATTEMPTS."""
+        w, window, pacer = self.w, self.sender.window, self.sender.pacer
         seq = self.sweep.seq
-        state = {"cpu_free": w.clock.now, "left": len(todo), "end": w.clock.now}
-        pending = list(todo)
+        state = {"cpu_free": w.clock.now, "left": len(todo), "threads": POST_THREADS}
+        pending = collections.deque(todo)  # not started: no thread yet
+        ready: collections.deque[str] = collections.deque()  # holding a thread, waiting for the window
         attempts: dict[str, int] = {}
 
-        def send(cid: str) -> None:
-            start = max(w.clock.now, state["cpu_free"])
-            state["cpu_free"] = start + w.cpu_post_ms / 1000
-            sent = state["cpu_free"] + w.api_ms / 1000
-            if w.throttle.take(state["cpu_free"]):
-                w.clock.at(sent, lambda: done(cid))
-            else:
-                attempts[cid] = attempts.get(cid, 0) + 1
-                backoff = w.rng.uniform(0, min(push.MAX_DELAY_S, push.BASE_DELAY_S * 2 ** attempts[cid]))
-                w.clock.at(sent + backoff, lambda: send(cid))
+        def pump() -> None:
+            while pending and state["threads"]:
+                state["threads"] -= 1
+                ready.append(pending.popleft())
+            while ready and not window.full():
+                send(ready.popleft())
 
-        def done(cid: str) -> None:
-            w.received.setdefault(cid, []).append((w.clock.now, seq))
+        def send(cid: str) -> None:
+            ticket = window.sent()
+            w.posts += 1
+            start = max(w.clock.now + pacer.reserve(w.clock.now), state["cpu_free"])
+            state["cpu_free"] = start + w.cpu_post_ms / 1000
+            passed = w.throttle.take(state["cpu_free"])
+            answer = w.answer_at(state["cpu_free"])
+            w.clock.at(answer, lambda: answered(cid, ticket, passed))
+
+        def answered(cid: str, ticket: int, passed: bool) -> None:
+            window.answered(ticket, throttled=not passed)
+            if passed:
+                w.received.setdefault(cid, []).append((w.clock.now, seq))
+                finished()
+            else:
+                w.throttled += 1
+                attempts[cid] = attempts.get(cid, 0) + 1
+                if attempts[cid] < push.MAX_ATTEMPTS:
+                    pause = push.retry_delay(attempts[cid], w.rng.uniform)
+                    w.clock.at(w.clock.now + pause, lambda: retry(cid))
+                else:
+                    w.failed += 1
+                    finished()
+            pump()
+
+        def retry(cid: str) -> None:
+            ready.append(cid)
+            pump()
+
+        def finished() -> None:
+            state["threads"] += 1
             state["left"] -= 1
-            if pending:
-                send(pending.pop(0))
-            elif state["left"] == 0:
+            if state["left"] == 0:
                 self._checkpoint(todo[-1])
 
-        for _ in range(min(POST_THREADS, len(pending))):
-            send(pending.pop(0))
+        pump()
 
     def _checkpoint(self, last: str) -> None:
         w = self.w
@@ -238,27 +329,37 @@ class Functions:
 def publish(w: World, fns: Functions, seq: int, at: float) -> None:
     """PutEvents at `at`: EventBridge → notify → inline or one asynchronous invoke per shard."""
 
-    def notify() -> None:
-        t = w.clock.now + 3 * w.ddb()  # claim + the first page of each topic
+    def notify(sender: Sender) -> None:
+        # claim + the first page of each topic (up to registry.QUERY_PAGE_SIZE ids)
+        t = w.clock.now + w.ddb() + w.query(min(len(w.ids), 1000)) + w.query(0)
         complete = len(w.ids) <= 1000
         first = [shards.FirstPage(w.ids[:1000], complete), shards.FirstPage([], True)]
         w.layout = shards.choose_layout(shards.estimate_total(first), w.layout)
         layout = w.layout
         if layout == 1:
-            run = ShardRun(w, "job/1/0", shards.EVERYTHING, w.ids, fns.notify)
+            run = ShardRun(w, "job/1/0", shards.EVERYTHING, w.ids, fns.notify, sender, 1)
             w.clock.at(t, lambda: run.offer(seq))
             return
-        fns.notify.release()
+        fns.notify.release(sender)
         threads = min(fanout.INVOKE_THREADS, layout)
         for i in range(layout):
-            sent = t + (i // threads + 1) * INVOKE_API_MS / 1000 + (i + 1) * INVOKE_CPU_MS / 1000
-            queued = sent + _lognormal(w.rng, ASYNC_QUEUE_P50_MS, ASYNC_QUEUE_P99_MS) / 1000
+            invoke_ms = w.services.invoke_api_ms
+            sent = t + (i // threads + 1) * invoke_ms / 1000 + (i + 1) * INVOKE_CPU_MS / 1000
+            queued = sent + _lognormal(w.rng, *w.services.async_queue_ms) / 1000
             shard = shards.shard_range(layout, i)
             ids = _within(w.ids, shard, len(w.ids))
-            run = ShardRun(w, f"job/{layout}/{i}", shard, ids, fns.deliver)
-            w.clock.at(queued, lambda run=run: fns.deliver.start(lambda: run.offer(seq)))
 
-    delay = _lognormal(w.rng, EVENTBRIDGE_P50_MS, EVENTBRIDGE_P99_MS) / 1000
+            def deliver(
+                sender: Sender,
+                key: str = f"job/{layout}/{i}",
+                shard: shards.KeyRange = shard,
+                ids: list[str] = ids,
+            ) -> None:
+                ShardRun(w, key, shard, ids, fns.deliver, sender, layout).offer(seq)
+
+            w.clock.at(queued, functools.partial(fns.deliver.start, deliver))
+
+    delay = _lognormal(w.rng, *w.services.eventbridge_ms) / 1000
     w.clock.at(at + delay, lambda: fns.notify.start(notify))
 
 
@@ -271,21 +372,34 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def one_event(n: int, rps: float, api_ms: float, cpu_post_ms: float, seed: int) -> dict[str, float]:
+def one_event(
+    n: int, rps: float, api_ms: float, cpu_post_ms: float, seed: int, services: Services = AWS
+) -> dict[str, float]:
     """p50/p99 of arrivals of one event after a warm-up event (environments warm)."""
     rng = random.Random(seed)
-    w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, TokenBucket(rps, THROTTLE_BURST))
-    fns = Functions(Environments(w.clock), Environments(w.clock))
+    throttle = TokenBucket(rps, THROTTLE_BURST)
+    w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, throttle, services)
+    fns = Functions(
+        Environments(w.clock, rps, THROTTLE_BURST, services.cold_start_ms),
+        Environments(w.clock, rps, THROTTLE_BURST, services.cold_start_ms),
+    )
     publish(w, fns, 1, 0.0)
     w.clock.run()
     w.received.clear()
-    w.lambda_s, w.writes, w.requests = 0.0, 0, 0
+    w.lambda_s, w.writes, w.requests, w.posts, w.throttled, w.failed = 0.0, 0, 0, 0, 0, 0
     start = w.clock.now + 60.0  # a minute later: warm environments, a full throttle bucket
     publish(w, fns, 2, start)
     w.clock.run()
     arrivals = [(t - start) * 1000 for got in w.received.values() for t, seq in got if seq == 2]
-    assert len(arrivals) == n, (len(arrivals), n)
-    return {"p50_ms": _percentile(arrivals, 0.5), "p99_ms": _percentile(arrivals, 0.99), **_cost(w, n)}
+    assert len(arrivals) + w.failed == n, (len(arrivals), w.failed, n)
+    late = arrivals + [math.inf] * w.failed  # a post given up counts as never arriving
+    return {
+        "p50_ms": _percentile(late, 0.5),
+        "p99_ms": _percentile(late, 0.99),
+        "throttled_per_post": w.throttled / n,
+        "failed": w.failed,
+        **_cost(w, n),
+    }
 
 
 # list prices, US East (docs/benchmarks.md "Cost assumptions")
@@ -310,7 +424,9 @@ def starvation(
 ) -> dict[str, float]:
     rng = random.Random(seed)
     w = World(rng, connection_ids(n, rng), api_ms, cpu_post_ms, TokenBucket(10_000, THROTTLE_BURST))
-    fns = Functions(Environments(w.clock), Environments(w.clock))
+    fns = Functions(
+        Environments(w.clock, 10_000, THROTTLE_BURST), Environments(w.clock, 10_000, THROTTLE_BURST)
+    )
     events = int(rate * seconds)
     for k in range(events):
         publish(w, fns, k + 1, k / rate)

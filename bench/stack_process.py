@@ -51,6 +51,7 @@ async def main(template: Path) -> None:
             "subscriptions_table": environment["SUBSCRIPTIONS_TABLE"],
             "jobs_table": environment["JOBS_TABLE"],
             "event_bus_name": environment["EVENT_BUS_NAME"],
+            "deliver_function": environment.get("DELIVER_FUNCTION", ""),
             "notify_memory_mb": stack.app.functions["NotifyFunction"].memory_mb,
             # this run's admin key (the embedded AWS verifies signatures): to the parent's pipe only
             "credentials": stack.aws.credentials.admin.environment(),

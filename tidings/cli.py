@@ -27,7 +27,7 @@ DEFAULT_TTL_SECONDS = 3600
 # top-level modules of the `local` extra (pyproject.toml): `dev`, `invoke`, `submit` need them
 LOCAL_EXTRA_MODULES = frozenset(
     {"moto", "aiohttp", "samtranslator", "watchfiles", "yaml", "cfnlint", "jsonpath_ng", "pynamodb",
-     "pydantic", "aws_lambda_powertools", "imageio_ffmpeg", "av", "multidict", "airspeed"}
+     "msgspec", "pydantic", "aws_lambda_powertools", "imageio_ffmpeg", "av", "multidict", "airspeed"}
 )  # fmt: skip
 DEMO_USER = "demo"
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tidings_core import fanout, logs, tracing
@@ -23,10 +22,12 @@ _COUNTS = {"Delivered": "delivered", "Gone": "gone", "Throttled": "throttled", "
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_source(data_class=EventBridgeEvent)
-def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(event_id=event.get_id)
-    report = fanout.deliver_job_event(event.detail, event_id=event.get_id)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # the EventBridge envelope read as a dict: Powertools' data classes package would import
+    # every event class it has (about 15 ms of each cold start) for these two keys
+    event_id = str(event.get("id", ""))
+    logger.append_keys(event_id=event_id)
+    report = fanout.deliver_job_event(event.get("detail"), event_id=event_id)
     logger.append_keys(job_id=report.job_id, seq=report.seq)
     # searchable in X-Ray: `annotation.job_id = "..."` finds every notify of one job
     tracer.put_annotation(key="outcome", value=report.outcome)

@@ -38,6 +38,9 @@ class Settings:
     region: str = ""
     otel_traces_exporter: str = "otlp"
     otel_traces_endpoint: str = ""
+    # the account's API Gateway throttle, which the shards of one fan-out share (push.Pacer)
+    management_api_rps: float = 10_000.0
+    management_api_burst: float = 5_000.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +64,8 @@ class Settings:
             # the OpenTelemetry SDK's own variables, for the choices Tidings makes itself
             otel_traces_exporter=(env.get("OTEL_TRACES_EXPORTER") or "otlp").strip().lower(),
             otel_traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+            management_api_rps=_positive("MANAGEMENT_API_RPS", env.get("MANAGEMENT_API_RPS"), 10_000.0),
+            management_api_burst=_positive("MANAGEMENT_API_BURST", env.get("MANAGEMENT_API_BURST"), 5_000.0),
         )
 
     def require(self, name: str) -> str:
@@ -69,6 +74,19 @@ class Settings:
         if not value:
             raise ConfigError(f"environment variable {name.upper()} is not set")
         return value
+
+
+def _positive(name: str, raw: str | None, default: float) -> float:
+    """A positive number of requests (per second); empty means `default`."""
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
 
 
 def _lifetime(raw: str | None) -> int:

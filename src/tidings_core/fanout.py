@@ -332,6 +332,7 @@ def deliver_shard(
     sweep, data = offer.sweep, offer.message.encode()
     shard = shards.shard_range(task.shards, task.shard)
     poster = via or push.pusher()
+    poster.pace(task.shards)  # this shard's share of the account's throttle
     pruner = _Pruner(task.topics)
 
     def recipients(within: shards.KeyRange) -> Iterator[str]:

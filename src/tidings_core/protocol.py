@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:  # pydantic stays out of handlers that never see a job event
+if TYPE_CHECKING:  # the event schema stays out of handlers that never see a job event
     from .events import JobEvent
 
 SUBPROTOCOL = "tidings.v1"
@@ -164,10 +164,12 @@ def job_message(event: JobEvent, *, sent_at: int | None = None) -> dict[str, Any
         "emittedAt": event.emittedAt,
         "sentAt": now_ms() if sent_at is None else sent_at,
     }
+    from .events import as_json_value  # imported already wherever there is an event
+
     for name in _OPTIONAL_EVENT_FIELDS:
         value = getattr(event, name)
         if value is not None:
-            message[name] = event.model_dump(include={name}, mode="json")[name]
+            message[name] = as_json_value(value)
     return message
 
 

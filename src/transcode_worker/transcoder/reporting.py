@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tidings_core.events import JobEvent
+from tidings_core.events import JobEvent, parse_job_event
 
 from .errors import TranscodeError
 from .progress import Snapshot, job_percent, weighted_percent
@@ -39,7 +39,7 @@ def build_event(
         "emittedAt": wall_ms(),
     }
     detail.update({k: v for k, v in snapshot.fields.items() if v is not None})
-    return JobEvent.model_validate(detail)
+    return parse_job_event(detail)
 
 
 class JobPublisher:

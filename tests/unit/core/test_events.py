@@ -63,7 +63,7 @@ def test_non_objects_are_rejected(detail: Any) -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     event = events.parse_job_event({**SAMPLE["detail"], "futureField": 1})
-    assert "futureField" not in event.model_dump()
+    assert "futureField" not in events.as_json_value(event)
 
 
 class FakeEvents:

@@ -66,6 +66,16 @@ def test_settings_read_the_environment_and_name_missing_variables() -> None:
         settings.require("callback_url")
 
 
+def test_the_account_throttle_defaults_to_api_gateways_and_refuses_nonsense() -> None:
+    default = Settings.from_env({})
+    assert (default.management_api_rps, default.management_api_burst) == (10_000.0, 5_000.0)
+    raised = Settings.from_env({"MANAGEMENT_API_RPS": "100000", "MANAGEMENT_API_BURST": ""})
+    assert (raised.management_api_rps, raised.management_api_burst) == (100_000.0, 5_000.0)
+    for bad in ("fast", "0", "-5"):
+        with pytest.raises(ConfigError, match="MANAGEMENT_API_RPS"):
+            Settings.from_env({"MANAGEMENT_API_RPS": bad})
+
+
 def test_pynamodb_honours_the_standard_endpoint_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
