@@ -22,6 +22,7 @@ from tidings.local.model import (
     RuleTarget,
     WebSocketApi,
 )
+from tidings.local.stack import parse_args
 from tidings.local.worker import InvocationOutput, Worker
 
 
@@ -157,3 +158,9 @@ def test_an_app_without_routes_or_rules_prewarms_nothing() -> None:
     app = LocalApp(template_path=Path("t.yaml"), region="us-east-1", parameters={})
     app.functions = {"Lonely": _function("Lonely")}
     assert prewarm_targets(app) == []
+
+
+def test_prewarm_is_on_by_default_and_no_prewarm_turns_it_off(tmp_path: Path) -> None:
+    template = str(tmp_path / "template.yaml")
+    assert parse_args(["--template", template]).prewarm is True
+    assert parse_args(["--template", template, "--no-prewarm"]).prewarm is False
