@@ -359,7 +359,7 @@ class FunctionRunner:
             return "stopped"
         pool = self._pool(function)
         async with pool.freed:
-            if pool.busy or pool.idle or self.max_workers < 1:
+            if pool.busy or pool.idle or self.max_workers < 1 or function.reserved_concurrency == 0:
                 return "skipped"
             pool.busy += 1
             pool.warming += 1

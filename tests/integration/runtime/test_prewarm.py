@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,15 @@ async def test_after_prewarm_the_first_invocation_is_warm(tmp_path: Path, runner
     assert second.result["pid"] == first.result["pid"]
     # a function with a worker already is not prewarmed again
     assert await runner.prewarm(["Probe"]) == {"Probe": "skipped"}
+
+
+async def test_a_function_reserved_to_zero_concurrency_is_never_prewarmed(
+    tmp_path: Path, runner_factory: Any
+) -> None:
+    off = replace(make_function(tmp_path, "Off", PROBE), reserved_concurrency=0)
+    runner: FunctionRunner = await runner_factory([off])
+    assert await runner.prewarm(["Off"]) == {"Off": "skipped"}
+    assert (await runner.invoke("Off", {})).cold
 
 
 async def test_an_import_error_at_prewarm_surfaces_on_the_invocation(

@@ -164,3 +164,31 @@ def test_prewarm_is_on_by_default_and_no_prewarm_turns_it_off(tmp_path: Path) ->
     template = str(tmp_path / "template.yaml")
     assert parse_args(["--template", template]).prewarm is True
     assert parse_args(["--template", template, "--no-prewarm"]).prewarm is False
+
+
+def test_reserved_concurrent_executions_is_read_from_the_template(tmp_path: Path) -> None:
+    from tidings.local.template import LocalEndpoints, load_app
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "template.yaml").write_text(
+        """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Zero:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: code/, Handler: app.handler, Runtime: python3.12, ReservedConcurrentExecutions: 0}
+  Some:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: code/, Handler: app.handler, Runtime: python3.12, ReservedConcurrentExecutions: 5}
+  Unreserved:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: code/, Handler: app.handler, Runtime: python3.12}
+"""
+    )
+    endpoints = LocalEndpoints("ws://127.0.0.1:3101", "http://127.0.0.1:3100", "http://127.0.0.1:4599")
+    app = load_app(tmp_path / "template.yaml", endpoints)
+    assert {fid: f.reserved_concurrency for fid, f in app.functions.items()} == {
+        "Zero": 0,
+        "Some": 5,
+        "Unreserved": None,
+    }
