@@ -14,8 +14,10 @@ process's wall clock when the frame is read; both clocks are the machine's. `emi
 whole millisecond (truncated), so latencies read up to 1 ms high.
 
 - `p50_ms`: the median latency of every live job message of every job and repeat.
-- `first_ms`: the first job's first live message on a fresh stack (notify's cold start, the
-  bus's first rule match and the first `@connections` post all in it); median over repeats.
+- `first_ms`: the first job's first live message on a fresh stack (notify's first invocation, the
+  bus's first rule match and the first `@connections` post all in it; notify's worker is
+  prewarmed once the stack is ready, so its import is not on this path, see `first_notify`);
+  median over repeats.
 - `p50_to_notify_ms`: the share of it up to the message's `sentAt`, which notify sets as it starts
   on the event (the bus's rule match and notify's invocation); the rest is notify's own work (its
   claim write, the Queries of both topics, the shard lease) and the post through `@connections`.

@@ -6,6 +6,18 @@ then callers wait for a free one), so a slow invocation never blocks others. A w
 times out is killed and one that crashes is dropped; the next invocation gets a fresh (cold)
 one. When a function's code or layer directory changes, its workers are retired so the next
 invocation imports the new code.
+
+`prewarm()` initializes one worker per function ahead of any invocation, as Lambda does for
+on-demand functions: "proactive initialization" (AWS Lambda Developer Guide, "Understanding the
+Lambda execution environment lifecycle", section "Cold starts and latency",
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html: for functions using
+unreserved (on-demand) concurrency Lambda may initialize execution environments before any
+invocation arrives, and an invocation arriving while one is being initialized can use it). The
+worker imports the handler on an init frame (worker.py) and waits in the pool's idle list, so the
+first invocation is warm (`cold` False, as such an environment reports no Init Duration). An
+invocation that arrives while its function is being prewarmed waits for that worker rather than
+start a second one; if the init fails, the worker is discarded and the invocation starts its own,
+which reports the error as it always did.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +55,9 @@ WORKER_BOOTSTRAP = Path(worker_module.__file__).resolve()
 NODE_WORKER_BOOTSTRAP = WORKER_BOOTSTRAP.with_name("node_worker.mjs")
 # -I ignores PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE: the flags say it instead
 _INTERPRETER_FLAGS = ("-I", "-S", "-u", "-B")
+# a prewarm's init gets Lambda's Init phase limit; past it the worker is discarded (the first
+# invocation then starts cold, as it would have without prewarming)
+PREWARM_INIT_TIMEOUT_S = 10.0
 
 InvocationListener = Callable[[Invocation, str, str, dict[str, Any]], Awaitable[None] | None]
 
@@ -53,6 +68,29 @@ FAKE_CREDENTIALS = {
 }
 # Variables a developer's shell may hold that must not reach a local function.
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+
+
+def prewarm_targets(app: LocalApp) -> list[str]:
+    """The functions a request or an event invokes directly, which the stack prewarms: WebSocket
+    routes and their authorizers, HTTP API routes and authorizers, EventBridge rules' Lambda
+    targets; in that order, each once. Not those only a state machine or a `lambda:Invoke` calls
+    (they run later in a flow, and would cost a process each for little)."""
+    found: list[str] = []
+    for api in app.websocket_apis:
+        for route in api.routes.values():
+            if route.authorizer is not None:
+                found.append(route.authorizer.function_id)
+            if route.function_id is not None:
+                found.append(route.function_id)
+    for http_route in app.http_routes:
+        if http_route.authorizer_function_id is not None:
+            found.append(http_route.authorizer_function_id)
+        found.append(http_route.function_id)
+    for rule in app.rules:
+        for target in rule.targets:
+            if target.kind == "lambda":
+                found.append(target.resource_id or app.function_id_by_arn(target.arn) or "")
+    return [function_id for function_id in dict.fromkeys(found) if function_id in app.functions]
 
 
 def function_environment(
@@ -176,6 +214,7 @@ class _Pool:
     generation: int = 0
     freed: asyncio.Condition = field(default_factory=asyncio.Condition)
     running: set[_WorkerProcess] = field(default_factory=set)  # inside an invocation now
+    warming: int = 0  # workers being proactively initialized (counted in `busy` too)
 
 
 class FunctionRunner:
@@ -221,6 +260,7 @@ class FunctionRunner:
         self._watcher: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
         self._listeners: set[asyncio.Task[None]] = set()
+        self._prewarms: set[asyncio.Task[dict[str, str]]] = set()
         self.reloads = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -249,6 +289,11 @@ class FunctionRunner:
             pool.idle = []
         while self._workers:
             await next(iter(self._workers)).stop()  # each removes itself
+        if self._prewarms:
+            # a prewarm in flight sees `_stopped` (or its killed worker) and stops what it started
+            await asyncio.gather(*self._prewarms, return_exceptions=True)
+        while self._workers:
+            await next(iter(self._workers)).stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def __aenter__(self) -> FunctionRunner:
@@ -274,6 +319,82 @@ class FunctionRunner:
         if pool is None:
             return []
         return [worker.process.pid for worker in pool.running if worker.alive]
+
+    # ---------------------------------------------------------------- prewarming
+    def prewarm(self, function_ids: Iterable[str], *, at_once: int = 2) -> asyncio.Task[dict[str, str]]:
+        """Initialize one worker for each of these functions that has none yet, in the background,
+        `at_once` at a time (Lambda's proactive initialization, see the module docstring).
+
+        Never blocks or fails an invocation. The task's result: function id → "warm" (a worker
+        waits, initialized), "failed" (its init failed or timed out: discarded), "skipped" (it
+        has workers already, or may have none), "stopped" (the runner stopped or the function's
+        code reloaded meanwhile) or "unknown"."""
+        task = asyncio.create_task(
+            self._prewarm(list(dict.fromkeys(function_ids)), at_once), name="tidings-prewarm"
+        )
+        self._prewarms.add(task)
+        task.add_done_callback(self._prewarms.discard)
+        return task
+
+    async def _prewarm(self, function_ids: list[str], at_once: int) -> dict[str, str]:
+        gate = asyncio.Semaphore(max(1, at_once))
+        outcomes: dict[str, str] = {}
+
+        async def one(function_id: str) -> None:
+            async with gate:
+                try:
+                    outcomes[function_id] = await self._prewarm_one(function_id)
+                except Exception:  # a prewarm never takes the stack down
+                    log.exception("prewarming %s failed", function_id)
+                    outcomes[function_id] = "failed"
+
+        await asyncio.gather(*(one(function_id) for function_id in function_ids))
+        return outcomes
+
+    async def _prewarm_one(self, function_id: str) -> str:
+        function = self.app.functions.get(function_id)
+        if function is None:
+            return "unknown"
+        if self._stopped:
+            return "stopped"
+        pool = self._pool(function)
+        async with pool.freed:
+            if pool.busy or pool.idle or self.max_workers < 1 or function.reserved_concurrency == 0:
+                return "skipped"
+            pool.busy += 1
+            pool.warming += 1
+            generation = pool.generation
+        worker: _WorkerProcess | None = None
+        outcome = "failed"
+        try:
+            worker = await self._spawn(function, generation)
+            if self._stopped:
+                outcome = "stopped"
+            else:
+                response = await asyncio.wait_for(worker.call({"init": True}), timeout=PREWARM_INIT_TIMEOUT_S)
+                if response.get("ok") and not response.get("retire"):
+                    outcome = "warm"
+                    log.debug("prewarmed %s in %.0f ms", function_id, float(response.get("init_ms", 0.0)))
+        except (TimeoutError, WorkerExited, OSError) as error:
+            log.debug("prewarming %s: %r", function_id, error)
+        finally:
+            async with pool.freed:
+                pool.busy -= 1
+                pool.warming -= 1
+                if worker is not None:
+                    if (
+                        outcome == "warm"
+                        and not self._stopped
+                        and worker.alive
+                        and worker.generation == pool.generation
+                    ):
+                        pool.idle.append(worker)
+                    else:
+                        outcome = "stopped" if outcome == "warm" else outcome
+                        await worker.stop()
+                # invocations waiting for this worker: one takes it, the others start their own
+                pool.freed.notify_all()
+        return outcome
 
     # ---------------------------------------------------------------- invoking
     async def invoke(
@@ -347,6 +468,9 @@ class FunctionRunner:
                         pool.busy += 1
                         return worker
                     await worker.stop()
+                if pool.warming:  # a proactively initialized worker is on its way: take that one
+                    await pool.freed.wait()
+                    continue
                 if pool.busy < self.max_workers:
                     pool.busy += 1
                     return None

@@ -123,6 +123,8 @@ class Function:
     architectures: tuple[str, ...] = ("x86_64",)
     async_config: AsyncInvokeConfig = AsyncInvokeConfig()
     role_arn: str = ""  # its execution role (`Role`), a key of LocalApp.roles
+    # `ReservedConcurrentExecutions` (None: unreserved); only prewarming reads it (0: never)
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,26 @@ async function invoke(request) {
   return response;
 }
 
+// An init frame ({"init": true}): load the handler ahead of any invocation (Lambda's proactive
+// initialization, see functions.py). What loading printed stays for the first invocation's logs;
+// a failure answers as that invocation would have (the runner then discards this worker).
+async function initialize() {
+  currentRequestId = "";
+  const started = performance.now();
+  let response;
+  try {
+    if (handler === undefined) handler = await loadHandler();
+    response = { ok: true };
+  } catch (error) {
+    response = errorResponse(error);
+    response.logs = logs.join("");
+    logs = [];
+  }
+  response.init_ms = performance.now() - started;
+  if (crashed) response.retire = true;
+  return response;
+}
+
 function writeFrame(message) {
   const body = Buffer.from(JSON.stringify(message), "utf8");
   const header = Buffer.alloc(4);
@@ -291,7 +311,7 @@ async function serve() {
       const request = JSON.parse(buffered.subarray(4, 4 + length).toString("utf8"));
       buffered = buffered.subarray(4 + length);
       busy = busy.then(async () => {
-        writeFrame(await invoke(request));
+        writeFrame(await (request.init ? initialize() : invoke(request)));
         if (crashed) process.exit(1);
       });
     }

@@ -47,7 +47,7 @@ from tidings.local.aws_guard import (
 )
 from tidings.local.bus import EventDelivery
 from tidings.local.embedded_values import EmbeddedValues
-from tidings.local.functions import FunctionRunner
+from tidings.local.functions import FunctionRunner, prewarm_targets
 from tidings.local.gateway import Gateway, PostWrapper
 from tidings.local.hosts import LOOPBACK_NAMES, HostPolicy, browser_host, is_loopback, is_wildcard
 from tidings.local.http import build_http_app
@@ -112,6 +112,9 @@ class DevOptions:
     api: str | None = None  # logical id of the WebSocket API when the template has several
     iam: bool = True  # check each function's calls against its execution role (--no-iam: off)
     env_vars: dict[str, dict[str, str]] = field(default_factory=dict)  # SAM's --env-vars JSON
+    # once ready (and after a template reload) initialize a worker of each function a route or a
+    # rule invokes, as Lambda's proactive initialization does (--no-prewarm: first invocations cold)
+    prewarm: bool = True
 
 
 @dataclass(frozen=True)
@@ -582,6 +585,8 @@ class LocalStack:
             issued=issued,
             worker_environment=worker_environment,
         )
+        if opts.prewarm:  # in the background, two at a time: it starts once the stack serves
+            current.functions.runner.prewarm(prewarm_targets(app))
         return RunningStack(
             options=opts,
             app=app,
@@ -866,6 +871,8 @@ class TemplateReload:
         self.app, self.issued = app, issued
         await old.stop()
         self.aws.credentials.revoke(old_keys)
+        if opts.prewarm:  # the reloaded functions start with new workers: warm one of each again
+            functions.runner.prewarm(prewarm_targets(app))
         notes = []
         if isinstance(self.gateway, Gateway) and api is not None and _same_api(self.gateway.api, api):
             self.gateway.api = api
@@ -978,6 +985,13 @@ def parse_args(argv: list[str]) -> DevOptions:
         action="store_false",
         help="do not check the functions' AWS calls against their execution roles",
     )
+    parser.add_argument(
+        "--no-prewarm",
+        dest="prewarm",
+        action="store_false",
+        help="do not initialize the functions that routes and rules invoke once the stack is ready "
+        "(and after a template reload); their first invocations then start cold",
+    )
     parser.add_argument("--config-env", metavar="ENV", help="parameter_overrides of ENV in samconfig.toml")
     parser.add_argument("--env-vars", type=Path, metavar="FILE", help='SAM\'s JSON: {"Parameters": {...}}')
     args = parser.parse_args(argv)
@@ -1005,6 +1019,7 @@ def parse_args(argv: list[str]) -> DevOptions:
         state_file=args.state_file,
         api=args.api,
         iam=args.iam,
+        prewarm=args.prewarm,
         env_vars=env_vars,
     )
 

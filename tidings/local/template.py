@@ -855,6 +855,13 @@ class _AppReader:
                 ),
             ),
             role_arn=self._optional_text(props.get("Role"), f"{where}.Role") or "",
+            reserved_concurrency=None
+            if props.get("ReservedConcurrentExecutions") is None
+            else int(
+                self.resolver.resolve_at(
+                    props["ReservedConcurrentExecutions"], f"{where}.ReservedConcurrentExecutions"
+                )
+            ),
         )
 
     def async_invoke_configs(self) -> dict[str, AsyncInvokeConfig]:

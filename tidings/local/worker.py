@@ -4,9 +4,11 @@ Started by `functions.py` by file path (`pythonX.Y -I -S -u -B .../worker.py`) o
 the function's `Runtime` names, with the function's environment; `TIDINGS_WORKER_SYS_PATH` lists
 what it may import (code folder, layers, its package folder). It imports the handler once
 (warm), then serves invocations one at a time over stdin/stdout with length-prefixed JSON
-frames. What the handler prints or logs during an invocation goes back with that invocation's
-response. Standard library only (it runs outside the tidings package, on any Python 3.9+):
-nothing here may shadow or preload what the function imports.
+frames. An init frame (`{"init": true}`) imports the handler ahead of any invocation (Lambda's
+proactive initialization, see functions.py) and answers `{"ok": true, "init_ms": ...}` or the
+error the first invocation would have reported. What the handler prints or logs during an
+invocation goes back with that invocation's response. Standard library only (it runs outside
+the tidings package, on any Python 3.9+): nothing here may shadow or preload what the function imports.
 
 Endpoints a handler builds itself (`https://{requestContext.domainName}/{stage}`, the API id host,
 a custom domain) reach the local stack: before the handler is imported, `socket.getaddrinfo`
@@ -198,24 +200,48 @@ class Worker:
             raise AttributeError(f"Handler '{function_name}' missing on module '{module_name}'")
         return handler
 
+    def _ensure_handler(self) -> Any:
+        """The handler, imported on first need; an import failure as Lambda's runtime reports it."""
+        if self.handler is None:
+            try:
+                self.handler = self.load_handler()
+            except Exception as error:
+                module_name = os.environ["_HANDLER"].rpartition(".")[0]
+                error_type = "Runtime.HandlerNotFound" if isinstance(error, AttributeError) else None
+                raise _InitError(
+                    error_type or "Runtime.ImportModuleError",
+                    f"Unable to import module '{module_name}': {error}" if error_type is None else str(error),
+                ) from error
+        return self.handler
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One frame: an init request (`{"init": true}`) or an invocation."""
+        return self.initialize() if request.get("init") else self.invoke(request)
+
+    def initialize(self) -> dict[str, Any]:
+        """Import the handler without invoking it (a proactively initialized environment): the
+        next invocation is warm. What the import printed stays for that invocation's logs; a
+        failure answers as an invocation would (and the runner discards this worker)."""
+        self.request_ids.request_id = ""
+        started = time.perf_counter()
+        response: dict[str, Any]
+        try:
+            self._ensure_handler()
+            response = {"ok": True}
+        except _InitError as error:
+            response = _error_response(error.error_type, error.message, error.__cause__ or error)
+            sys.stdout.flush()
+            response["logs"] = self.output.take()
+        response["init_ms"] = (time.perf_counter() - started) * 1000
+        return response
+
     def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
         self.request_ids.request_id = request["request_id"]
         started = time.perf_counter()
         cold = self.handler is None
         response: dict[str, Any]
         try:
-            if self.handler is None:
-                try:
-                    self.handler = self.load_handler()
-                except Exception as error:
-                    module_name = os.environ["_HANDLER"].rpartition(".")[0]
-                    error_type = "Runtime.HandlerNotFound" if isinstance(error, AttributeError) else None
-                    raise _InitError(
-                        error_type or "Runtime.ImportModuleError",
-                        f"Unable to import module '{module_name}': {error}"
-                        if error_type is None
-                        else str(error),
-                    ) from error
+            self._ensure_handler()
             result = self.handler(request["event"], LambdaContext(request))
             try:
                 encoded = json.loads(json.dumps(result, default=_json_default))
@@ -265,7 +291,7 @@ def main() -> None:
         request = read_frame(protocol_in)
         if request is None:
             return
-        protocol_out.write(encode_frame(worker.invoke(request)))
+        protocol_out.write(encode_frame(worker.handle(request)))
 
 
 if __name__ == "__main__":
