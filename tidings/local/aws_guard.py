@@ -29,7 +29,7 @@ import string
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, unquote
 
 from tidings.local import s3_presigned
@@ -133,14 +133,34 @@ def _secret(length: int = 40) -> str:
     return secrets.token_urlsafe(length)[:length]
 
 
+class KeyLookup(Protocol):
+    """What the guard asks of the run's keys (`RunCredentials`, or the AWS process's copy)."""
+
+    def lookup(self, access_key_id: str) -> tuple[Credentials, Caller] | None: ...
+
+
 class RunCredentials:
-    """The keys of one run, by access key id (thread-safe: moto serves on many threads)."""
+    """The keys of one run, by access key id (thread-safe: moto serves on many threads).
+    `on_change` listeners hear of each issued or revoked key, before the call returns."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, tuple[Credentials, Caller]] = {}
         self._by_label: dict[str, Credentials] = {}
+        self._listeners: list[Callable[[], None]] = []
         self.admin = self._issue(Caller("admin", "admin"), session=False)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def table(self) -> dict[str, tuple[Credentials, Caller]]:
+        """Every key of the run, by access key id (a copy)."""
+        with self._lock:
+            return dict(self._by_key)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     def _issue(self, caller: Caller, *, session: bool = True) -> Credentials:
         credentials = Credentials(
@@ -149,6 +169,7 @@ class RunCredentials:
         with self._lock:
             self._by_key[credentials.access_key_id] = (credentials, caller)
             self._by_label[caller.label] = credentials
+        self._changed()
         return credentials
 
     def issue_role(self, label: str, principal: Principal) -> Credentials:
@@ -166,6 +187,7 @@ class RunCredentials:
                 found = self._by_key.pop(credentials.access_key_id, None)
                 if found is not None and self._by_label.get(found[1].label) == credentials:
                     del self._by_label[found[1].label]
+        self._changed()
 
     def lookup(self, access_key_id: str) -> tuple[Credentials, Caller] | None:
         with self._lock:
@@ -460,7 +482,7 @@ class AwsGuard:
     def __init__(
         self,
         app: WsgiApp,
-        credentials: RunCredentials,
+        credentials: KeyLookup,
         *,
         account: str,
         enforce_iam: bool = True,
