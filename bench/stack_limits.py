@@ -1,6 +1,6 @@
 """The local stack at its limits, in one run: connect rate, `@connections` posts, fan-out of 1,000.
 
-    .venv/bin/python -m bench.stack_limits [--fanout 1000] [--repeats 3] [--skip-fanout]
+    .venv/bin/python -m bench.stack_limits [--fanout 1000] [--repeats 3] [--skip-fanout] [--skip-limits]
 
 For profiling and before/after comparisons of the stack's process structure (issue 15): prints
 one JSON object with
@@ -146,7 +146,7 @@ async def serve_bare() -> None:
     await runner.cleanup()
 
 
-async def main(size: int, repeats: int, skip_fanout: bool) -> None:
+async def main(size: int, repeats: int, skip_fanout: bool, skip_limits: bool) -> None:
     raise_open_files_limit()
     load = os.getloadavg()
     report: dict[str, Any] = {"load_before": [round(x, 2) for x in load]}
@@ -158,7 +158,8 @@ async def main(size: int, repeats: int, skip_fanout: bool) -> None:
             key: row[key] for key in ("vs_sequential", "p50_ms", "p99_ms", "deliveries_per_s", "missing")
         }
         report["fanout"]["sequential_per_s"] = row["sequential"]["deliveries_per_s"]
-    report.update(await limits(repeats))
+    if not skip_limits:
+        report.update(await limits(repeats))
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report), flush=True)
 
@@ -168,9 +169,10 @@ if __name__ == "__main__":
     parser.add_argument("--fanout", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument("--skip-limits", action="store_true")
     parser.add_argument("--bare-server", action="store_true")
     args = parser.parse_args()
     if args.bare_server:
         asyncio.run(serve_bare())
     else:
-        asyncio.run(main(args.fanout, args.repeats, args.skip_fanout))
+        asyncio.run(main(args.fanout, args.repeats, args.skip_fanout, args.skip_limits))
