@@ -17,7 +17,9 @@ moto's objects:
   to the child by its `InterceptMatch`; a matching request, once signed and authorized, goes to
   the stack, whose interceptors answer it or let moto have it;
 - refused calls (`Denial`) and rule matches with Lambda or Step Functions targets (bus.py's
-  hook on moto's rules, installed in the child) come back to the stack as notices;
+  hook on moto's rules, installed in the child) come back to the stack as calls: the stack has
+  them before the caller gets its AccessDenied or PutEvents' answer, as when moto ran in it (the
+  invocation line that follows names the refusal; a drain after PutEvents sees the delivery);
 - the few direct edits of moto's state (a secret's ARN) are calls answered by the child.
 
 Ctrl-C reaches the whole process group: the child ignores it and stops when the stack says so,
@@ -264,14 +266,16 @@ def serve(
     )
 
     def deliver(rule_arn: str, rule_name: str, targets: list[dict[str, Any]], event: dict[str, Any]) -> None:
-        try:
-            link.post("events", rule_arn, rule_name, targets, event)
+        try:  # a call: scheduled in the stack before PutEvents answers, as when moto ran there
+            link.call("events", rule_arn, rule_name, targets, event, timeout_s=30)
         except LinkClosed:
             log.warning("event %s for rule %s dropped: the stack is stopping", event.get("id"), rule_name)
 
     def denied(denial: Denial) -> None:
+        # a call, not a notice: the stack has it before the caller gets its AccessDenied, so the
+        # invocation line that ends after the refusal names it
         with contextlib.suppress(LinkClosed):
-            link.post("denied", denial)
+            link.call("denied", denial, timeout_s=30)
 
     route_rule_deliveries(deliver)
 
