@@ -290,7 +290,28 @@ def _recompute(s3: bool) -> Any:
             payload_hash: str = request.context[_SIGNED][2]
             return payload_hash
 
+        def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+            # botocore's, with the signing key derived once per key, day, region and service
+            key = signing_key(
+                self.credentials.secret_key,
+                request.context["timestamp"][0:8],
+                self._region_name,
+                self._service_name,
+            )
+            return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
     return _Recompute
+
+
+@functools.lru_cache(maxsize=512)
+def signing_key(secret_access_key: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's signing key (AWS's derivation: HMAC chain over day, region, service,
+    `aws4_request`), which AWS suggests caching: the same for every request of a key on a day.
+    Four of the five HMACs of each check; only keys the run still knows are looked up."""
+    key = f"AWS4{secret_access_key}".encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    return key
 
 
 def expected_signature(
