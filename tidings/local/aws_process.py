@@ -136,8 +136,16 @@ class Link:
                 self._waiting.pop(call_id, None)
 
     def close(self) -> None:
+        """Close both ways: the other side reads the end, this side's reader stops."""
         with self._send_lock:
             self._closed = True
+            with contextlib.suppress(OSError, ValueError):
+                # a blocked recv keeps a closed descriptor's socket open: shut it down first
+                end = socket.socket(fileno=self._connection.fileno())
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                finally:
+                    end.detach()
             self._connection.close()
         self._fail_waiting()
 
