@@ -32,10 +32,10 @@ import contextlib
 import io
 import itertools
 import logging
-import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -247,12 +247,17 @@ def serve(
 ) -> None:
     """The AWS process: serve `listening` until the stack says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stack's to handle: it stops us
-    from tidings.local.aws import disable_moto_global_cors, make_dynamodb_atomic
+    from tidings.local.aws import (
+        disable_moto_global_cors,
+        make_dynamodb_atomic,
+        serialize_dynamodb_reads_directly,
+    )
     from tidings.local.bus import route_rule_deliveries
     from tidings.local.moto_server import MotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     make_dynamodb_atomic()
+    serialize_dynamodb_reads_directly()
     disable_moto_global_cors()
     served = _Served(keys)
     stopped = threading.Event()
@@ -313,6 +318,18 @@ def serve(
     os._exit(0)  # moto's and werkzeug's threads are daemons: nothing else to wait for
 
 
+def child_main() -> None:
+    """The AWS process's entry (`python -c`, argv: the link's and the listening socket's
+    descriptors, then the stack's sys.path): the stack sends the rest as the link's first message."""
+    connection = Connection(int(sys.argv[1]))
+    listening = socket.socket(fileno=int(sys.argv[2]))
+    policy, keys, enforce_iam, account = connection.recv()
+    serve(listening, connection, policy, keys, enforce_iam, account)
+
+
+_MODULE = child_main.__module__
+
+
 class AwsProcess:
     """The stack's side: the AWS process serving `listening`, and the link to it.
 
@@ -333,39 +350,44 @@ class AwsProcess:
         account: str,
         handlers: Mapping[str, Callable[..., Any]],
     ) -> None:
-        context = multiprocessing.get_context("spawn")  # never fork the stack's threads and loop
-        ours, theirs = context.Pipe(duplex=True)
+        ours, theirs = socket.socketpair()
+        # this interpreter with the stack's sys.path, running `child_main` (named from the object);
+        # its own session: Ctrl-C is the stack's, which stops it (it also stops when the pipe ends)
+        code = f"import sys; sys.path[:] = sys.argv[3:]; from {_MODULE} import child_main; child_main()"
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", code, str(theirs.fileno()), str(listening.fileno()), *sys.path],
+                pass_fds=(theirs.fileno(), listening.fileno()),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        connection = Connection(ours.detach())
+        connection.send((policy, dict(keys), enforce_iam, account))
         ready = threading.Event()
-        self.link = Link(ours, {**handlers, "ready": ready.set}, threaded=frozenset({"intercept"}))
-        self._process = context.Process(
-            target=serve,
-            args=(listening, theirs, policy, dict(keys), enforce_iam, account),
-            name="tidings-aws",
-            daemon=True,  # never outlives the stack, whatever stops it
-        )
-        self._process.start()
-        theirs.close()
+        self.link = Link(connection, {**handlers, "ready": ready.set}, threaded=frozenset({"intercept"}))
         self.link.start()
         started = time.monotonic()
         while not ready.wait(0.1):
-            if not self._process.is_alive() or time.monotonic() - started > self.START_TIMEOUT_S:
+            if self._process.poll() is not None or time.monotonic() - started > self.START_TIMEOUT_S:
                 self.stop()
                 raise OSError("AWS endpoint: the embedded AWS services did not start")
 
     @property
-    def pid(self) -> int | None:
+    def pid(self) -> int:
         return self._process.pid
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the process (idempotent): asked first, then terminated, then killed."""
         with contextlib.suppress(LinkClosed):
             self.link.post("stop")
-        self._process.join(timeout_s)
-        if self._process.is_alive():
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             self._process.terminate()
-            self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
         self.link.close()
         self.link.join(5)
