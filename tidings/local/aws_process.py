@@ -364,7 +364,13 @@ class AwsProcess:
         connection = Connection(ours.detach())
         connection.send((policy, dict(keys), enforce_iam, account))
         ready = threading.Event()
-        self.link = Link(connection, {**handlers, "ready": ready.set}, threaded=frozenset({"intercept"}))
+        self._stopping = False
+        self.link = Link(
+            connection,
+            {**handlers, "ready": ready.set},
+            threaded=frozenset({"intercept"}),
+            on_closed=self._gone,
+        )
         self.link.start()
         started = time.monotonic()
         while not ready.wait(0.1):
@@ -376,8 +382,13 @@ class AwsProcess:
     def pid(self) -> int:
         return self._process.pid
 
+    def _gone(self) -> None:
+        if not self._stopping:
+            log.error("the embedded AWS services stopped: AWS calls now fail (restart tidings dev)")
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the process (idempotent): asked first, then terminated, then killed."""
+        self._stopping = True
         with contextlib.suppress(LinkClosed):
             self.link.post("stop")
         try:
