@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -146,14 +148,31 @@ CASES: list[tuple[str, dict[str, Any], Any, str, str | None]] = [
 ]
 
 
-async def main() -> int:
-    import moto.stepfunctions.parser.asl.utils.boto_client as moto_boto_client
-    from moto.core.config import default_user_config
+def _switch_moto_interpreter_on(endpoint: str, admin: dict[str, str]) -> None:
+    """POST /moto-api/config (admin-signed) on the embedded endpoint: moto's executions run."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
 
-    from tidings.local.aws import AwsServices
+    config = AWSRequest(
+        method="POST",
+        url=f"{endpoint}/moto-api/config",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    keys = BotoCredentials(admin["aws_access_key_id"], admin["aws_secret_access_key"])
+    SigV4Auth(keys, "s3", "us-east-1").add_auth(config)
+    body = config.data if isinstance(config.data, bytes) else b""
+    request = urllib.request.Request(str(config.url), data=body, headers=dict(config.headers.items()))  # noqa: S310
+    urllib.request.urlopen(request, timeout=30).close()  # noqa: S310
+
+
+async def main() -> int:
+    from tidings.local.aws import LAMBDA_INVOKE, AwsServices
     from tidings.local.bus import EventDelivery
     from tidings.local.functions import FunctionRunner
     from tidings.local.lambda_invoke import LambdaInvoke
+    from tidings.local.stack import free_port
     from tidings.local.template import LocalEndpoints, load_app
 
     app_dir = Path(tempfile.mkdtemp(prefix="sfn-moto-"))
@@ -162,10 +181,12 @@ async def main() -> int:
     (app_dir / "src" / "app.py").write_text(HANDLER)
 
     aws = AwsServices(port=0)
+    port = str(free_port("127.0.0.1"))
+    os.environ["MOTO_PORT"] = port  # moto's interpreter calls back to it (in the AWS process)
+    aws.port = int(port)
     endpoint = aws.start_server()
-    default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
-    port = endpoint.rsplit(":", 1)[1]
-    moto_boto_client.moto_server_port = lambda: port  # type: ignore[attr-defined]
+    # moto runs in its own process (tidings/local/aws_process.py): its config goes over the endpoint
+    await asyncio.to_thread(_switch_moto_interpreter_on, endpoint, aws.credentials.admin.boto())
     app = load_app(
         app_dir / "template.yaml",
         LocalEndpoints("ws://127.0.0.1:1", "http://127.0.0.1:1", endpoint),
@@ -175,7 +196,9 @@ async def main() -> int:
     runner = FunctionRunner(app, endpoint, watch=False)
     await runner.start()
     delivery = EventDelivery(app, runner, endpoint)
-    aws.add_interceptor(LambdaInvoke(app, runner, delivery.lambda_async.invoke, asyncio.get_running_loop()))
+    aws.add_interceptor(
+        LambdaInvoke(app, runner, delivery.lambda_async.invoke, asyncio.get_running_loop()), LAMBDA_INVOKE
+    )
     sfn = aws.client("stepfunctions")
     failed = 0
     try:

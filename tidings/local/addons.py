@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from tidings.local.aws import Interceptor
+from tidings.local.aws import InterceptMatch, Interceptor
 from tidings.local.aws_guard import Denial
 from tidings.local.gateway import PostWrapper
 from tidings.local.model import Invocation, LocalApp
@@ -111,8 +111,9 @@ class StackHost(Protocol):
         """A boto3 client for the embedded AWS services with this run's admin key."""
         ...
 
-    def intercept_aws(self, interceptor: Interceptor) -> None:
-        """Answer some embedded-AWS requests before the services do (behind the signature and IAM checks)."""
+    def intercept_aws(self, interceptor: Interceptor, match: InterceptMatch) -> None:
+        """Answer some embedded-AWS requests before the services do (behind the signature and IAM
+        checks): those `match` takes (decided in the AWS process, which sends them here)."""
         ...
 
     async def invoke(self, function_id: str, event: dict[str, Any], *, source: str) -> Invocation:

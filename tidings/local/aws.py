@@ -1,4 +1,4 @@
-"""The embedded AWS services: moto's server in-process, with the template's resources created.
+"""The embedded AWS services: moto's server in its own process, with the template's resources created.
 
 Handlers reach it through `AWS_ENDPOINT_URL` (set by `functions.py`), so they use boto3 as they
 would in AWS. Resources are created through boto3 against the server from the resolved
@@ -7,20 +7,27 @@ CloudFormation properties, so what the template says is what the handlers find.
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from tidings.local.aws_guard import AwsGuard, Denial, RunCredentials
+from tidings.local.aws_guard import Denial, RunCredentials
+from tidings.local.aws_process import Answer, AwsProcess
+from tidings.local.aws_process import InterceptMatch as InterceptMatch
 from tidings.local.hosts import HostPolicy
 from tidings.local.iam_requests import Names
 from tidings.local.model import ACCOUNT_ID, DEFAULT_REGION, LocalApp, SimpleResource, Table
-from tidings.local.moto_server import MotoServer
+from tidings.local.moto_server import bind
+
+if TYPE_CHECKING:
+    from tidings.local.bus import EventDelivery
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,11 @@ log = logging.getLogger(__name__)
 # (lambda_invoke.py runs Invoke of the template's own functions); None passes it on to moto.
 # Interceptors sit behind the guard: their requests are signed and authorized like moto's.
 Interceptor = Callable[[dict[str, Any]], Callable[..., Iterable[bytes]] | None]
+
+# The requests the stack's own interceptors answer: Invoke (lambda_invoke.py) and the execution
+# calls of Step Functions (stepfunctions_api.py)
+LAMBDA_INVOKE = InterceptMatch(path_prefix="/2015-03-31/functions/")
+STEP_FUNCTIONS_API = InterceptMatch(target_prefix="AWSStepFunctions.")
 
 # For moto in tests without the guard only: the guarded endpoint refuses these.
 LOCAL_CREDENTIALS: dict[str, Any] = {
@@ -77,9 +89,47 @@ def make_dynamodb_atomic() -> None:
         _dynamodb_atomic = DynamoHandler
 
 
+# DynamoDB reads whose answer is items: moto's generic serializer walks every attribute of every
+# item through its shape (1,000 subscriptions: ~80% of a Query's time, cProfile); their result is
+# already DynamoDB JSON
+_DIRECT_JSON_READS = frozenset({"Query", "Scan", "GetItem", "BatchGetItem"})
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):  # B and BS, as the serializer encodes them
+        return base64.b64encode(bytes(value)).decode()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def serialize_dynamodb_reads_directly() -> Callable[[], None]:
+    """Answer Query, Scan, GetItem and BatchGetItem with `json.dumps` of moto's result (the same
+    JSON its serializer writes, test_dynamodb_direct_json.py); returns what undoes it. Anything
+    else, an error, or a result JSON cannot hold goes to moto's serializer as before."""
+    from moto.dynamodb.responses import DynamoResult
+
+    original = DynamoResult.execute_result
+
+    @functools.wraps(original)
+    def execute_result(result: DynamoResult, context: Any) -> Any:
+        if context.operation_model.name in _DIRECT_JSON_READS and isinstance(result.result, dict):
+            try:
+                body = json.dumps(result.result, default=_json_default, separators=(",", ":"))
+            except (TypeError, ValueError):
+                return original(result, context)
+            return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+        return original(result, context)
+
+    DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        DynamoResult.execute_result = original  # type: ignore[method-assign]
+
+    return undo
+
+
 class AwsServices:
     """moto on `host:port` (0: a free port) with the app's tables, buckets, queues, buses, rules,
-    parameters, secrets and state machines."""
+    parameters, secrets and state machines; served by its own process (aws_process.py)."""
 
     def __init__(
         self,
@@ -94,41 +144,62 @@ class AwsServices:
         self.host = host
         self.port = port
         self.hosts = hosts  # the Host policy for the bound port (hosts.py); None: any Host
-        self._server: MotoServer | None = None
-        self._interceptors: list[Interceptor] = []
-        # this run's keys: admin (the stack, CLI, tests), then one per function / rule
+        self._process: AwsProcess | None = None
+        self._address: tuple[str, int] = (host, port)
+        self._interceptors: list[tuple[Interceptor, InterceptMatch]] = []
+        self._events: EventDelivery | None = None
+        # this run's keys: admin (the stack, CLI, tests), then one per function / rule; the AWS
+        # process gets each change before the call that made it returns
         self.credentials = RunCredentials()
+        self.credentials.on_change(self._send_keys)
         self.enforce_iam = enforce_iam
         self._on_denied = on_denied
 
-    def add_interceptor(self, interceptor: Interceptor) -> None:
-        """Answer some requests before moto does (the first interceptor that answers wins)."""
-        self._interceptors.append(interceptor)
+    def add_interceptor(self, interceptor: Interceptor, match: InterceptMatch) -> None:
+        """Answer the requests `match` takes before moto does (the first interceptor that answers
+        wins). `match` is decided in the AWS process: only those requests come to this one."""
+        self._interceptors.append((interceptor, match))
+        self._call("matches", [match for _, match in self._interceptors])
 
-    def _intercepting(self, moto_app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-        def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            for interceptor in list(self._interceptors):
-                answer = interceptor(environ)
-                if answer is not None:
-                    return answer(environ, start_response)
-            return moto_app(environ, start_response)
+    def route_events(self, delivery: EventDelivery) -> None:
+        """Rule matches with Lambda or Step Functions targets go to `delivery` (on this loop)."""
+        delivery.install()
+        self._events = delivery
 
-        return application
+    def _call(self, kind: str, *args: Any) -> Any:
+        if self._process is None:
+            return None  # sent whole when the process starts
+        return self._process.link.call(kind, *args, timeout_s=60)
+
+    def _send_keys(self) -> None:
+        self._call("keys", self.credentials.table())
+
+    def _intercept(self, fields: dict[str, str], body: bytes) -> Answer | None:
+        """A request the AWS process sent here: the first interceptor that answers it, or None."""
+        environ: dict[str, Any] = dict(fields)
+        for interceptor, match in list(self._interceptors):
+            if not match.matches(environ):
+                continue
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            answer = interceptor(environ)
+            if answer is not None:
+                return _run_wsgi(answer, environ)
+        return None
+
+    def _deliver_events(
+        self, rule_arn: str, rule_name: str, targets: list[dict[str, Any]], event: dict[str, Any]
+    ) -> None:
+        delivery = self._events
+        if delivery is None:
+            log.warning("event %s for rule %s dropped: delivery is not running", event.get("id"), rule_name)
+            return
+        delivery.schedule(rule_arn, rule_name, targets, event)
 
     def _names(self) -> Names:
         if self._app is None:
             return Names()
         return Names(secret_arns={r.name: r.arn for r in self._app.resources if r.kind == "secret"})
-
-    def _guard(self, moto_app: Any) -> AwsGuard:
-        return AwsGuard(
-            self._intercepting(moto_app),
-            self.credentials,
-            account=ACCOUNT_ID,
-            enforce_iam=self.enforce_iam,
-            names=self._names,
-            on_denied=self._denied,
-        )
 
     def _denied(self, denial: Denial) -> None:
         if self._on_denied is not None:
@@ -142,10 +213,15 @@ class AwsServices:
 
     @property
     def endpoint(self) -> str:
-        if self._server is None:
+        if self._process is None:
             raise RuntimeError("AwsServices is not started")
-        host, port = self._server.get_host_and_port()
+        host, port = self._address
         return f"http://{host}:{port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The AWS process's id while it runs."""
+        return self._process.pid if self._process is not None else None
 
     def client(self, service: str) -> Any:
         """A boto3 client for the embedded services (never the developer's real account)."""
@@ -161,23 +237,32 @@ class AwsServices:
         With port 0 the endpoint is known only now, and the template's queue URLs contain it:
         start the server, load the app with this endpoint, then `create_resources(app)`.
         """
-        from moto.moto_api._internal.models import moto_api_backend
-
-        if self._server is None:
-            moto_api_backend.reset()  # backends are process-wide: start from an empty account
-            make_dynamodb_atomic()
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-            disable_moto_global_cors()
-            # binds here: a taken port raises OSError instead of hanging (moto_server.py)
-            # the host check first, then the guard (signature, IAM), then the interceptors, then moto
-            self._server = MotoServer(self.host, self.port, hosts=self.hosts, wrap=self._guard)
-            self._server.start()
+        if self._process is None:
+            # bound here: a taken port raises OSError at once (moto_server.bind); the AWS process
+            # serves this socket behind the host check, the guard and the interceptors
+            with bind(self.host, self.port) as listening:
+                address = listening.getsockname()
+                self._address = (str(address[0]), int(address[1]))
+                self._process = AwsProcess(
+                    listening,
+                    self.hosts(self._address[1]) if self.hosts is not None else None,
+                    self.credentials.table(),
+                    enforce_iam=self.enforce_iam,
+                    account=ACCOUNT_ID,
+                    handlers={
+                        "intercept": self._intercept,
+                        "denied": self._denied,
+                        "events": self._deliver_events,
+                    },
+                )
+            if self._interceptors:
+                self._call("matches", [match for _, match in self._interceptors])
         return self.endpoint
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
 
     # ---------------------------------------------------------------- resources
     def create_resources(self, app: LocalApp, *, previous: LocalApp | None = None) -> None:
@@ -187,6 +272,7 @@ class AwsServices:
         included: only resources with new names are created, and the rules are put again.
         """
         self._app = app
+        self._call("names", self._names())
         had = {(r.kind, r.name) for r in previous.resources} if previous else set()
         had_tables = {t.name for t in previous.tables} if previous else set()
         had_machines = {m.name for m in previous.state_machines.values()} if previous else set()
@@ -328,12 +414,8 @@ class AwsServices:
         if props.get("Description"):
             request["Description"] = props["Description"]
         secretsmanager.create_secret(**request)
-        # The template's functions hold the ARN this stack computed; moto picks its own random
-        # suffix, so the in-process secret takes the stack's ARN to make both lookups work.
-        from moto.secretsmanager.models import secretsmanager_backends
-
-        stored = secretsmanager_backends[ACCOUNT_ID][self.app.region].secrets[resource.name]
-        stored.arn = resource.arn
+        # the stack's ARN for the stored secret (moto picks its own random suffix)
+        self._call("secret_arn", self.app.region, ACCOUNT_ID, resource.name, resource.arn)
 
     def generate_secret_string(self, spec: dict[str, Any]) -> str:
         """GenerateSecretString, generated here (moto's GetRandomPassword), never from the template."""
@@ -383,6 +465,24 @@ class AwsServices:
                 targets.append(entry)
             if targets:
                 events.put_targets(Rule=rule.name, EventBusName=rule.bus_name, Targets=targets)
+
+
+def _run_wsgi(app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> Answer:
+    """A WSGI application's whole answer: status line, headers, body."""
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+        started.append((status, list(headers)))
+
+    chunks = app(environ, start_response)
+    try:
+        data = b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    status, headers = started[-1]
+    return status, headers, data
 
 
 def _attribute_text(value: Any) -> str:

@@ -24,12 +24,13 @@ import hmac
 import io
 import json
 import logging
+import re
 import secrets
 import string
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, unquote
 
 from tidings.local import s3_presigned
@@ -133,14 +134,34 @@ def _secret(length: int = 40) -> str:
     return secrets.token_urlsafe(length)[:length]
 
 
+class KeyLookup(Protocol):
+    """What the guard asks of the run's keys (`RunCredentials`, or the AWS process's copy)."""
+
+    def lookup(self, access_key_id: str) -> tuple[Credentials, Caller] | None: ...
+
+
 class RunCredentials:
-    """The keys of one run, by access key id (thread-safe: moto serves on many threads)."""
+    """The keys of one run, by access key id (thread-safe: moto serves on many threads).
+    `on_change` listeners hear of each issued or revoked key, before the call returns."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, tuple[Credentials, Caller]] = {}
         self._by_label: dict[str, Credentials] = {}
+        self._listeners: list[Callable[[], None]] = []
         self.admin = self._issue(Caller("admin", "admin"), session=False)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def table(self) -> dict[str, tuple[Credentials, Caller]]:
+        """Every key of the run, by access key id (a copy)."""
+        with self._lock:
+            return dict(self._by_key)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     def _issue(self, caller: Caller, *, session: bool = True) -> Credentials:
         credentials = Credentials(
@@ -149,6 +170,7 @@ class RunCredentials:
         with self._lock:
             self._by_key[credentials.access_key_id] = (credentials, caller)
             self._by_label[caller.label] = credentials
+        self._changed()
         return credentials
 
     def issue_role(self, label: str, principal: Principal) -> Credentials:
@@ -166,6 +188,7 @@ class RunCredentials:
                 found = self._by_key.pop(credentials.access_key_id, None)
                 if found is not None and self._by_label.get(found[1].label) == credentials:
                     del self._by_label[found[1].label]
+        self._changed()
 
     def lookup(self, access_key_id: str) -> tuple[Credentials, Caller] | None:
         with self._lock:
@@ -243,6 +266,54 @@ def canonical_query_pair(pair: str) -> str:
     return f"{encode(unquote(name))}={encode(unquote(value))}" if equals else f"{encode(unquote(name))}="
 
 
+_SIGNED = "tidings_signed"  # AWSRequest.context: (signed header names, the headers as sent, payload hash)
+
+
+@functools.cache
+def _recompute(s3: bool) -> Any:
+    """botocore's signer (S3's for S3) given back what the client chose: its signed header list,
+    its payload hash (from the request's context). Made once: a class per request cost 10% of it."""
+    from botocore.auth import S3SigV4Auth, SigV4Auth
+    from botocore.awsrequest import AWSRequest, HTTPHeaders
+
+    base: type[SigV4Auth] = S3SigV4Auth if s3 else SigV4Auth
+
+    class _Recompute(base):  # type: ignore[valid-type,misc]
+        def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+            signed, headers, _ = request.context[_SIGNED]
+            chosen = HTTPHeaders()
+            for name in signed:
+                chosen[name] = headers.get(name, "")
+            return chosen
+
+        def payload(self, request: AWSRequest) -> str:
+            payload_hash: str = request.context[_SIGNED][2]
+            return payload_hash
+
+        def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+            # botocore's, with the signing key derived once per key, day, region and service
+            key = signing_key(
+                self.credentials.secret_key,
+                request.context["timestamp"][0:8],
+                self._region_name,
+                self._service_name,
+            )
+            return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    return _Recompute
+
+
+@functools.lru_cache(maxsize=512)
+def signing_key(secret_access_key: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's signing key (AWS's derivation: HMAC chain over day, region, service,
+    `aws4_request`), which AWS suggests caching: the same for every request of a key on a day.
+    Four of the five HMACs of each check; only keys the run still knows are looked up."""
+    key = f"AWS4{secret_access_key}".encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    return key
+
+
 def expected_signature(
     signature: Signature,
     secret_access_key: str,
@@ -257,22 +328,8 @@ def expected_signature(
     botocore's SigV4Auth builds the canonical request and string to sign; only what the client
     chose is given back to it (its signed header list, its payload hash, its timestamp).
     """
-    from botocore.auth import S3SigV4Auth, SigV4Auth
-    from botocore.awsrequest import AWSRequest, HTTPHeaders
+    from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials as BotoCredentials
-
-    base: type[SigV4Auth] = S3SigV4Auth if signature.service == "s3" else SigV4Auth
-    signed = signature.signed_headers
-
-    class _Recompute(base):  # type: ignore[valid-type,misc]
-        def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-            chosen = HTTPHeaders()
-            for name in signed:
-                chosen[name] = headers.get(name, "")
-            return chosen
-
-        def payload(self, request: AWSRequest) -> str:
-            return payload_hash
 
     pairs = [pair for pair in raw_query.split("&") if pair]
     if signature.presigned:
@@ -283,7 +340,10 @@ def expected_signature(
     if not signature.presigned and "x-amz-content-sha256" in headers:
         request.headers["X-Amz-Content-SHA256"] = headers["x-amz-content-sha256"]
     request.context["timestamp"] = signature.amz_date
-    auth = _Recompute(BotoCredentials("", secret_access_key), signature.service, signature.region)
+    request.context[_SIGNED] = (signature.signed_headers, headers, payload_hash)
+    auth = _recompute(signature.service == "s3")(
+        BotoCredentials("", secret_access_key), signature.service, signature.region
+    )
     canonical = auth.canonical_request(request)
     string_to_sign = auth.string_to_sign(request, canonical)
     result: str = auth.signature(string_to_sign, request)
@@ -382,6 +442,22 @@ def _bad_signature(service: str, message: str) -> tuple[int, list[tuple[str, str
     return error_response(service, 400, "InvalidSignatureException", message)
 
 
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", re.ASCII)
+
+
+def amz_datetime(text: str) -> datetime.datetime | None:
+    """`X-Amz-Date` (`20261202T101500Z`) as a UTC datetime; None when it is not one (strptime
+    took a sixth of a signature check)."""
+    match = _AMZ_DATE.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
 def signature_ok(
     signature: Signature,
     credentials: Credentials,
@@ -401,9 +477,8 @@ def signature_ok(
             token = parse_qs(raw_query).get("X-Amz-Security-Token", [None])[0]
         if token is None or not hmac.compare_digest(token, credentials.session_token):
             return False
-    try:
-        stamp = datetime.datetime.strptime(signature.amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
+    stamp = amz_datetime(signature.amz_date)
+    if stamp is None:
         return False
     if signature.presigned:
         if signature.expires_s is None or now > stamp + datetime.timedelta(seconds=signature.expires_s):
@@ -460,7 +535,7 @@ class AwsGuard:
     def __init__(
         self,
         app: WsgiApp,
-        credentials: RunCredentials,
+        credentials: KeyLookup,
         *,
         account: str,
         enforce_iam: bool = True,

@@ -2,16 +2,18 @@
 
 moto stores buses, rules and targets and matches events with its own EventPattern (prefix,
 suffix, anything-but, numeric, exists, wildcard, $or, equals-ignore-case, cidr), but does not
-deliver to Lambda or Step Functions. `EventDelivery.install()` wraps moto's
-`Rule.send_to_targets` so that, in this process, a matched rule's Lambda target becomes an
-asynchronous invocation (EventBridge's event shape; `lambda_async.py` runs Lambda's own retries
-and destinations), and a `states` target starts an execution. Failed deliveries (no such
+deliver to Lambda or Step Functions. `route_rule_deliveries(deliver)` wraps moto's
+`Rule.send_to_targets` in the process that runs moto (aws_process.py) so that a matched rule's
+Lambda and Step Functions targets go to `deliver`; the stack hands them to its `EventDelivery`
+(`AwsServices.route_events`), where a Lambda target becomes an asynchronous invocation
+(EventBridge's event shape; `lambda_async.py` runs Lambda's own retries and destinations), and a
+`states` target starts an execution. Failed deliveries (no such
 function or state machine, bad input) are retried with exponential backoff and jitter under
 the target's RetryPolicy, then sent to its DeadLetterConfig queue. A function's own errors are
 not failed deliveries: as in AWS, Lambda has accepted the event.
 
-moto's server calls the wrapper on its own threads; deliveries run on the asyncio loop given
-to `install()` (handed over with `run_coroutine_threadsafe`).
+`schedule` is called on another thread (the link to the AWS process); deliveries run on the
+asyncio loop given to `install()` (handed over with `run_coroutine_threadsafe`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ MAX_RETRY_DELAY_S = 300.0
 LAMBDA_RETRY_DELAY_SCALE = 0.4
 EVENT_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
 
+# (rule ARN, rule name, its Lambda and Step Functions targets, the event as moto matched it)
+RuleDeliveries = Callable[[str, str, list[dict[str, Any]], dict[str, Any]], None]
+
 _lock = threading.Lock()
-_active: EventDelivery | None = None
+_active: RuleDeliveries | None = None
 _original_send_to_targets: Any = None
 
 
@@ -56,9 +61,9 @@ def _target_service(target: dict[str, Any]) -> str:
 
 
 def _send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
-    """Replacement for moto's `Rule.send_to_targets` while an `EventDelivery` is installed."""
-    delivery = _active
-    if delivery is None:
+    """Replacement for moto's `Rule.send_to_targets` once `route_rule_deliveries` was called."""
+    deliver = _active
+    if deliver is None:
         _original_send_to_targets(rule, event, transform_input)
         return
     if getattr(rule, "state", "ENABLED") != "ENABLED":
@@ -72,7 +77,22 @@ def _send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = T
         moto_rule.targets = theirs
         _original_send_to_targets(moto_rule, event, transform_input)
     if ours and rule.event_pattern.matches_event(event):
-        delivery.schedule(rule.arn, rule.name, ours, event)
+        deliver(rule.arn, rule.name, ours, event)
+
+
+def route_rule_deliveries(deliver: RuleDeliveries) -> None:
+    """In the process that runs moto: matched Lambda and Step Functions targets go to `deliver`
+    (on moto's threads), the others stay moto's (SQS, logs, buses)."""
+    global _active, _original_send_to_targets
+    from moto.events.models import Rule
+
+    with _lock:
+        if _original_send_to_targets is None:
+            _original_send_to_targets = Rule.send_to_targets
+            # the moto seam tests read the original's signature through this
+            _send_to_targets.__wrapped__ = _original_send_to_targets  # type: ignore[attr-defined]
+            Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign,assignment]
+        _active = deliver
 
 
 def eventbridge_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -145,24 +165,14 @@ class EventDelivery:
         self.dead_lettered = 0
 
     def install(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Route moto's rule deliveries through this object (one per process at a time)."""
-        global _active, _original_send_to_targets
-        from moto.events.models import Rule
-
+        """Deliver on `loop` (default: the running one) what `schedule` is given from now on
+        (`AwsServices.route_events` installs it and hands it the rules' matches)."""
         self._loop = loop or asyncio.get_running_loop()
-        with _lock:
-            if _original_send_to_targets is None:
-                _original_send_to_targets = Rule.send_to_targets
-                # the moto seam tests read the original's signature through this
-                _send_to_targets.__wrapped__ = _original_send_to_targets  # type: ignore[attr-defined]
-                Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign,assignment]
-            _active = self
 
     def uninstall(self) -> None:
-        global _active
-        with _lock:
-            if _active is self:
-                _active = None
+        """Deliver nothing more: later matches are dropped with a warning (the stack is stopping,
+        or a reloaded template's delivery took over)."""
+        self._loop = None
 
     async def drain(self) -> None:
         """Wait until every scheduled delivery (with its retries) has finished."""
@@ -177,7 +187,7 @@ class EventDelivery:
     def schedule(
         self, rule_arn: str, rule_name: str, targets: list[dict[str, Any]], event: dict[str, Any]
     ) -> None:
-        """Called on moto's threads: hand each target's delivery to the loop and return at once."""
+        """Called on another thread: hand each target's delivery to the loop and return at once."""
         loop = self._loop
         if loop is None or loop.is_closed():
             log.warning("event %s for rule %s dropped: delivery is not running", event.get("id"), rule_name)

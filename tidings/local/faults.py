@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from tidings.local.addons import StackHost
+from tidings.local.aws import InterceptMatch
 from tidings.local.gateway import PostHandler
 
 log = logging.getLogger(__name__)
@@ -375,7 +376,7 @@ class FaultInjection:
         workers = Workers(host)
         functions = set(host.app.functions)
         host.gateway.wrap_post(throttle_and_count(faults, workers))
-        host.intercept_aws(dynamodb_outage(faults))
+        host.intercept_aws(dynamodb_outage(faults), InterceptMatch(target_prefix=DYNAMODB_TARGET_PREFIX))
         watcher = asyncio.get_running_loop().create_task(_watch_busy_workers(faults, workers))
 
         async def stop_watching() -> None:

@@ -84,9 +84,24 @@ def dispatcher() -> WsgiApp:
     return Dispatcher()
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` (0: a free port); a taken port raises OSError with one line.
+
+    Bound here rather than by werkzeug, which prints and calls sys.exit(1) when the port is taken.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"AWS endpoint: cannot listen on {host}:{port}: {os.strerror(exc.errno or 0)}"
+        ) from None
+
+
 class MotoServer:
     """moto's WSGI dispatcher on `host:port` (0: a free one), bound on construction: a taken port
-    raises OSError here. `hosts(port)` gives the host policy once the port is known."""
+    raises OSError here; or on `listening`, a socket `bind` gave (the AWS process gets it from the
+    stack, which bound it). `hosts(port)` gives the host policy once the port is known."""
 
     def __init__(
         self,
@@ -95,6 +110,7 @@ class MotoServer:
         *,
         hosts: Callable[[int], HostPolicy] | None = None,
         wrap: Callable[[WsgiApp], WsgiApp] | None = None,
+        listening: socket.socket | None = None,
     ) -> None:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
 
@@ -106,14 +122,8 @@ class MotoServer:
         def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             return bound["app"](environ, start_response)
 
-        # bound here rather than by werkzeug, which prints and calls sys.exit(1) when the port is taken
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            listening = socket.create_server((host, port), family=family)
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"AWS endpoint: cannot listen on {host}:{port}: {os.strerror(exc.errno or 0)}"
-            ) from None
+        if listening is None:
+            listening = bind(host, port)
         with listening:  # werkzeug serves a duplicate of this descriptor
             self._server: BaseWSGIServer = make_server(
                 host, port, dispatch, threaded=True, request_handler=MotoRequestHandler, fd=listening.fileno()

@@ -36,7 +36,7 @@ from tidings.local.addons import (
     ReadyTask,
     StopHook,
 )
-from tidings.local.aws import AwsServices, Interceptor
+from tidings.local.aws import LAMBDA_INVOKE, STEP_FUNCTIONS_API, AwsServices, InterceptMatch, Interceptor
 from tidings.local.aws_guard import (
     AppCredentials,
     Denial,
@@ -366,8 +366,8 @@ class _AddOnHost:
     def admin_client(self, service: str) -> Any:
         return self._aws.client(service)
 
-    def intercept_aws(self, interceptor: Interceptor) -> None:
-        self._aws.add_interceptor(interceptor)
+    def intercept_aws(self, interceptor: Interceptor, match: InterceptMatch) -> None:
+        self._aws.add_interceptor(interceptor, match)
 
     async def invoke(self, function_id: str, event: dict[str, Any], *, source: str) -> Invocation:
         return await self._runner.invoke(function_id, event, source=source)
@@ -472,9 +472,9 @@ class LocalStack:
         # through `current`, which a template reload points at the new ones
         current = _CurrentFunctions(functions)
         # Invoke of the template's functions on the embedded endpoint runs them here
-        aws.add_interceptor(current.lambda_invoke)
+        aws.add_interceptor(current.lambda_invoke, LAMBDA_INVOKE)
         # StartExecution and the other execution calls on the endpoint run the interpreter
-        aws.add_interceptor(current.stepfunctions_api)
+        aws.add_interceptor(current.stepfunctions_api, STEP_FUNCTIONS_API)
         services = EmbeddedServiceBackend(aws, functions.machines, issued.integrations)
 
         gateway: Gateway | NoWebSocketApi = NoWebSocketApi()
@@ -757,7 +757,7 @@ async def _start_functions(
         credentials=aws.credentials.boto_credentials,
         may_invoke=_function_may_invoke(aws, issued) if opts.iam else None,
     )
-    delivery.install()
+    aws.route_events(delivery)
     loop = asyncio.get_running_loop()
     return _Functions(
         runner,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tidings.local.aws import AwsServices
+from tidings.local.aws import STEP_FUNCTIONS_API, AwsServices
 from tidings.local.aws_guard import issue_app_credentials, may_invoke
 from tidings.local.bus import EventDelivery
 from tidings.local.functions import FunctionRunner
@@ -61,8 +61,8 @@ async def running(template: Path, **delivery_options: Any) -> AsyncIterator[Runt
             credentials=aws.credentials.boto_credentials,
             **{"retry_delay_scale": 0.001, "lambda_retry_delay_scale": 0.001, **delivery_options},
         )
-        delivery.install()
-        aws.add_interceptor(StepFunctionsApi(machines, asyncio.get_running_loop()))
+        aws.route_events(delivery)
+        aws.add_interceptor(StepFunctionsApi(machines, asyncio.get_running_loop()), STEP_FUNCTIONS_API)
         try:
             yield Runtime(app, aws, runner, delivery, machines)
         finally:

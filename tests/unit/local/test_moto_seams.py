@@ -3,9 +3,11 @@
 pyproject.toml pins moto to the minor versions these names were checked with. When an upgrade
 moves one of them, these tests fail and name it, instead of the stack misbehaving at run time:
 
-- aws.py and faults.py wrap `moto.dynamodb.responses.DynamoHandler.call_action`;
+- aws.py wraps `moto.dynamodb.responses.DynamoHandler.call_action`;
 - bus.py replaces `moto.events.models.Rule.send_to_targets` and reads a rule's attributes;
-- aws.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
+- aws_process.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
+
+All of them in the AWS process (aws_process.py), which starts with moto's backends empty.
 """
 
 from __future__ import annotations
@@ -115,13 +117,5 @@ def test_a_secret_answers_to_the_arn_the_stack_gives_it(aws: None) -> None:
     stack_arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:seam-secret-AbCdEf"
     stored.arn = stack_arn
     assert client.get_secret_value(SecretId=stack_arn)["SecretString"] == "value", (
-        "moto no longer finds a secret by the FakeSecret.arn that aws.py sets"
-    )
-
-
-def test_moto_api_backend_reset_is_where_aws_py_finds_it() -> None:
-    from moto.moto_api._internal import models
-
-    assert callable(getattr(getattr(models, "moto_api_backend", None), "reset", None)), (
-        "moto.moto_api._internal.models.moto_api_backend.reset moved (called by AwsServices.start_server)"
+        "moto no longer finds a secret by the FakeSecret.arn that aws_process.py sets"
     )
