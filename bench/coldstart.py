@@ -143,7 +143,10 @@ def _services() -> Iterator[tuple[str, str]]:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        for model, name in zip(models.ALL_MODELS, _TABLES.values(), strict=True):
+        # one model per table: JobSlots' items live in the Jobs table (its first model makes it)
+        per_table = {model.Meta.table_name: model for model in reversed(models.ALL_MODELS)}
+        first_models = sorted(per_table.values(), key=models.ALL_MODELS.index)
+        for model, name in zip(first_models, _TABLES.values(), strict=True):
             props = models.table_properties(model)
             props.pop("TimeToLiveSpecification", None)
             dynamodb.create_table(TableName=name, **props)
