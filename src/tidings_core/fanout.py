@@ -9,8 +9,9 @@ asynchronous invocation of the deliver function per shard (`ShardInvoker`), all 
 A shard (`deliver_shard`): offer the event to the shard's checkpoint item (take it, resume it,
 hand it over to the live owner, or drop it: `shards.decide_offer`); as its owner, post page by
 page in id order (the next Query page is fetched while one posts), and after each page write
-the checkpoint, which also tells whether a newer event was handed over: then the sweep goes on
-from there with the newer message. Gone connections are deleted on a side thread in batches.
+the checkpoint (after the last page, the sweep's end in the same write), which also tells
+whether a newer event was handed over: then the sweep goes on from there with the newer message.
+Gone connections are deleted on a side thread in batches.
 """
 
 from __future__ import annotations
@@ -299,16 +300,25 @@ class _Pruner:
             self._pool.shutdown(wait=True)
 
 
-def _pages(ids: Iterator[str], size: int, fetcher: ThreadPoolExecutor) -> Iterator[list[str]]:
-    """Pages of `ids`; the next page is read on `fetcher` while the caller posts this one."""
+class _Pages:
+    """Pages of `ids`; the next page is read on `fetcher` while the caller posts this one, and
+    `last()` tells whether the page just taken was the final one (its checkpoint is then the end)."""
 
-    def take() -> list[str]:
-        return list(islice(ids, size))
+    def __init__(self, ids: Iterator[str], size: int, fetcher: ThreadPoolExecutor) -> None:
+        self._take = lambda: list(islice(ids, size))
+        self._fetcher = fetcher
+        self._upcoming = fetcher.submit(self._take)
 
-    upcoming = fetcher.submit(take)
-    while page := upcoming.result():
-        upcoming = fetcher.submit(take)
-        yield page
+    def __iter__(self) -> Iterator[list[str]]:
+        while page := self._upcoming.result():
+            self._upcoming = self._fetcher.submit(self._take)
+            yield page
+
+    def last(self) -> bool:
+        """No page after the one taken (waits for the read started while it was posted). A read
+        that failed is not the end: its error is raised by the next iteration, once the page taken
+        has been checkpointed."""
+        return self._upcoming.exception() is None and not self._upcoming.result()
 
 
 def deliver_shard(
@@ -343,8 +353,9 @@ def deliver_shard(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-query") as fetcher:
             while True:
-                switched = False
-                for page in _pages(recipients(shards.next_range(sweep, shard)), PAGE_SIZE, fetcher):
+                switched = finished = False
+                pages = _Pages(recipients(shards.next_range(sweep, shard)), PAGE_SIZE, fetcher)
+                for page in pages:
                     with _tracer().provider.in_subsegment("## post page") as subsegment:
                         subsegment.put_metadata("recipients", len(page), namespace="tidings")
                         results = poster.post_many(page, data)
@@ -352,15 +363,20 @@ def deliver_shard(
                     report.recipients += len(page)
                     report.pages += 1
                     sweep = shards.delivered(sweep, page[-1])
-                    now = registry.checkpoint_shard(task.key, owner, sweep)
+                    # the sweep's last page: its checkpoint is the end (one write, not two)
+                    final = pages.last() and shards.part_exhausted(sweep) is None
+                    now = registry.checkpoint_shard(task.key, owner, sweep, done=final)
                     if now is None:
+                        finished = final
                         continue
                     if now.item.owner != owner:
                         report.outcome = "lost_lease"
                         return report
-                    sweep, data = shards.supersede(sweep, now.item.seq), now.message.encode()
+                    sweep, data = shards.supersede(sweep, now.item.seq, finished=final), now.message.encode()
                     report.superseded += 1
                     switched = True
+                    break
+                if finished:
                     break
                 if switched:
                     continue
