@@ -78,6 +78,27 @@ def test_fan_out_reaches_every_subscriber_of_both_topics_exactly_once(
     )
 
 
+def test_each_page_is_checkpointed_once_and_the_last_checkpoint_ends_the_sweep(
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    audience: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[tuple[str | None, bool]] = []
+    real_checkpoint = registry.checkpoint_shard
+
+    def counted(key: str, owner: str, sweep: shards.Sweep, *, done: bool = False) -> Any:
+        written.append((sweep.cursor, done))
+        return real_checkpoint(key, owner, sweep, done=done)
+
+    monkeypatch.setattr(registry, "checkpoint_shard", counted)
+    assert _notify(handlers, bus_event(seq=1))["delivered"] == len(audience)
+    pages = [audience[i : i + fanout.PAGE_SIZE] for i in range(0, len(audience), fanout.PAGE_SIZE)]
+    # one write per page, no separate write for the end: the last page's write is the end
+    assert written == [(page[-1], page is pages[-1]) for page in pages]
+    assert _checkpoint().done
+
+
 def test_gone_connections_are_pruned_whether_typed_or_bare_and_only_they(
     handlers: dict[str, ModuleType], management: FakeManagement, audience: list[str]
 ) -> None:
