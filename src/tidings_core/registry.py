@@ -10,7 +10,6 @@ import json
 import random
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -402,22 +401,16 @@ def set_layout(job_id: str, seq: int, shard_count: int) -> None:
 
 def first_pages(topics: Iterable[str]) -> list[shards.FirstPage]:
     """One Query page per topic (QUERY_PAGE_SIZE ids): enough to deliver a small topic, and to
-    estimate a large one's size (`shards.estimate_total`). The topics are read at once, one
-    thread each: the Queries wait on the network, not on each other."""
+    estimate a large one's size (`shards.estimate_total`)."""
     _tables()
-
-    def first_page(topic: str) -> shards.FirstPage:
+    pages = []
+    for topic in topics:
         query = Subscription.query(
             topic, limit=QUERY_PAGE_SIZE, page_size=QUERY_PAGE_SIZE, attributes_to_get=["connectionId"]
         )
         ids = [item.connection_id for item in query]
-        return shards.FirstPage(ids, complete=query.last_evaluated_key is None)
-
-    topics = list(topics)
-    if len(topics) < 2:
-        return [first_page(topic) for topic in topics]
-    with ThreadPoolExecutor(len(topics), thread_name_prefix="tidings-first-page") as pool:
-        return list(pool.map(first_page, topics))
+        pages.append(shards.FirstPage(ids, complete=query.last_evaluated_key is None))
+    return pages
 
 
 def _range_condition(within: shards.KeyRange) -> Condition | None:
