@@ -216,6 +216,33 @@ class NonProxyRunner:
         return result
 
 
+class _SignedClients:
+    """One boto3 client of the embedded endpoint per service and signer (clients are thread-safe,
+    and slow to make): signed with the signer's credentials, or unsigned when it has none."""
+
+    def __init__(self, aws: AwsServices) -> None:
+        self.aws = aws
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service: str, signer: str | None, credentials: Credentials | None) -> Any:
+        key = (service, signer)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is not None:
+            return client
+        factory: Any = boto3.client  # its overloads want a literal service name
+        client = factory(
+            service,
+            endpoint_url=self.aws.endpoint,
+            region_name=self.aws.app.region,
+            config=Config(signature_version=UNSIGNED) if credentials is None else None,
+            **(credentials.boto() if credentials is not None else {}),
+        )
+        with self._lock:
+            return self._clients.setdefault(key, client)
+
+
 class EmbeddedServiceBackend:
     """`ServiceBackend` for the local stack.
 
@@ -234,8 +261,7 @@ class EmbeddedServiceBackend:
         self.aws = aws
         self.machines = machines
         self.roles = dict(roles or {})
-        self._clients: dict[tuple[str, str | None], Any] = {}
-        self._lock = threading.Lock()
+        self._clients = _SignedClients(aws)
 
     async def call(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
         if call.service == "stepfunctions" and call.operation in ("StartExecution", "StartSyncExecution"):
@@ -266,27 +292,10 @@ class EmbeddedServiceBackend:
         )
 
     def _client(self, service: str, role_arn: str | None) -> Any:
-        """One boto3 client per service and role (clients are thread-safe, and slow to make)."""
-        key = (service, role_arn)
-        with self._lock:
-            client = self._clients.get(key)
-        if client is not None:
-            return client
         credentials = self.roles.get(role_arn or "")
         if credentials is None and not self.aws.enforce_iam:
-            client = self.aws.client(service)
-        else:
-            factory: Any = boto3.client  # its overloads want a literal service name
-            signing = credentials.boto() if credentials is not None else {}
-            client = factory(
-                service,
-                endpoint_url=self.aws.endpoint,
-                region_name=self.aws.app.region,
-                config=Config(signature_version=UNSIGNED) if credentials is None else None,
-                **signing,
-            )
-        with self._lock:
-            return self._clients.setdefault(key, client)
+            credentials = self.aws.credentials.admin
+        return self._clients.get(service, role_arn, credentials)
 
     def _call_client(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
         return call_boto(self._client(call.service, role_arn), call)
@@ -351,8 +360,7 @@ class MachineTasks:
         self.aws = aws
         self.keys = dict(keys)
         self.http_url_base = http_url_base.rstrip("/")
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._clients = _SignedClients(aws)
 
     def _credentials(self, machine_id: str) -> Credentials | None:
         found = self.keys.get(machine_id)
@@ -361,21 +369,7 @@ class MachineTasks:
         return found
 
     def _client(self, service: str, machine_id: str) -> Any:
-        with self._lock:
-            client = self._clients.get((service, machine_id))
-        if client is not None:
-            return client
-        credentials = self._credentials(machine_id)
-        factory: Any = boto3.client
-        client = factory(
-            service,
-            endpoint_url=self.aws.endpoint,
-            region_name=self.aws.app.region,
-            config=Config(signature_version=UNSIGNED) if credentials is None else None,
-            **(credentials.boto() if credentials is not None else {}),
-        )
-        with self._lock:
-            return self._clients.setdefault((service, machine_id), client)
+        return self._clients.get(service, machine_id, self._credentials(machine_id))
 
     async def call(self, machine_id: str, call: ServiceCall) -> ServiceResult:
         return await asyncio.to_thread(lambda: call_boto(self._client(call.service, machine_id), call))
