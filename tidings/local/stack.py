@@ -520,6 +520,19 @@ class LocalStack:
         for add_on in self.add_ons:
             add_on.install(add_on_host)
 
+        def management_guard(api: Any, *, admin: bool) -> ManagementGuard:
+            """Who may call `@connections`: signed with this run's keys, a function's role needs
+            ManageConnections; `admin`: the run's admin key too (not on the workers' TLS hosts)."""
+            return ManagementGuard(
+                aws.credentials,
+                api_id=api.api_id,
+                region=api.region,
+                account=api.account_id,
+                enforce_iam=opts.iam,
+                on_denied=denials,
+                admin=admin,
+            )
+
         management = ("/@connections", f"/{api.stage}/@connections") if api is not None else ()
         local_paths = add_on_host.local_paths()
         http_hosts = HostPolicy(
@@ -536,17 +549,7 @@ class LocalStack:
             invoker=current,
             region=app.region,
             hosts=http_hosts,
-            # @connections: signed with this run's keys, a function's role needs ManageConnections
-            management_auth=ManagementGuard(
-                aws.credentials,
-                api_id=api.api_id,
-                region=api.region,
-                account=api.account_id,
-                enforce_iam=opts.iam,
-                on_denied=denials,
-            )
-            if api is not None
-            else None,
+            management_auth=management_guard(api, admin=True) if api is not None else None,
         )
         add_on_host.register_routes(http_app)
         http_runner = web.AppRunner(http_app, access_log=None)
@@ -558,15 +561,8 @@ class LocalStack:
             listener = await ManagementListener.start(
                 trust,
                 gateway,
-                ManagementGuard(
-                    aws.credentials,
-                    api_id=api.api_id,
-                    region=api.region,
-                    account=api.account_id,
-                    enforce_iam=opts.iam,
-                    on_denied=denials,
-                    admin=False,  # only the functions reach these hosts, with their roles' keys
-                ),
+                # only the functions reach these hosts, with their roles' keys
+                management_guard(api, admin=False),
             )
             cleanup.push_async_callback(listener.stop)
         reloader = TemplateReload(
