@@ -217,16 +217,23 @@ class NonProxyRunner:
 
 
 class _SignedClients:
-    """One boto3 client of the embedded endpoint per service and signer (clients are thread-safe,
-    and slow to make): signed with the signer's credentials, or unsigned when it has none."""
+    """One boto3 client of the embedded endpoint per service, signer and key (clients are
+    thread-safe, and slow to make): signed with the signer's credentials, or unsigned when it has
+    none. The access key is part of the cache key, so a signer whose keys were reissued (a template
+    reload) never gets a client that still signs with the old ones."""
 
     def __init__(self, aws: AwsServices) -> None:
         self.aws = aws
-        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._clients: dict[tuple[str, str | None, str | None], Any] = {}
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget every client (their keys were replaced)."""
+        with self._lock:
+            self._clients.clear()
+
     def get(self, service: str, signer: str | None, credentials: Credentials | None) -> Any:
-        key = (service, signer)
+        key = (service, signer, credentials.access_key_id if credentials is not None else None)
         with self._lock:
             client = self._clients.get(key)
         if client is not None:
@@ -262,6 +269,12 @@ class EmbeddedServiceBackend:
         self.machines = machines
         self.roles = dict(roles or {})
         self._clients = _SignedClients(aws)
+
+    def use_roles(self, roles: Mapping[str, Credentials]) -> None:
+        """Sign with these role sessions from now on (a template reload issued new ones and revokes
+        the old): the clients made with the old keys are dropped."""
+        self.roles = dict(roles)
+        self._clients.clear()
 
     async def call(self, call: ServiceCall, role_arn: str | None) -> ServiceResult:
         if call.service == "stepfunctions" and call.operation in ("StartExecution", "StartSyncExecution"):

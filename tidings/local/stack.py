@@ -858,10 +858,14 @@ class TemplateReload:
             self.endpoints.http_url_base,
         )
         old = self.current.functions
-        old_keys = [*self.issued.functions.values(), *self.issued.machine_keys.values()]
+        old_keys = [
+            *self.issued.functions.values(),
+            *self.issued.machine_keys.values(),
+            *self.issued.integrations.values(),
+        ]
         self.current.functions = functions
         self.services.machines = functions.machines
-        self.services.roles = dict(issued.integrations)  # integration roles as the new template says
+        self.services.use_roles(issued.integrations)  # integration roles as the new template says
         self.invocations.listeners[0] = InvocationLog(app, opts.log_format, self.out, self.denials)
         self.add_on_host.reloaded(app)
         self.app, self.issued = app, issued

@@ -75,3 +75,28 @@ async def test_a_template_edit_reloads_keeping_data_and_connections(tmp_path: Pa
             }
     finally:
         await asyncio.to_thread(stop_stack, stack)
+
+
+async def test_a_reload_that_narrows_an_integration_role_is_enforced_at_once(tmp_path: Path) -> None:
+    """API Gateway assumes the integration's `CredentialsArn` role anew: once the edited template
+    takes a permission away, the next call is refused (no client keeps the old role's keys)."""
+    from .test_non_proxy import TEMPLATE, write_app
+
+    narrow = "                Action: dynamodb:GetItem\n"
+    assert narrow in TEMPLATE
+    wide = "                Action: [dynamodb:GetItem, dynamodb:PutItem]\n"
+    template = write_app(tmp_path, TEMPLATE.replace(narrow, wide, 1))
+    stack = await asyncio.to_thread(start_stack, template, tmp_path)
+    try:
+        async with websockets.connect(stack.websocket_url) as ws:
+            allowed = await _reply(ws, {"action": "narrowput"})
+            assert allowed == {"error": "", "why": ""}, allowed  # PutItem answered, no error
+
+            template.write_text(template.read_text().replace(wide, narrow, 1))
+            await asyncio.to_thread(stack.wait_for_log, r"reloaded; data and connections kept", 120)
+
+            refused = await _reply(ws, {"action": "narrowput"})
+            assert refused["error"] == "AccessDeniedException", refused
+            assert "dynamodb:PutItem" in refused["why"], refused
+    finally:
+        await asyncio.to_thread(stop_stack, stack)

@@ -1,0 +1,71 @@
+"""integration_calls.py against the embedded AWS endpoint: a service integration signs with the
+session issued for its `CredentialsArn` role, and with the reissued one after a template reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tidings.local.aws import AwsServices
+from tidings.local.aws_guard import INTEGRATION_SESSION, Credentials
+from tidings.local.functions import FunctionRunner
+from tidings.local.iam import Principal, Statement
+from tidings.local.integration_calls import EmbeddedServiceBackend
+from tidings.local.model import LocalApp
+from tidings.local.service_integrations import ServiceCall
+from tidings.local.stepfunctions import StepFunctions
+from tidings.local.template import LocalEndpoints, load_app
+
+TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  News:
+    Type: AWS::SNS::Topic
+"""
+ROLE = "arn:aws:iam::123456789012:role/gateway"
+LABEL = f"apigateway.amazonaws.com {ROLE}"
+
+
+@pytest.fixture
+def aws_app(tmp_path: Path) -> Iterator[tuple[AwsServices, LocalApp]]:
+    aws = AwsServices(port=0)
+    endpoint = aws.start_server()
+    try:
+        template = tmp_path / "template.yaml"
+        template.write_text(TEMPLATE)
+        app = load_app(
+            template, LocalEndpoints("ws://127.0.0.1:1", "http://127.0.0.1:1", endpoint), stack_name="ic"
+        )
+        aws.create_resources(app)
+        yield aws, app
+    finally:
+        aws.stop()
+
+
+def _backend(aws: AwsServices, app: LocalApp, roles: dict[str, Credentials]) -> EmbeddedServiceBackend:
+    machines = StepFunctions(app, FunctionRunner(app, aws.endpoint, watch=False))
+    return EmbeddedServiceBackend(aws, machines, roles)
+
+
+async def test_after_a_reload_the_integration_signs_with_the_new_session_and_its_policies(
+    aws_app: tuple[AwsServices, LocalApp],
+) -> None:
+    aws, app = aws_app
+    list_topics = ServiceCall("sns", "ListTopics", {})
+    allowed = Principal(
+        ROLE, INTEGRATION_SESSION, (Statement(effect="Allow", actions=("sns:ListTopics",), resources=("*",)),)
+    )
+    before = aws.credentials.issue_role(LABEL, allowed)
+    backend = _backend(aws, app, {ROLE: before})
+    assert (await backend.call(list_topics, ROLE)).status == 200
+
+    # the edited template's role allows nothing: the stack issues a new session, revokes the old one
+    after = aws.credentials.issue_role(LABEL, Principal(ROLE, INTEGRATION_SESSION, ()))
+    backend.use_roles({ROLE: after})
+    aws.credentials.revoke([before])
+    refused = await backend.call(list_topics, ROLE)
+    # the new role's policies refuse it (not the revoked key's UnrecognizedClientException)
+    assert refused.status == 403, refused
+    assert "AuthorizationError" in refused.body and "sns:ListTopics" in refused.body, refused
