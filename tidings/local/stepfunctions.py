@@ -429,12 +429,27 @@ class Execution:
     status: str = "RUNNING"  # RUNNING | SUCCEEDED | FAILED | ABORTED
     input_text: str | None = None  # the input as the caller sent it (the API answers it unchanged)
     output: Any = None
+    output_text: str | None = None  # the output's JSON text, once SUCCEEDED (see `input_json`)
     error: str | None = None
     cause: str | None = None
     start_date: str = field(default_factory=_now)
     stop_date: str | None = None
     # GetExecutionHistory's events, in order (a Map's iterations included, Distributed or not)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def input_json(self) -> str:
+        """The input as the API and the history show it: the caller's text, else compact JSON."""
+        return self.input_text if self.input_text is not None else _json(self.input)
+
+    def finish(self, output: Any) -> None:
+        """SUCCEEDED with `output`. Its text is Step Functions' compact JSON; when no state made a
+        new value (the input passed through Wait or Pass states unchanged), the input's text as
+        the caller sent it, as AWS carries it (spacing included)."""
+        self.output = output
+        passed_through = isinstance(output, (dict, list)) and output is self.input
+        self.output_text = self.input_json if passed_through else _json(output)
+        self.status = "SUCCEEDED"
 
     def record(self, event_type: str, details: dict[str, Any] | None = None) -> None:
         """Append a HistoryEvent; its previousEventId is the event recorded before it."""
@@ -550,17 +565,14 @@ class StepFunctions:
         execution.record(
             "ExecutionStarted",
             {
-                "input": _json(execution.input),
+                "input": execution.input_json,
                 "inputDetails": {"truncated": False},
                 "roleArn": context["Execution"]["RoleArn"],
             },
         )
         try:
-            execution.output = await _Run(self, execution, context).states(
-                machine.definition, execution.input
-            )
-            execution.status = "SUCCEEDED"
-            succeeded = {"output": _json(execution.output), "outputDetails": {"truncated": False}}
+            execution.finish(await _Run(self, execution, context).states(machine.definition, execution.input))
+            succeeded = {"output": execution.output_text, "outputDetails": {"truncated": False}}
             execution.record("ExecutionSucceeded", succeeded)
         except StatesError as error:
             execution.status, execution.error, execution.cause = "FAILED", error.error, error.cause

@@ -90,13 +90,13 @@ def describe(execution: Execution) -> dict[str, Any]:
         "name": execution.name,
         "status": execution.status,
         "startDate": epoch(execution.start_date),
-        "input": execution.input_text if execution.input_text is not None else json.dumps(execution.input),
+        "input": execution.input_json,
         "inputDetails": {"included": True},
     }
     if execution.stop_date:
         described["stopDate"] = epoch(execution.stop_date)
     if execution.status == "SUCCEEDED":
-        described["output"] = json.dumps(execution.output)
+        described["output"] = execution.output_text
         described["outputDetails"] = {"included": True}
     if execution.error is not None:
         described["error"] = execution.error

@@ -3,6 +3,7 @@ session issued for its `CredentialsArn` role, and with the reissued one after a 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,46 @@ AWSTemplateFormatVersion: "2010-09-09"
 Resources:
   News:
     Type: AWS::SNS::Topic
+
+  MachineRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: {Service: states.amazonaws.com}
+            Action: sts:AssumeRole
+
+  Shape:  # makes a new value: its output is Step Functions' compact JSON
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      StateMachineType: EXPRESS
+      RoleArn: !GetAtt MachineRole.Arn
+      Definition:
+        StartAt: Shape
+        States:
+          Shape:
+            Type: Pass
+            Parameters:
+              got.$: $.n
+              text: "é, ok"
+            End: true
+
+  Hold:  # passes its input through unchanged: its output is the input's text
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      StateMachineType: EXPRESS
+      RoleArn: !GetAtt MachineRole.Arn
+      Definition:
+        StartAt: Hold
+        States:
+          Hold:
+            Type: Wait
+            Seconds: 0
+            Next: Same
+          Same:
+            Type: Pass
+            End: true
 """
 ROLE = "arn:aws:iam::123456789012:role/gateway"
 LABEL = f"apigateway.amazonaws.com {ROLE}"
@@ -69,3 +110,28 @@ async def test_after_a_reload_the_integration_signs_with_the_new_session_and_its
     # the new role's policies refuse it (not the revoked key's UnrecognizedClientException)
     assert refused.status == 403, refused
     assert "AuthorizationError" in refused.body and "sns:ListTopics" in refused.body, refused
+
+
+async def test_start_sync_execution_answers_the_output_text_as_step_functions_makes_it(
+    aws_app: tuple[AwsServices, LocalApp],
+) -> None:
+    """AWS answers `output` as the JSON text of the final state's output: compact (no spaces, no
+    escaped non-ASCII) for a value a state made, the caller's own text for an input that no state
+    changed (the serverless-patterns apigw-websocket-api-sfn-sync sample shows `{"a" : 1}` back)."""
+    aws, app = aws_app
+    may_start = Statement(effect="Allow", actions=("states:StartSyncExecution",), resources=("*",))
+    keys = aws.credentials.issue_role(LABEL, Principal(ROLE, INTEGRATION_SESSION, (may_start,)))
+    backend = _backend(aws, app, {ROLE: keys})
+    text = '{"n" : 21,  "by": "caller"}'
+
+    async def output(machine: str) -> str:
+        arn = app.state_machines[machine].arn
+        call = ServiceCall("stepfunctions", "StartSyncExecution", {"stateMachineArn": arn, "input": text})
+        result = await backend.call(call, ROLE)
+        assert result.status == 200, result
+        answer = json.loads(result.body)
+        assert answer["status"] == "SUCCEEDED" and answer["input"] == text, answer
+        return str(answer["output"])
+
+    assert await output("Shape") == '{"got":21,"text":"é, ok"}'
+    assert await output("Hold") == text
