@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ from tidings.local.service_integrations import (
     build_call,
     error_result,
     member_types,
+    query_answer,
+    query_error,
 )
 from tidings.local.stepfunctions import StatesError, StepFunctions
 from tidings.local.stepfunctions_api import epoch, sync_execution
@@ -349,16 +352,26 @@ class EmbeddedServiceBackend:
 
 
 def call_boto(client: Any, call: ServiceCall) -> ServiceResult:
-    """One call on a boto3 client, its answer (or the service's error) as a ServiceResult."""
+    """One call on a boto3 client, its answer (or the service's error) as a ServiceResult: the
+    JSON protocol's body, or for a Query-protocol call its JSON form, as API Gateway gets them."""
     try:
         response = getattr(client, xform_name(call.operation))(**call.params)
     except ParamValidationError as exc:
-        return error_result(400, "ValidationException", str(exc).replace("\n", " "))
+        message = str(exc).replace("\n", " ")
+        if call.query_protocol:  # the Query services' code for a bad or missing parameter
+            return query_error(400, "ValidationError", message, str(uuid.uuid4()))
+        return error_result(400, "ValidationException", message)
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        return error_result(status, str(error.get("Code", "")), str(error.get("Message", "")))
-    response.pop("ResponseMetadata", None)
+        metadata = exc.response.get("ResponseMetadata", {})
+        status = int(metadata.get("HTTPStatusCode", 400))
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        if call.query_protocol:
+            return query_error(status, code, message, str(metadata.get("RequestId") or uuid.uuid4()))
+        return error_result(status, code, message)
+    metadata = response.pop("ResponseMetadata", {})
+    if call.query_protocol:
+        return query_answer(call, response, str(metadata.get("RequestId") or uuid.uuid4()))
     return ServiceResult(200, json.dumps(response, default=_json_default))
 
 

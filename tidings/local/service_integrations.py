@@ -8,12 +8,19 @@ body becomes one `ServiceCall(service, operation, params)` for a boto3 client: J
 the JSON-protocol services, form bodies (`Action=SendMessage&MessageBody=...`) for the query
 protocol, with each value converted to the type the operation's input member declares.
 
+The answer is the service's as API Gateway receives it: API Gateway sends `Accept:
+application/json`, so a JSON-protocol service (DynamoDB, Step Functions) answers its JSON body and
+a Query-protocol one (SNS; SQS called with a form body) its Query answer in JSON form,
+`{"PublishResponse": {"PublishResult": {...}, "ResponseMetadata": {"RequestId": ...}}}`, errors as
+`{"Error": {"Code", "Message", "Type"}, "RequestId"}` (`query_answer`, `query_error`).
+
 Supported: DynamoDB, SQS, SNS, Step Functions (by `arn:aws:apigateway:...:states:action/...`).
 Anything else is refused at start, by name.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -48,6 +55,9 @@ class ServiceCall:
     service: str
     operation: str  # PascalCase, as in the service's API (PutItem)
     params: dict[str, Any]
+    # API Gateway calls the service's Query protocol: it answers `query_answer`'s JSON form (a
+    # Step Functions SDK Task, which leaves this False, gets the SDK's parsed answer instead)
+    query_protocol: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,7 @@ def build_call(
     text = body.strip()
     params: dict[str, Any]
     action = uri.action
+    query = not text.startswith("{") or speaks_query(uri.service)
     if text.startswith("{"):
         try:
             decoded = json.loads(text)
@@ -150,12 +161,60 @@ def build_call(
         if action not in member_types:
             raise ServiceRequestError(f"sqs has no action {action!r}")
         params.setdefault("QueueUrl", f"{queue_url_base.rstrip('/')}/{uri.path}")
-    return ServiceCall(uri.service, action, params)
+    return ServiceCall(uri.service, action, params, query_protocol=query)
 
 
 def error_result(status: int, code: str, message: str) -> ServiceResult:
     """An AWS JSON error body (`__type`, `message`), as a template sees it."""
     return ServiceResult(status, json.dumps({"__type": code, "message": message}))
+
+
+def _compact(document: Any) -> str:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def query_answer(call: ServiceCall, parsed: Mapping[str, Any], request_id: str) -> ServiceResult:
+    """A Query-protocol service's answer in JSON form, from boto3's parsed answer: every member of
+    the operation's output, null when absent (the apigw-websocket-api-sns sample answers
+    `{"PublishResponse":{"PublishResult":{"MessageId":"...","SequenceNumber":null},
+    "ResponseMetadata":{"RequestId":"..."}}}`)."""
+    shape = (
+        botocore.session.get_session()
+        .get_service_model(call.service)
+        .operation_model(call.operation)
+        .output_shape
+    )
+    response: dict[str, Any] = {}
+    if shape is not None:
+        response[f"{call.operation}Result"] = _query_value_json(shape, dict(parsed))
+    response["ResponseMetadata"] = {"RequestId": request_id}
+    return ServiceResult(200, _compact({f"{call.operation}Response": response}))
+
+
+def query_error(status: int, code: str, message: str, request_id: str) -> ServiceResult:
+    """A Query-protocol service's error in JSON form (`Type`: Sender for 4xx, Receiver for 5xx)."""
+    kind = "Receiver" if status >= 500 else "Sender"
+    error = {"Error": {"Code": code, "Message": message, "Type": kind}, "RequestId": request_id}
+    return ServiceResult(status, _compact(error))
+
+
+def _query_value_json(shape: Any, value: Any) -> Any:
+    """`value` (boto3's parsed form) as JSON, structures with all their members."""
+    if value is None:
+        return None
+    kind = shape.type_name
+    if kind == "structure":
+        given = value if isinstance(value, Mapping) else {}
+        return {name: _query_value_json(member, given.get(name)) for name, member in shape.members.items()}
+    if kind == "list":
+        return [_query_value_json(shape.member, item) for item in value]
+    if kind == "map":
+        return {str(key): _query_value_json(shape.value, item) for key, item in value.items()}
+    if kind == "timestamp" and hasattr(value, "timestamp"):
+        return value.timestamp()
+    if kind == "blob" and isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    return value
 
 
 # ---------------------------------------------------------------------------- botocore's models
@@ -168,6 +227,12 @@ def service_operations() -> Mapping[str, Collection[str]]:
     """Operation names of each supported service, from botocore's service models."""
     session = botocore.session.get_session()
     return {name: frozenset(session.get_service_model(name).operation_names) for name in SERVICES.values()}
+
+
+@cache
+def speaks_query(service: str) -> bool:
+    """Whether the service's API is the Query protocol only (SNS), from botocore's model."""
+    return bool(botocore.session.get_session().get_service_model(service).protocol == "query")
 
 
 @cache

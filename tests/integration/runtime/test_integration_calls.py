@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -15,7 +16,7 @@ from tidings.local.functions import FunctionRunner
 from tidings.local.iam import Principal, Statement
 from tidings.local.integration_calls import EmbeddedServiceBackend
 from tidings.local.model import LocalApp
-from tidings.local.service_integrations import ServiceCall
+from tidings.local.service_integrations import ServiceCall, ServiceUri, build_call, member_types
 from tidings.local.stepfunctions import StepFunctions
 from tidings.local.template import LocalEndpoints, load_app
 
@@ -135,3 +136,35 @@ async def test_start_sync_execution_answers_the_output_text_as_step_functions_ma
 
     assert await output("Shape") == '{"got":21,"text":"é, ok"}'
     assert await output("Hold") == text
+
+
+async def test_sns_answers_an_integration_in_the_query_protocols_json_form(
+    aws_app: tuple[AwsServices, LocalApp],
+) -> None:
+    """API Gateway sends `Accept: application/json`: SNS (a Query-protocol service) answers its
+    Query answer as JSON, errors included, which is what the integration response templates read."""
+    aws, app = aws_app
+    [topic] = [resource.arn for resource in app.resources if resource.logical_id == "News"]
+    may_publish = Statement(effect="Allow", actions=("sns:Publish",), resources=(topic,))
+    keys = aws.credentials.issue_role(LABEL, Principal(ROLE, INTEGRATION_SESSION, (may_publish,)))
+    backend = _backend(aws, app, {ROLE: keys})
+    uri = ServiceUri("us-east-1", "sns", "Publish")
+
+    def publish(target: str) -> ServiceCall:
+        body = f"Action=Publish&TopicArn={quote(target, safe='')}&Message=hello"
+        return build_call(uri, body, member_types=member_types("sns"), queue_url_base=aws.endpoint)
+
+    published = await backend.call(publish(topic), ROLE)
+    assert published.status == 200, published
+    answer = json.loads(published.body)
+    result = answer["PublishResponse"]["PublishResult"]
+    assert set(result) == {"MessageId", "SequenceNumber"} and result["SequenceNumber"] is None
+    assert len(result["MessageId"]) >= 32
+    assert answer["PublishResponse"]["ResponseMetadata"]["RequestId"]
+
+    elsewhere = topic.rsplit(":", 1)[0] + ":other"
+    refused = await backend.call(publish(elsewhere), ROLE)
+    assert refused.status == 403, refused
+    error = json.loads(refused.body)
+    assert error["Error"]["Code"] == "AuthorizationError" and error["Error"]["Type"] == "Sender", error
+    assert "sns:Publish" in error["Error"]["Message"] and error["RequestId"], error

@@ -173,7 +173,7 @@ Resources:
       IntegrationId: !Ref Publish
       IntegrationResponseKey: $default
       ResponseTemplates:
-        $default: '{"published": "$input.path(''$.MessageId'')"}'
+        $default: '{"published": "$input.path(''$.PublishResponse.PublishResult.MessageId'')"}'
 
   OrderRoute:
     Type: AWS::ApiGatewayV2::Route

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tidings.local.service_integrations import (
@@ -13,6 +15,8 @@ from tidings.local.service_integrations import (
     is_service_uri,
     member_types,
     parse_service_uri,
+    query_answer,
+    query_error,
     service_operations,
 )
 
@@ -92,7 +96,10 @@ def test_sqs_path_form_takes_the_action_from_the_body_and_the_queue_from_the_uri
         queue_url_base="http://127.0.0.1:4566/",
     )
     assert call == ServiceCall(
-        "sqs", "SendMessage", {"MessageBody": "m", "QueueUrl": "http://127.0.0.1:4566/123456789012/jobs"}
+        "sqs",
+        "SendMessage",
+        {"MessageBody": "m", "QueueUrl": "http://127.0.0.1:4566/123456789012/jobs"},
+        query_protocol=True,  # a form body is SQS's Query protocol
     )
 
 
@@ -101,7 +108,56 @@ def test_sns_publish_from_a_form_body() -> None:
     topic = "arn:aws:sns:us-east-1:123456789012:news"
     body = f"Action=Publish&TopicArn={topic}&Message=%7B%22a%22%3A1%7D"
     call = build_call(uri, body, member_types=member_types("sns"), queue_url_base="http://x")
-    assert call == ServiceCall("sns", "Publish", {"TopicArn": topic, "Message": '{"a":1}'})
+    assert call == ServiceCall(
+        "sns", "Publish", {"TopicArn": topic, "Message": '{"a":1}'}, query_protocol=True
+    )
+
+
+def test_only_query_calls_are_answered_in_the_query_form() -> None:
+    """SQS speaks JSON to a JSON body and its Query protocol to a form body; SNS only Query."""
+    sqs = ServiceUri("us-east-1", "sqs", "SendMessage")
+    json_call = build_call(
+        sqs, '{"QueueUrl": "q", "MessageBody": "m"}', member_types=SQS_TYPES, queue_url_base=""
+    )
+    form_call = build_call(sqs, "QueueUrl=q&MessageBody=m", member_types=SQS_TYPES, queue_url_base="")
+    sns = ServiceUri("us-east-1", "sns", "Publish")
+    sns_json = build_call(
+        sns, '{"TopicArn": "t", "Message": "m"}', member_types=member_types("sns"), queue_url_base=""
+    )
+    dynamodb = ServiceUri("us-east-1", "dynamodb", "PutItem")
+    put = build_call(dynamodb, '{"TableName": "t", "Item": {}}', member_types={}, queue_url_base="")
+    assert (json_call.query_protocol, form_call.query_protocol) == (False, True)
+    assert (sns_json.query_protocol, put.query_protocol) == (True, False)
+
+
+def test_a_query_answer_has_every_output_member_and_the_request_id() -> None:
+    publish = ServiceCall("sns", "Publish", {}, query_protocol=True)
+    answer = query_answer(publish, {"MessageId": "m-1"}, "r-1")
+    assert answer.status == 200
+    # the shape (and compact text) the apigw-websocket-api-sns sample shows from AWS
+    assert answer.body == (
+        '{"PublishResponse":{"PublishResult":{"MessageId":"m-1","SequenceNumber":null},'
+        '"ResponseMetadata":{"RequestId":"r-1"}}}'
+    )
+    listed = query_answer(
+        ServiceCall("sns", "ListTopics", {}, query_protocol=True), {"Topics": [{"TopicArn": "a"}]}, "r-2"
+    )
+    result = json.loads(listed.body)["ListTopicsResponse"]["ListTopicsResult"]
+    assert result == {"Topics": [{"TopicArn": "a"}], "NextToken": None}
+    nothing = query_answer(ServiceCall("sns", "Unsubscribe", {}, query_protocol=True), {}, "r-3")
+    assert json.loads(nothing.body) == {"UnsubscribeResponse": {"ResponseMetadata": {"RequestId": "r-3"}}}
+
+
+def test_a_query_error_names_who_is_to_blame() -> None:
+    denied = query_error(403, "AuthorizationError", "not authorized", "r-1")
+    assert (denied.status, json.loads(denied.body)) == (
+        403,
+        {
+            "Error": {"Code": "AuthorizationError", "Message": "not authorized", "Type": "Sender"},
+            "RequestId": "r-1",
+        },
+    )
+    assert json.loads(query_error(500, "InternalError", "x", "r").body)["Error"]["Type"] == "Receiver"
 
 
 @pytest.mark.parametrize(
