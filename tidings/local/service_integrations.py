@@ -178,12 +178,7 @@ def query_answer(call: ServiceCall, parsed: Mapping[str, Any], request_id: str) 
     the operation's output, null when absent (the apigw-websocket-api-sns sample answers
     `{"PublishResponse":{"PublishResult":{"MessageId":"...","SequenceNumber":null},
     "ResponseMetadata":{"RequestId":"..."}}}`)."""
-    shape = (
-        botocore.session.get_session()
-        .get_service_model(call.service)
-        .operation_model(call.operation)
-        .output_shape
-    )
+    shape = _service_model(call.service).operation_model(call.operation).output_shape
     response: dict[str, Any] = {}
     if shape is not None:
         response[f"{call.operation}Result"] = _query_value_json(shape, dict(parsed))
@@ -230,9 +225,14 @@ def service_operations() -> Mapping[str, Collection[str]]:
 
 
 @cache
+def _service_model(service: str) -> Any:
+    """botocore's model of a supported service, read once (25 ms a read for SNS)."""
+    return botocore.session.get_session().get_service_model(service)
+
+
 def speaks_query(service: str) -> bool:
     """Whether the service's API is the Query protocol only (SNS), from botocore's model."""
-    return bool(botocore.session.get_session().get_service_model(service).protocol == "query")
+    return bool(_service_model(service).protocol == "query")
 
 
 @cache
