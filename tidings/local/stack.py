@@ -39,6 +39,7 @@ from tidings.local.addons import (
 from tidings.local.aws import LAMBDA_INVOKE, STEP_FUNCTIONS_API, AwsServices, InterceptMatch, Interceptor
 from tidings.local.aws_guard import (
     AppCredentials,
+    Credentials,
     Denial,
     ManagementGuard,
     PendingDenials,
@@ -844,7 +845,7 @@ class TemplateReload:
         try:
             await asyncio.to_thread(self.aws.create_resources, app, previous=previous)
         except _REFUSED_EDITS as exc:
-            self.aws.credentials.revoke(issued.functions.values())
+            self.aws.credentials.revoke(issued_keys(issued))  # none of the new sessions is used
             self._say(f"template not reloaded, still running the previous one: {_one_line(exc)}")
             return False
         functions = await _start_functions(
@@ -858,11 +859,7 @@ class TemplateReload:
             self.endpoints.http_url_base,
         )
         old = self.current.functions
-        old_keys = [
-            *self.issued.functions.values(),
-            *self.issued.machine_keys.values(),
-            *self.issued.integrations.values(),
-        ]
+        old_keys = issued_keys(self.issued)
         self.current.functions = functions
         self.services.machines = functions.machines
         self.services.use_roles(issued.integrations)  # integration roles as the new template says
@@ -905,6 +902,11 @@ class TemplateReload:
         except Exception:  # the stack keeps serving; only the reload on edit is lost
             traceback.print_exc()
             self._say("the template watcher stopped; template edits need a restart")
+
+
+def issued_keys(issued: AppCredentials) -> list[Credentials]:
+    """Every key a template's run was issued: its functions', state machines' and integrations'."""
+    return [*issued.functions.values(), *issued.machine_keys.values(), *issued.integrations.values()]
 
 
 def _one_line(exc: BaseException) -> str:
