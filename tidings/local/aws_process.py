@@ -250,14 +250,14 @@ def serve(
     from tidings.local.aws import (
         disable_moto_global_cors,
         make_dynamodb_atomic,
-        serialize_dynamodb_reads_directly,
+        serialize_dynamodb_items_directly,
     )
     from tidings.local.bus import route_rule_deliveries
     from tidings.local.moto_server import MotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     make_dynamodb_atomic()
-    serialize_dynamodb_reads_directly()
+    serialize_dynamodb_items_directly()
     disable_moto_global_cors()
     served = _Served(keys)
     stopped = threading.Event()
