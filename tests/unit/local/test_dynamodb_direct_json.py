@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tidings.local.aws import serialize_dynamodb_items_directly
+from tidings.local.aws import cache_dynamodb_update_expressions, serialize_dynamodb_items_directly
 
 ITEM = {
     "pk": {"S": "p"},
@@ -148,6 +148,12 @@ def writes(client: Any, table: str) -> list[Any]:
         lambda: client.delete_item(TableName=table, Key={"pk": {"S": "new"}}, ReturnValues="ALL_OLD"),
         lambda: client.delete_item(TableName=table, Key={"pk": {"S": "p"}}),
         lambda: client.update_item(
+            TableName=table,
+            Key={"pk": {"S": "p"}},
+            UpdateExpression="SET = :v",
+            ExpressionAttributeValues={":v": {"N": "1"}},
+        ),
+        lambda: client.update_item(
             TableName="absent",
             Key={"pk": {"S": "p"}},
             UpdateExpression="SET v = :v",
@@ -182,4 +188,23 @@ def test_direct_json_writes_say_what_moto_serializer_says(dynamodb: Any) -> None
     )
     assert expected[8][0] == "ConditionalCheckFailedException" and expected[8][1]["c"] == {"N": "5"}
     assert expected[9]["Attributes"] == {"pk": {"S": "new"}, "v": {"B": b"\x00"}}
-    assert expected[-1][0] == "ResourceNotFoundException"
+    assert expected[-2][0] == "ValidationException" and expected[-1][0] == "ResourceNotFoundException"
+
+
+def test_update_expressions_parsed_once_say_what_moto_says(dynamodb: Any) -> None:
+    """The same writes, twice over with the parse cache (so the second time every expression
+    comes from it), answer as moto does without it."""
+    expected = writes(dynamodb, "w1")
+    undo = cache_dynamodb_update_expressions()
+    try:
+        writes(dynamodb, "w2")
+        dynamodb.delete_table(TableName="w2")
+        dynamodb.create_table(
+            TableName="w2",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        assert writes(dynamodb, "w2") == expected
+    finally:
+        undo()
