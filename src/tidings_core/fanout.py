@@ -1,21 +1,26 @@
 """Job event → every subscriber of `job:<id>` and `user:<owner>`, in shards (calls registry and push).
 
 notify (`deliver_job_event`): validate; store the event as the job's latest state only if its
-seq is newer (conditional write); read the first Query page of both topics; choose the job's
-shard layout (`shards.choose_layout`). A small audience (the common case) is delivered right
-here as a single shard, with the ids already read: no extra hop. A large one is handed to one
-asynchronous invocation of the deliver function per shard (`ShardInvoker`), all at once.
+seq is newer (conditional write); then read the first Query page of both topics at once (two
+threads); choose the job's shard layout (`shards.choose_layout`; a job's first event records
+the inline layout in the claim itself).
+A small audience (the common case) is delivered right here as a single shard, with the ids
+already read: no extra hop. A large one is handed to one asynchronous invocation of the deliver
+function per shard (`ShardInvoker`), all at once. Before notify's first post to a small
+audience: the claim, the two Queries at once, then one write taking the shard.
 
 A shard (`deliver_shard`): offer the event to the shard's checkpoint item (take it, resume it,
-hand it over to the live owner, or drop it: `shards.decide_offer`); as its owner, post page by
-page in id order (the next Query page is fetched while one posts), and after each page write
-the checkpoint (after the last page, the sweep's end in the same write), which also tells
+hand it over to the live owner, or drop it: `shards.decide_offer`; a shard free to take, the
+common case, is taken with one conditional write, `registry.offer_shard`); as its owner, post
+page by page in id order (the next Query page is fetched while one posts), and after each page
+write the checkpoint (after the last page, the sweep's end in the same write), which also tells
 whether a newer event was handed over: then the sweep goes on from there with the newer message.
 Gone connections are deleted on a side thread in batches.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -218,7 +223,7 @@ def deliver_job_event(
         return report
     report.publish_to_post_ms = float(message["sentAt"] - event.emittedAt)
     topics = [protocol.job_topic(job_id), protocol.user_topic(event.userId)]
-    first = registry.first_pages(topics)
+    first = first_pages(topics)
     layout = shards.choose_layout(shards.estimate_total(first), claim.layout)
     if layout != claim.layout:
         registry.set_layout(job_id, event.seq, layout)
@@ -244,6 +249,27 @@ def resume_orphaned_shard(task: ShardTask, *, via: Pusher | None = None) -> FanO
     if shards.decide_offer(state.item, task.seq, registry.now_ms()) is not shards.Offer.RESUME:
         return None
     return deliver_shard(task, via=via)
+
+
+@functools.cache
+def _reads() -> ThreadPoolExecutor:
+    """A thread for notify's second first-page Query, kept for the container's life (a pool per
+    event would start its thread on every event's critical path)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="tidings-first-page")
+
+
+def first_pages(topics: Sequence[str]) -> list[shards.FirstPage]:
+    """The first Query page of each topic, all at once: the last on this thread, the others on
+    `_reads()`. Only after the claim: a subscriber writes its subscription before it reads the
+    job's state, so either its snapshot has the event or these Queries find it
+    (docs/data-model.md, "Subscribe vs. notify")."""
+    *others, last = topics
+    reading = [_reads().submit(contextvars.copy_context().run, registry.first_page, t) for t in others]
+    try:
+        here = registry.first_page(last)
+    finally:
+        pages = [future.result() for future in reading]
+    return [*pages, here]
 
 
 def _merged(pages: Iterable[shards.FirstPage]) -> list[str]:

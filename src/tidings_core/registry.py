@@ -332,7 +332,9 @@ class Claim(Enum):
 class ClaimResult:
     claim: Claim
     stored_seq: int | None = None
-    layout: int | None = None  # the job's shard layout before this event (None: never delivered)
+    # the job's shard layout as this event found it (a NEW claim records 1 on a job's first event);
+    # None: a job stored before layouts were recorded, or gone
+    layout: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -360,6 +362,10 @@ def claim_job_event(
             JobState.message.set(json.dumps(message, separators=(",", ":"))),
             JobState.updated_at.set(updated_at),
             JobState.ttl.set(_ttl(job_ttl(updated_at))),
+            # a job's first event records the inline layout, which notify chooses for any audience
+            # of up to shards.INLINE_MAX whatever the layout was (`shards.choose_layout`): a small
+            # topic never needs a second write for it (`set_layout` grows a large one)
+            JobState.fanout_shards.set(JobState.fanout_shards | 1),
         ]
         job.update(actions=actions, condition=newer & owner & open_job)  # ALL_NEW: fanoutShards comes back
         if stage in TERMINAL_STAGES:
@@ -399,18 +405,15 @@ def set_layout(job_id: str, seq: int, shard_count: int) -> None:
 # --- recipients by key range (sharded delivery) ----------------------------------------------------
 
 
-def first_pages(topics: Iterable[str]) -> list[shards.FirstPage]:
-    """One Query page per topic (QUERY_PAGE_SIZE ids): enough to deliver a small topic, and to
+def first_page(topic: str) -> shards.FirstPage:
+    """One Query page of `topic` (QUERY_PAGE_SIZE ids): enough to deliver a small topic, and to
     estimate a large one's size (`shards.estimate_total`)."""
     _tables()
-    pages = []
-    for topic in topics:
-        query = Subscription.query(
-            topic, limit=QUERY_PAGE_SIZE, page_size=QUERY_PAGE_SIZE, attributes_to_get=["connectionId"]
-        )
-        ids = [item.connection_id for item in query]
-        pages.append(shards.FirstPage(ids, complete=query.last_evaluated_key is None))
-    return pages
+    query = Subscription.query(
+        topic, limit=QUERY_PAGE_SIZE, page_size=QUERY_PAGE_SIZE, attributes_to_get=["connectionId"]
+    )
+    ids = [item.connection_id for item in query]
+    return shards.FirstPage(ids, complete=query.last_evaluated_key is None)
 
 
 def _range_condition(within: shards.KeyRange) -> Condition | None:
@@ -530,10 +533,50 @@ def _sweep_actions(sweep: shards.Sweep) -> list[Action]:
     ]
 
 
+def _take_at_once(key: str, seq: int, message: str, owner: str) -> OfferResult | None:
+    """The common offer in one UpdateItem, without reading the item first: TAKE the shard when it
+    has no item yet or its last sweep, of an older seq, ran to the end. Its condition holds exactly
+    when `shards.decide_offer` would say TAKE for what it covers (no item; or `done`, `seq` and
+    `sweepSeq` below this seq: a done item has no live lease), whatever the item's history (a
+    TTL-deleted item re-created holds just as well), and the write depends on nothing else: the
+    new sweep starts where the last one began (`shards.sweep_after_offer`: `origin` kept as it is,
+    read back from ALL_NEW). None when the condition fails: the caller decides from a read."""
+    now = now_ms()
+    sweep = shards.Sweep(seq)
+    fresh = ShardCheckpoint.shard.does_not_exist()
+    swept_to_its_end = ShardCheckpoint.done == True  # noqa: E712 (a condition expression, not a test)
+    swept_older = swept_to_its_end & (ShardCheckpoint.seq < seq) & (ShardCheckpoint.sweep_seq < seq)
+    actions: list[Action] = [
+        ShardCheckpoint.version.add(1),
+        ShardCheckpoint.ttl.set(_ttl(job_ttl(now))),
+        ShardCheckpoint.seq.set(seq),
+        ShardCheckpoint.message.set(message),
+        ShardCheckpoint.sweep_seq.set(sweep.seq),
+        ShardCheckpoint.wrapped.set(False),
+        ShardCheckpoint.cursor.remove(),
+        ShardCheckpoint.done.set(False),
+        ShardCheckpoint.owner.set(owner),
+        ShardCheckpoint.lease_until.set(now + SHARD_LEASE_MS),
+    ]
+    row = ShardCheckpoint(key)
+    try:
+        row.update(actions=actions, condition=fresh | swept_older)
+    except UpdateError as exc:
+        if not _conditional_failed(exc):
+            raise
+        return None
+    return OfferResult(shards.Offer.TAKE, shards.Sweep(seq, origin=row.origin), message)
+
+
 def offer_shard(key: str, seq: int, message: str, owner: str) -> OfferResult:
-    """Offer event `seq` to one shard (`shards.decide_offer`), applied with a write conditional on
-    the item's version, so concurrent offers and checkpoints are serialised; retried when lost."""
+    """Offer event `seq` to one shard (`shards.decide_offer`). The common case, a shard free to
+    take, is one conditional write (`_take_at_once`); otherwise the item is read, decided on, and
+    the decision applied with a write conditional on the item's version, so concurrent offers and
+    checkpoints are serialised; retried when lost."""
     _shard_tables()
+    taken = _take_at_once(key, seq, message, owner)
+    if taken is not None:
+        return taken
     for _ in range(OFFER_ATTEMPTS):
         now = now_ms()
         state = read_shard(key)

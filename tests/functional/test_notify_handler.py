@@ -258,3 +258,23 @@ def test_a_query_failure_on_the_next_page_is_raised_after_the_current_page_is_ch
     assert _notify(handlers, bus_event(seq=1))["outcome"] == "duplicate"
     counts = _delivery_counts(management)
     assert sorted(counts) == audience and set(counts.values()) == {1}
+
+
+def test_a_small_audience_is_reached_with_the_layout_recorded_by_the_claim(
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    audience: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job's first event records the inline layout in its claim: no separate layout write,
+    no shard read before the post (the claim, the two Queries, one write taking the shard)."""
+
+    def forbidden(*args: object) -> None:
+        raise AssertionError(f"not on notify's path to a small audience: {args}")
+
+    monkeypatch.setattr(registry, "set_layout", forbidden)
+    monkeypatch.setattr(registry, "read_shard", forbidden)
+    assert _notify(handlers, bus_event(seq=1))["delivered"] == len(audience)
+    assert _notify(handlers, bus_event("ev-2", seq=2))["delivered"] == len(audience)
+    assert JobState.get("job-1").fanout_shards == 1
+    assert sorted(m["seq"] for _, m in management.posted) == [1] * len(audience) + [2] * len(audience)

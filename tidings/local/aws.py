@@ -89,10 +89,12 @@ def make_dynamodb_atomic() -> None:
         _dynamodb_atomic = DynamoHandler
 
 
-# DynamoDB reads whose answer is items: moto's generic serializer walks every attribute of every
-# item through its shape (1,000 subscriptions: ~80% of a Query's time, cProfile); their result is
-# already DynamoDB JSON
-_DIRECT_JSON_READS = frozenset({"Query", "Scan", "GetItem", "BatchGetItem"})
+# DynamoDB calls whose answer is items: moto's generic serializer walks every attribute of every
+# item through its shape (1,000 subscriptions: ~80% of a Query's time; an UpdateItem with ALL_NEW
+# ~15%, cProfile); their result is already DynamoDB JSON
+_DIRECT_JSON_CALLS = frozenset(
+    {"Query", "Scan", "GetItem", "BatchGetItem", "UpdateItem", "PutItem", "DeleteItem"}
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -101,17 +103,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def serialize_dynamodb_reads_directly() -> Callable[[], None]:
-    """Answer Query, Scan, GetItem and BatchGetItem with `json.dumps` of moto's result (the same
-    JSON its serializer writes, test_dynamodb_direct_json.py); returns what undoes it. Anything
-    else, an error, or a result JSON cannot hold goes to moto's serializer as before."""
+def serialize_dynamodb_items_directly() -> Callable[[], None]:
+    """Answer Query, Scan, GetItem, BatchGetItem and the single-item writes (UpdateItem, PutItem,
+    DeleteItem) with `json.dumps` of moto's result (the same JSON its serializer writes,
+    test_dynamodb_direct_json.py); returns what undoes it. Anything else, an error (a failed
+    condition among them), or a result JSON cannot hold goes to moto's serializer as before."""
     from moto.dynamodb.responses import DynamoResult
 
     original = DynamoResult.execute_result
 
     @functools.wraps(original)
     def execute_result(result: DynamoResult, context: Any) -> Any:
-        if context.operation_model.name in _DIRECT_JSON_READS and isinstance(result.result, dict):
+        if context.operation_model.name in _DIRECT_JSON_CALLS and isinstance(result.result, dict):
             try:
                 body = json.dumps(result.result, default=_json_default, separators=(",", ":"))
             except (TypeError, ValueError):
@@ -123,6 +126,30 @@ def serialize_dynamodb_reads_directly() -> Callable[[], None]:
 
     def undo() -> None:
         DynamoResult.execute_result = original  # type: ignore[method-assign]
+
+    return undo
+
+
+UPDATE_EXPRESSIONS_CACHED = 512
+
+
+def cache_dynamodb_update_expressions() -> Callable[[], None]:
+    """Parse each distinct UpdateExpression once (moto parses it twice per UpdateItem, 0.3 ms a
+    parse, and an app sends the same few expressions with other values); returns what undoes it.
+
+    The parsed tree depends on the expression's text alone (names and values are placeholders,
+    resolved later) and nothing writes to it: moto's validator works on a deep copy. A text that
+    does not parse raises as before, and is not cached.
+    """
+    from moto.dynamodb.parsing import expressions
+
+    parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]
+    original = vars(parser)["make"]
+    cached: Any = functools.lru_cache(maxsize=UPDATE_EXPRESSIONS_CACHED)(original.__func__)
+    parser.make = classmethod(cached)
+
+    def undo() -> None:
+        parser.make = original
 
     return undo
 

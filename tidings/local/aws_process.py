@@ -248,16 +248,18 @@ def serve(
     """The AWS process: serve `listening` until the stack says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stack's to handle: it stops us
     from tidings.local.aws import (
+        cache_dynamodb_update_expressions,
         disable_moto_global_cors,
         make_dynamodb_atomic,
-        serialize_dynamodb_reads_directly,
+        serialize_dynamodb_items_directly,
     )
     from tidings.local.bus import route_rule_deliveries
     from tidings.local.moto_server import MotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     make_dynamodb_atomic()
-    serialize_dynamodb_reads_directly()
+    serialize_dynamodb_items_directly()
+    cache_dynamodb_update_expressions()
     disable_moto_global_cors()
     served = _Served(keys)
     stopped = threading.Event()

@@ -18,6 +18,11 @@ first invocation is warm (`cold` False, as such an environment reports no Init D
 invocation that arrives while its function is being prewarmed waits for that worker rather than
 start a second one; if the init fails, the worker is discarded and the invocation starts its own,
 which reports the error as it always did.
+
+Workers run WORKER_NICENESS nicer than the stack (`_lower_priority`), and so does whatever they
+start (an ffmpeg): on AWS the gateway, the bus and DynamoDB never share a CPU with function
+code, so a function that keeps every core busy must not slow the requests the stack's own
+processes serve for the other functions (measured in docs/benchmarks.md, "one watcher").
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ WORKER_BOOTSTRAP = Path(worker_module.__file__).resolve()
 NODE_WORKER_BOOTSTRAP = WORKER_BOOTSTRAP.with_name("node_worker.mjs")
 # -I ignores PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE: the flags say it instead
 _INTERPRETER_FLAGS = ("-I", "-S", "-u", "-B")
+# Function workers (and what they start: ffmpeg, ...) run this much nicer than the stack: on AWS the
+# gateway, the bus and DynamoDB never share a CPU with function code, and here a function that
+# keeps every core busy would otherwise slow each request the stack's own processes serve for it.
+WORKER_NICENESS = 5
 # a prewarm's init gets Lambda's Init phase limit; past it the worker is discarded (the first
 # invocation then starts cold, as it would have without prewarming)
 PREWARM_INIT_TIMEOUT_S = 10.0
@@ -68,6 +77,14 @@ FAKE_CREDENTIALS = {
 }
 # Variables a developer's shell may hold that must not reach a local function.
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+
+
+def _lower_priority(pid: int) -> None:
+    """Run worker `pid` (and the processes it starts, which inherit it) WORKER_NICENESS nicer
+    than this process. Where the system refuses (no such call, or a limit), it runs as is."""
+    with contextlib.suppress(OSError, AttributeError):
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, min(own + WORKER_NICENESS, 19))
 
 
 def prewarm_targets(app: LocalApp) -> list[str]:
@@ -513,6 +530,7 @@ class FunctionRunner:
             # ends the worker with its children
             start_new_session=True,
         )
+        _lower_priority(process.pid)
         worker = _WorkerProcess(process, generation, tmpdir, self._workers.discard)
         self._workers.add(worker)
         return worker

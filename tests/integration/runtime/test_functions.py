@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tidings.local import functions
 from tidings.local.functions import FunctionRunner
 from tidings.local.model import Function, Invocation, LocalApp
 
@@ -289,3 +291,26 @@ async def test_opentelemetry_spans_land_in_the_invocation_log(tmp_path: Path, ru
         assert span["attributes"]["job_id"] == "job-7"
         assert "job_id" in span["attributes"]["aws.xray.annotations"]
     assert first.logs.count('"ColdStart": true') == 1 and '"ColdStart": true' not in second.logs
+
+
+NICENESS_HANDLER = """
+import os, subprocess, sys
+def handler(event, context):
+    code = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {"worker": os.getpriority(os.PRIO_PROCESS, 0), "child": int(child.stdout)}
+"""
+
+
+async def test_function_workers_and_what_they_start_run_nicer_than_the_stack(
+    tmp_path: Path, runner_factory: Any
+) -> None:
+    """On AWS no function code shares a CPU with the gateway, the bus or DynamoDB: here workers
+    (and an ffmpeg they start) give way to the stack's own processes."""
+    runner = await runner_factory([make_function(tmp_path, "Nice", NICENESS_HANDLER)])
+    invocation = await runner.invoke("Nice", {})
+    assert invocation.ok, invocation.error_message
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = min(own + functions.WORKER_NICENESS, 19)
+    assert functions.WORKER_NICENESS > 0
+    assert invocation.result == {"worker": expected, "child": expected}

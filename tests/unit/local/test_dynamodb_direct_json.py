@@ -1,5 +1,6 @@
-"""aws.serialize_dynamodb_reads_directly: DynamoDB's item reads answered with `json.dumps` of
-moto's result say exactly what moto's own serializer says (every attribute type, pages, errors)."""
+"""aws.serialize_dynamodb_items_directly: DynamoDB's item reads and single-item writes answered
+with `json.dumps` of moto's result say exactly what moto's own serializer says (every attribute
+type, pages, every ReturnValues, failed conditions, errors)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tidings.local.aws import serialize_dynamodb_reads_directly
+from tidings.local.aws import cache_dynamodb_update_expressions, serialize_dynamodb_items_directly
 
 ITEM = {
     "pk": {"S": "p"},
@@ -46,6 +47,13 @@ def dynamodb() -> Iterator[Any]:
                 ],
                 BillingMode="PAY_PER_REQUEST",
             )
+            for table in ("w1", "w2"):  # the writes' two runs, one per serializer
+                client.create_table(
+                    TableName=table,
+                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
             for sk in ("a", "b", "c"):
                 client.put_item(TableName="t", Item={**ITEM, "sk": {"S": sk}})
             yield client
@@ -97,10 +105,106 @@ def reads(client: Any) -> list[Any]:
 
 def test_direct_json_reads_say_what_moto_serializer_says(dynamodb: Any) -> None:
     expected = reads(dynamodb)
-    undo = serialize_dynamodb_reads_directly()
+    undo = serialize_dynamodb_items_directly()
     try:
         assert reads(dynamodb) == expected
     finally:
         undo()
     assert expected[0]["Count"] == 2 and "LastEvaluatedKey" in expected[0]  # the cases are real
     assert expected[4]["Item"]["b"]["B"] == b"\x00\xffbytes" and expected[-1] == "ResourceNotFoundException"
+
+
+def writes(client: Any, table: str) -> list[Any]:
+    """Each single-item write's parsed answer (response metadata aside, the table's name
+    replaced), or its error code and the item a failed condition returns."""
+    item = {key: value for key, value in ITEM.items() if key != "sk"}
+    update = {
+        "TableName": table,
+        "Key": {"pk": {"S": "p"}},
+        "UpdateExpression": "SET n = :n, m.extra = :s, fresh = if_not_exists(fresh, :one) ADD c :one",
+        "ExpressionAttributeValues": {":n": {"N": "7"}, ":s": {"S": "x"}, ":one": {"N": "1"}},
+    }
+    calls: list[Callable[[], Any]] = [
+        lambda: client.put_item(TableName=table, Item=item),
+        lambda: client.put_item(TableName=table, Item=item, ReturnValues="ALL_OLD"),
+        lambda: client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)"),
+        lambda: client.update_item(**update),
+        lambda: client.update_item(**update, ReturnValues="ALL_NEW", ReturnConsumedCapacity="TOTAL"),
+        lambda: client.update_item(**update, ReturnValues="ALL_OLD"),
+        lambda: client.update_item(**update, ReturnValues="UPDATED_OLD"),
+        lambda: client.update_item(**update, ReturnValues="UPDATED_NEW"),
+        lambda: client.update_item(
+            **update,
+            ConditionExpression="c < :one",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        lambda: client.update_item(
+            TableName=table,
+            Key={"pk": {"S": "new"}},
+            UpdateExpression="SET v = :v REMOVE gone",
+            ExpressionAttributeValues={":v": {"B": b"\x00"}},
+            ReturnValues="ALL_NEW",
+        ),
+        lambda: client.delete_item(TableName=table, Key={"pk": {"S": "new"}}, ReturnValues="ALL_OLD"),
+        lambda: client.delete_item(TableName=table, Key={"pk": {"S": "p"}}),
+        lambda: client.update_item(
+            TableName=table,
+            Key={"pk": {"S": "p"}},
+            UpdateExpression="SET = :v",
+            ExpressionAttributeValues={":v": {"N": "1"}},
+        ),
+        lambda: client.update_item(
+            TableName="absent",
+            Key={"pk": {"S": "p"}},
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"N": "1"}},
+        ),
+    ]
+    answers: list[Any] = []
+    for call in calls:
+        try:
+            answer = call()
+            answer.pop("ResponseMetadata")
+            if "ConsumedCapacity" in answer:
+                assert answer["ConsumedCapacity"]["TableName"] == table
+                answer["ConsumedCapacity"]["TableName"] = "table"
+            answers.append(answer)
+        except client.exceptions.ClientError as error:
+            answers.append((error.response["Error"]["Code"], error.response.get("Item")))
+    return answers
+
+
+def test_direct_json_writes_say_what_moto_serializer_says(dynamodb: Any) -> None:
+    expected = writes(dynamodb, "w1")
+    undo = serialize_dynamodb_items_directly()
+    try:
+        assert writes(dynamodb, "w2") == expected
+    finally:
+        undo()
+    # the cases are real: items come back, a failed condition returns the item as it was
+    assert (
+        expected[4]["Attributes"]["c"] == {"N": "2"}
+        and expected[4]["Attributes"]["b"]["B"] == b"\x00\xffbytes"
+    )
+    assert expected[8][0] == "ConditionalCheckFailedException" and expected[8][1]["c"] == {"N": "5"}
+    assert expected[9]["Attributes"] == {"pk": {"S": "new"}, "v": {"B": b"\x00"}}
+    assert expected[-2][0] == "ValidationException" and expected[-1][0] == "ResourceNotFoundException"
+
+
+def test_update_expressions_parsed_once_say_what_moto_says(dynamodb: Any) -> None:
+    """The same writes, twice over with the parse cache (so the second time every expression
+    comes from it), answer as moto does without it."""
+    expected = writes(dynamodb, "w1")
+    undo = cache_dynamodb_update_expressions()
+    try:
+        writes(dynamodb, "w2")
+        dynamodb.delete_table(TableName="w2")
+        dynamodb.create_table(
+            TableName="w2",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        assert writes(dynamodb, "w2") == expected
+    finally:
+        undo()

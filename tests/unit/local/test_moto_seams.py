@@ -3,7 +3,10 @@
 pyproject.toml pins moto to the minor versions these names were checked with. When an upgrade
 moves one of them, these tests fail and name it, instead of the stack misbehaving at run time:
 
-- aws.py wraps `moto.dynamodb.responses.DynamoHandler.call_action`;
+- aws.py wraps `moto.dynamodb.responses.DynamoHandler.call_action` and
+  `moto.dynamodb.responses.DynamoResult.execute_result`, and caches the classmethod
+  `moto.dynamodb.parsing.expressions.UpdateExpressionParser.make` (safe while moto's validator
+  works on a deep copy of the tree it is given);
 - bus.py replaces `moto.events.models.Rule.send_to_targets` and reads a rule's attributes;
 - aws_process.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
 
@@ -74,6 +77,22 @@ def test_dynamodb_handler_call_action_takes_only_the_handler() -> None:
     )
     assert _parameters(handler.call_action) == ["self"], (
         "moto.dynamodb.responses.DynamoHandler.call_action changed its signature"
+    )
+
+
+def test_update_expression_parser_make_is_a_classmethod_whose_tree_the_validator_copies() -> None:
+    from moto.dynamodb.parsing import expressions, validators
+
+    make = vars(expressions.UpdateExpressionParser).get("make")
+    assert isinstance(make, classmethod), (
+        "moto's UpdateExpressionParser.make is no longer a classmethod "
+        "(aws.cache_dynamodb_update_expressions caches it)"
+    )
+    assert _parameters(make.__func__) == ["cls", "expression_str"], (
+        "UpdateExpressionParser.make changed its signature"
+    )
+    assert "deepcopy(expression)" in inspect.getsource(validators.Validator.__init__), (
+        "moto's update validator no longer copies the tree it is given: a cached parse would change"
     )
 
 
