@@ -221,7 +221,11 @@ class ShardRun:
         self.started = w.clock.now
         w.requests += 1
         self._store()
-        wait = 2 * w.ddb()  # GetItem + UpdateItem
+        # registry.offer_shard: a shard with no item, or whose last sweep of an older seq ran to its
+        # end, is taken with one conditional UpdateItem; otherwise that write fails, and the item
+        # is read and written (GetItem + UpdateItem)
+        at_once = item is None or (item.done and item.seq < seq and item.sweep.seq < seq)
+        wait = w.ddb() if at_once else 3 * w.ddb()
         if self.share > 1:  # a deliver invocation reads its range (notify already holds the ids)
             wait += w.query(min(len(self.ids), 1000))
         w.clock.at(w.clock.now + wait, self.page)
@@ -330,8 +334,9 @@ def publish(w: World, fns: Functions, seq: int, at: float) -> None:
     """PutEvents at `at`: EventBridge → notify → inline or one asynchronous invoke per shard."""
 
     def notify(sender: Sender) -> None:
-        # claim + the first page of each topic (up to registry.QUERY_PAGE_SIZE ids)
-        t = w.clock.now + w.ddb() + w.query(min(len(w.ids), 1000)) + w.query(0)
+        # the claim, then the first page of each topic (up to registry.QUERY_PAGE_SIZE ids), both
+        # Queries at once (fanout.first_pages)
+        t = w.clock.now + w.ddb() + max(w.query(min(len(w.ids), 1000)), w.query(0))
         complete = len(w.ids) <= 1000
         first = [shards.FirstPage(w.ids[:1000], complete), shards.FirstPage([], True)]
         w.layout = shards.choose_layout(shards.estimate_total(first), w.layout)
