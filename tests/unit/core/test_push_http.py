@@ -79,6 +79,7 @@ def _api(endpoint: str, credentials: Credentials | None = None, max_connections:
         credentials=credentials or Credentials("AKIDEXAMPLE", "secret", "session-token"),
         region="eu-west-1",
         max_connections=max_connections,
+        now=lambda: FIXED_NOW.replace(tzinfo=datetime.UTC),
     )
 
 
