@@ -37,6 +37,7 @@ from typing import Any
 import boto3
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import cpu_accounting
 from bench.clients import ClientPool
 from bench.processes import Child, rss_kb
 from bench.sequential import connection_ids
@@ -477,6 +478,23 @@ async def posts_comparison(
     }
 
 
+class CpuMeter:
+    """CPU seconds by process role over each round of one contender (bench.cpu_accounting)."""
+
+    def __init__(self, tree: cpu_accounting.ProcessTree) -> None:
+        self.tree = tree
+        self.rounds: list[tuple[dict[str, float], int]] = []
+
+    async def measure(self, round_: Any) -> Round:
+        before = self.tree.snapshot()
+        result: Round = await round_
+        self.rounds.append((cpu_accounting.spent(before, self.tree.snapshot()), result.delivered))
+        return result
+
+    def per_delivery_ms(self) -> dict[str, float]:
+        return cpu_accounting.per_delivery_ms(self.rounds)
+
+
 async def _fanout_sizes(
     session: StackSession,
     stack: Child,
@@ -524,22 +542,48 @@ async def _fanout_sizes(
             await _raw_round(control, raw_pool, message, marker(session.seq))
             await floor.round(message, marker(session.seq))
             records_before = len(session.invocations)
+            clients = {"bench clients": os.getpid()}
+            meters = {
+                "tidings": CpuMeter(cpu_accounting.ProcessTree(stack.pid, clients)),
+                "sequential": CpuMeter(
+                    cpu_accounting.ProcessTree(stack.pid, clients | {"sequential poster": sequential.pid})
+                ),
+                "http_floor": CpuMeter(
+                    cpu_accounting.ProcessTree(
+                        floor.server.pid,
+                        clients | {"floor poster": floor.poster.pid},
+                        root_label="floor server",
+                    )
+                ),
+            }
             own: list[Round] = []
             baseline: list[Round] = []
             ceiling: list[Round] = []
             floors: list[Round] = []
             for repeat in range(repeats):
+                before = meters["tidings"].tree.snapshot()
                 round_, message = await _tidings_round(session, tidings_pool)
+                meters["tidings"].rounds.append(
+                    (cpu_accounting.spent(before, meters["tidings"].tree.snapshot()), round_.delivered)
+                )
                 own.append(round_)
                 mark = marker(session.seq)
                 if repeat % 2 == 0:  # alternate which comparison runs first
-                    baseline.append(await _sequential_round(sequential, tidings_pool, message, mark))
-                    floors.append(await floor.round(message, mark))
+                    baseline.append(
+                        await meters["sequential"].measure(
+                            _sequential_round(sequential, tidings_pool, message, mark)
+                        )
+                    )
+                    floors.append(await meters["http_floor"].measure(floor.round(message, mark)))
                     ceiling.append(await _raw_round(control, raw_pool, message, mark))
                 else:
                     ceiling.append(await _raw_round(control, raw_pool, message, mark))
-                    floors.append(await floor.round(message, mark))
-                    baseline.append(await _sequential_round(sequential, tidings_pool, message, mark))
+                    floors.append(await meters["http_floor"].measure(floor.round(message, mark)))
+                    baseline.append(
+                        await meters["sequential"].measure(
+                            _sequential_round(sequential, tidings_pool, message, mark)
+                        )
+                    )
             await asyncio.sleep(0.5)  # the last invocation record follows the last post
             delivery = [
                 r for r in session.invocations[records_before:] if r.get("function") in DELIVERY_FUNCTIONS
@@ -547,6 +591,10 @@ async def _fanout_sizes(
             durations = [float(r["durationMs"]) for r in delivery if r.get("ok")]
             delivered = sum(r.delivered for r in own)
             results[str(size)] = summarize_size(own, baseline, ceiling, floors)
+            # CPU ms per delivery by process, over all repeats: what each contender costs the machine
+            results[str(size)]["cpu_ms_per_delivery"] = {
+                name: meter.per_delivery_ms() for name, meter in meters.items()
+            }
             if durations and delivered:
                 lambda_ms[str(size)] = round(ms_per_1000_deliveries(durations, delivered), 1)
         stack_rss_after = stack.rss_kb()
