@@ -849,6 +849,7 @@ def _send(
 
 # ---------------------------------------------------------------- the management API
 MANAGE_CONNECTIONS = "execute-api:ManageConnections"
+_DECISIONS_KEPT = 1024  # IAM decisions a ManagementGuard keeps (one per role session, stage and method)
 
 
 # API Gateway authorizes `@connections` calls on the route's template, whatever the connection:
@@ -897,6 +898,13 @@ class ManagementGuard:
         self.enforce_iam = enforce_iam
         self.on_denied = on_denied
         self.clock = clock
+        # IAM decisions by (role session, stage, method): the resource names no connection id and
+        # the context holds only the role's and the account's facts, so for one role session
+        # they are the same for every post. Kept with the caller they were made for (a key that
+        # came back with another caller misses) and dropped whenever the run's keys change (a
+        # template reload issues new sessions and revokes the old ones).
+        self._decisions: dict[tuple[int, str, str], tuple[Caller, str | None]] = {}
+        run.on_change(self._decisions.clear)
 
     def check(
         self,
@@ -919,6 +927,24 @@ class ManagementGuard:
             return "Forbidden"
         if not self.enforce_iam:
             return None
+        key = (id(caller), stage, method)  # the entry holds the caller: its id stays its own
+        cached = self._decisions.get(key)
+        if cached is not None and cached[0] is caller:
+            message = cached[1]
+        else:
+            message = self._evaluate(caller, stage, method, connection_id)
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                self._decisions.clear()
+            self._decisions[key] = (caller, message)
+        if message is not None and self.on_denied is not None:
+            assert caller.principal is not None
+            resource = connection_arn(self.region, self.account, self.api_id, stage, method, connection_id)
+            self.on_denied(Denial(caller.label, caller.principal.arn, MANAGE_CONNECTIONS, resource, message))
+        return message
+
+    def _evaluate(self, caller: Caller, stage: str, method: str, connection_id: str) -> str | None:
+        """IAM's answer for this role on this stage's `@connections` route: None or AWS's message."""
+        assert caller.principal is not None
         resource = connection_arn(self.region, self.account, self.api_id, stage, method, connection_id)
         context = context_of(
             {
@@ -932,10 +958,7 @@ class ManagementGuard:
         decision = evaluate(caller.principal.statements, MANAGE_CONNECTIONS, resource, context)
         if decision.allowed:
             return None
-        message = denial_message(caller.principal.arn, MANAGE_CONNECTIONS, resource, decision)
-        if self.on_denied is not None:
-            self.on_denied(Denial(caller.label, caller.principal.arn, MANAGE_CONNECTIONS, resource, message))
-        return message
+        return denial_message(caller.principal.arn, MANAGE_CONNECTIONS, resource, decision)
 
 
 # ---------------------------------------------------------------- the app's callers
