@@ -8,9 +8,10 @@ One fan-out run holds four sets of contenders side by side on the same machine:
 - the AWS-samples pattern (`bench.sequential`, its own process): Scan the connections table,
   post to one connection at a time, through the same `@connections` endpoint to the same clients.
 - the HTTP floor (`bench.http_floor`, its own process; `bench.floor_poster`, its own process):
-  the same N posts, from one process with notify's own poster (`push.Pusher`, 32 threads, SigV4
-  on urllib3), to a bare HTTP server that writes each body to its WebSocket client (another N
-  clients) with no gateway logic: the physical limit of the design on this machine.
+  the same N posts, from one process with notify's own poster (`push.Pusher`: 32 posts in flight
+  on one asyncio loop, SigV4-signed keep-alive connections), to a bare HTTP server that writes
+  each body to its WebSocket client (another N clients) with no gateway logic: the physical
+  limit of the design on this machine.
 - the ceiling (`bench.raw_server`, its own process): a bare `websockets.broadcast` of the same
   bytes to another N clients; it skips the HTTP call API Gateway imposes, so it is no floor.
 
@@ -609,7 +610,7 @@ async def _fanout_sizes(
         "stack_kb_per_subscribed_connection": round((stack_rss_after - stack_rss_before) / max(sizes), 1),
         "publish": "PutEvents on the embedded bus; the stack's JobEventsRule invokes NotifyFunction",
         "http_floor": "bench.http_floor (aiohttp POST -> websockets send, no gateway logic), posted by "
-        "bench.floor_poster (push.Pusher, 32 threads, SigV4 on urllib3), from its first post",
+        "bench.floor_poster (push.Pusher, 32 in flight on one asyncio loop, SigV4), from its first post",
     }
 
 
