@@ -37,6 +37,7 @@ import logging
 import os
 import random
 import re
+import select
 import ssl
 import threading
 import time
@@ -62,6 +63,7 @@ CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 5.0
 CONNECT_ATTEMPTS = 3  # a connection that could not be made is retried: the post cannot have arrived
 ERROR_BODY_BYTES = 200  # of an error answer's body, kept for its message
+IDLE_CHECK_S = 1.0  # a connection idle longer than this is checked for a close before reuse
 SERVICE = "execute-api"
 _GONE = {"GoneException", "410"}
 _THROTTLED = {"LimitExceededException", "TooManyRequestsException", "429"}
@@ -302,6 +304,7 @@ class _Connection(asyncio.Protocol):
         self._body = b""
         self.open = False
         self.reusable = False
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -363,6 +366,22 @@ class _Connection(asyncio.Protocol):
     def _timed_out(self, waiter: asyncio.Future[_Answer]) -> None:
         if not waiter.done():
             self._fail(TimeoutError("no answer from the management API in time"))
+
+    def dropped(self) -> bool:
+        """Whether the peer closed it while it sat idle (its socket reads as ready: EOF, or bytes
+        nobody asked for), as urllib3 checks before reusing a pooled connection. The loop may not
+        have seen that EOF yet: after a Lambda environment is thawed, its first post runs before
+        the loop's next look at the sockets."""
+        if not self.open or self._transport is None:
+            return True
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def close(self) -> None:
         self.open = False
@@ -485,9 +504,15 @@ class ManagementApi:
         head = self._request_head(connection_id, data)
         async with self._slots:
             connection = None
+            now = asyncio.get_running_loop().time()
             while self._idle and connection is None:
                 candidate = self._idle.pop()
-                connection = candidate if candidate.open else None
+                # a connection idle for a while (a thawed environment, a pause between events) is
+                # checked before it is trusted with a post; one in constant use is not
+                if candidate.open and (now - candidate.idle_since < IDLE_CHECK_S or not candidate.dropped()):
+                    connection = candidate
+                else:
+                    candidate.close()
             if connection is None:
                 connection = await self._connect()
             try:
@@ -496,6 +521,7 @@ class ManagementApi:
                 connection.close()
                 raise
             if connection.reusable:
+                connection.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(connection)
             else:
                 connection.close()
