@@ -8,9 +8,10 @@ One fan-out run holds four sets of contenders side by side on the same machine:
 - the AWS-samples pattern (`bench.sequential`, its own process): Scan the connections table,
   post to one connection at a time, through the same `@connections` endpoint to the same clients.
 - the HTTP floor (`bench.http_floor`, its own process; `bench.floor_poster`, its own process):
-  the same N posts, from one process with notify's own poster (`push.Pusher`, 32 threads, SigV4
-  on urllib3), to a bare HTTP server that writes each body to its WebSocket client (another N
-  clients) with no gateway logic: the physical limit of the design on this machine.
+  the same N posts, from one process with notify's own poster (`push.Pusher`: 32 posts in flight
+  on one asyncio loop, SigV4-signed keep-alive connections), to a bare HTTP server that writes
+  each body to its WebSocket client (another N clients) with no gateway logic: the physical
+  limit of the design on this machine.
 - the ceiling (`bench.raw_server`, its own process): a bare `websockets.broadcast` of the same
   bytes to another N clients; it skips the HTTP call API Gateway imposes, so it is no floor.
 
@@ -37,6 +38,7 @@ from typing import Any
 import boto3
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import cpu_accounting
 from bench.clients import ClientPool
 from bench.processes import Child, rss_kb
 from bench.sequential import connection_ids
@@ -477,6 +479,23 @@ async def posts_comparison(
     }
 
 
+class CpuMeter:
+    """CPU seconds by process role over each round of one contender (bench.cpu_accounting)."""
+
+    def __init__(self, tree: cpu_accounting.ProcessTree) -> None:
+        self.tree = tree
+        self.rounds: list[tuple[dict[str, float], int]] = []
+
+    async def measure(self, round_: Any) -> Round:
+        before = self.tree.snapshot()
+        result: Round = await round_
+        self.rounds.append((cpu_accounting.spent(before, self.tree.snapshot()), result.delivered))
+        return result
+
+    def per_delivery_ms(self) -> dict[str, float]:
+        return cpu_accounting.per_delivery_ms(self.rounds)
+
+
 async def _fanout_sizes(
     session: StackSession,
     stack: Child,
@@ -524,22 +543,48 @@ async def _fanout_sizes(
             await _raw_round(control, raw_pool, message, marker(session.seq))
             await floor.round(message, marker(session.seq))
             records_before = len(session.invocations)
+            clients = {"bench clients": os.getpid()}
+            meters = {
+                "tidings": CpuMeter(cpu_accounting.ProcessTree(stack.pid, clients)),
+                "sequential": CpuMeter(
+                    cpu_accounting.ProcessTree(stack.pid, clients | {"sequential poster": sequential.pid})
+                ),
+                "http_floor": CpuMeter(
+                    cpu_accounting.ProcessTree(
+                        floor.server.pid,
+                        clients | {"floor poster": floor.poster.pid},
+                        root_label="floor server",
+                    )
+                ),
+            }
             own: list[Round] = []
             baseline: list[Round] = []
             ceiling: list[Round] = []
             floors: list[Round] = []
             for repeat in range(repeats):
+                before = meters["tidings"].tree.snapshot()
                 round_, message = await _tidings_round(session, tidings_pool)
+                meters["tidings"].rounds.append(
+                    (cpu_accounting.spent(before, meters["tidings"].tree.snapshot()), round_.delivered)
+                )
                 own.append(round_)
                 mark = marker(session.seq)
                 if repeat % 2 == 0:  # alternate which comparison runs first
-                    baseline.append(await _sequential_round(sequential, tidings_pool, message, mark))
-                    floors.append(await floor.round(message, mark))
+                    baseline.append(
+                        await meters["sequential"].measure(
+                            _sequential_round(sequential, tidings_pool, message, mark)
+                        )
+                    )
+                    floors.append(await meters["http_floor"].measure(floor.round(message, mark)))
                     ceiling.append(await _raw_round(control, raw_pool, message, mark))
                 else:
                     ceiling.append(await _raw_round(control, raw_pool, message, mark))
-                    floors.append(await floor.round(message, mark))
-                    baseline.append(await _sequential_round(sequential, tidings_pool, message, mark))
+                    floors.append(await meters["http_floor"].measure(floor.round(message, mark)))
+                    baseline.append(
+                        await meters["sequential"].measure(
+                            _sequential_round(sequential, tidings_pool, message, mark)
+                        )
+                    )
             await asyncio.sleep(0.5)  # the last invocation record follows the last post
             delivery = [
                 r for r in session.invocations[records_before:] if r.get("function") in DELIVERY_FUNCTIONS
@@ -547,6 +592,10 @@ async def _fanout_sizes(
             durations = [float(r["durationMs"]) for r in delivery if r.get("ok")]
             delivered = sum(r.delivered for r in own)
             results[str(size)] = summarize_size(own, baseline, ceiling, floors)
+            # CPU ms per delivery by process, over all repeats: what each contender costs the machine
+            results[str(size)]["cpu_ms_per_delivery"] = {
+                name: meter.per_delivery_ms() for name, meter in meters.items()
+            }
             if durations and delivered:
                 lambda_ms[str(size)] = round(ms_per_1000_deliveries(durations, delivered), 1)
         stack_rss_after = stack.rss_kb()
@@ -561,7 +610,7 @@ async def _fanout_sizes(
         "stack_kb_per_subscribed_connection": round((stack_rss_after - stack_rss_before) / max(sizes), 1),
         "publish": "PutEvents on the embedded bus; the stack's JobEventsRule invokes NotifyFunction",
         "http_floor": "bench.http_floor (aiohttp POST -> websockets send, no gateway logic), posted by "
-        "bench.floor_poster (push.Pusher, 32 threads, SigV4 on urllib3), from its first post",
+        "bench.floor_poster (push.Pusher, 32 in flight on one asyncio loop, SigV4), from its first post",
     }
 
 

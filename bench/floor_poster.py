@@ -2,10 +2,10 @@
 
     python -m bench.floor_poster --endpoint http://127.0.0.1:PORT
 
-The poster is notify's own: `tidings_core.push.Pusher` (32 threads, `push.MAX_WORKERS`) over
-`ManagementApi` (each POST signed with botocore's SigV4, one keep-alive urllib3 pool), built
-before the first round like a warm Lambda. The floor server checks no signature; the poster
-signs anyway, so its CPU per post is notify's. Each stdin line is a JSON object
+The poster is notify's own: `tidings_core.push.Pusher` (at most `push.MAX_WORKERS` = 32 posts in
+flight) over `ManagementApi` (each POST SigV4-signed, on keep-alive connections driven by one
+asyncio loop), built before the first round like a warm Lambda. The floor server checks no
+signature; the poster signs anyway, so its CPU per post is notify's. Each stdin line is a JSON object
 `{"data": text, "ids": [...]}` (`ids` may be left out to reuse the last list); each round prints
 `{"first_post_at": perf_counter, "posted": n, "failed": n, "post_s": s}`. `first_post_at` is
 `time.perf_counter()` just before the first post: CLOCK_MONOTONIC, which every process of the

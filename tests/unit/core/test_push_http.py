@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from tidings_core.push import ManagementApi, Outcome, Pusher, region_of
+from tidings_core.push import ManagementApi, Outcome, Pusher, event_loop, region_of
 
 FIXED_NOW = datetime.datetime(2026, 11, 26, 12, 0, 0)
 
@@ -79,6 +79,7 @@ def _api(endpoint: str, credentials: Credentials | None = None, max_connections:
         credentials=credentials or Credentials("AKIDEXAMPLE", "secret", "session-token"),
         region="eu-west-1",
         max_connections=max_connections,
+        now=lambda: FIXED_NOW.replace(tzinfo=datetime.UTC),
     )
 
 
@@ -176,3 +177,45 @@ def test_the_region_comes_from_the_execute_api_host_else_the_runtime(monkeypatch
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
     assert region_of("http://127.0.0.1:3000/local") == "eu-central-1"
     assert region_of("https://ws.example.com/prod", "us-west-2") == "us-west-2"
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused_even_before_the_loop_notices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As after a Lambda thaw: the server closed the keep-alive connection, and the next post
+    runs before the event loop has looked at the socket again. The post goes on a new connection."""
+    closed = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive is announced, then the server closes anyway
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        def shutdown_request(self, request: Any) -> None:
+            super().shutdown_request(request)
+            closed.set()
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr("tidings_core.push.IDLE_CHECK_S", 0.0)  # check every reuse
+    api = _api(f"http://127.0.0.1:{server.server_address[1]}/dev")
+
+    async def two_posts() -> None:
+        await api.post_async("a", b"m")
+        assert closed.wait(5)  # blocks the loop: it cannot see the EOF before the next post
+        await api.post_async("b", b"m")
+
+    try:
+        event_loop().run(two_posts())
+    finally:
+        server.shutdown()
+        server.server_close()

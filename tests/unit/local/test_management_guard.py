@@ -175,3 +175,36 @@ def test_the_resource_is_the_route_template_so_a_policy_naming_one_connection_id
     assert check(guard(run, []), signed(by_template, connection="OtherId0000000=")) is None
     refused = check(guard(run, []), signed(by_id))
     assert refused is not None and f"on resource: {template} " in refused
+
+
+def test_a_role_sessions_decision_is_evaluated_once_per_stage_and_method_until_the_keys_change(
+    monkeypatch: Any,
+) -> None:
+    from tidings.local import aws_guard
+
+    evaluated: list[str] = []
+    real = aws_guard.evaluate
+
+    def counting(statements: Any, action: str, resource: str, context: Any = None, **kw: Any) -> Any:
+        evaluated.append(resource)
+        return real(statements, action, resource, context, **kw)
+
+    monkeypatch.setattr(aws_guard, "evaluate", counting)
+    run = RunCredentials()
+    grant = {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": ALLOWED}
+    keys = run.issue_role("NotifyFunction", principal(grant))
+    denials: list[Denial] = []
+    target = guard(run, denials)
+    for connection in ("AAAAAAAAAAAAAAA=", "BBBBBBBBBBBBBBB=", CONNECTION):
+        assert check(target, signed(keys, connection=connection)) is None
+    assert len(evaluated) == 1  # three posts, one evaluation: the resource names no connection
+    for _ in range(2):  # a refusal is remembered too, and still reported every time
+        assert "no identity-based policy" in str(check(target, signed(keys, "DELETE", b"")))
+    assert len(evaluated) == 2 and len(denials) == 2
+    # a template reload: the function's new session denies posts; the old key is gone
+    deny = {"Effect": "Deny", "Action": "execute-api:ManageConnections", "Resource": ALLOWED}
+    run.revoke([keys])
+    again = run.issue_role("NotifyFunction", principal(grant, deny))
+    assert check(target, signed(keys)) == "Forbidden"
+    assert "with an explicit deny" in str(check(target, signed(again)))
+    assert len(evaluated) == 3
