@@ -411,7 +411,10 @@ async def _follow(
     ping_id, answered, subscribed = 0, True, False
     while True:
         try:
-            raw = await asyncio.wait_for(socket.recv(), timeout=max(0.0, next_ping - loop.time()))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation (Ctrl-C)
+            # that meets an arriving message, and the watch would never end
+            async with asyncio.timeout_at(next_ping):
+                raw = await socket.recv()
         except TimeoutError:
             if not answered:
                 return _Connection(state, subscribed, "ping unanswered")
