@@ -397,7 +397,8 @@ class ManagementApi:
     2xx raise botocore's `ClientError` with the status and the `x-amzn-ErrorType` code, the same
     shape the botocore client raises, so `Pusher` treats both alike. Credentials come from
     botocore's provider chain and are re-read when they rotate. HTTPS is verified against
-    `AWS_CA_BUNDLE` when set (as botocore does), else botocore's own bundle.
+    the `ca_bundle` given (`from_environment`: botocore's setting, AWS_CA_BUNDLE), else botocore's
+    own bundle.
     """
 
     def __init__(
@@ -407,6 +408,7 @@ class ManagementApi:
         credentials: Credentials,
         region: str,
         max_connections: int = MAX_WORKERS,
+        ca_bundle: str | None = None,
         now: Callable[[], datetime.datetime] = _utc_now,
     ) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
@@ -418,15 +420,16 @@ class ManagementApi:
         self.host = parts.netloc.rpartition("@")[2]
         if parts.port == _DEFAULT_PORTS[parts.scheme]:
             self.host = self.host.rsplit(":", 1)[0]
-        self._tls = parts.scheme == "https"
-        self._ssl: ssl.SSLContext | None = None
+        # HTTPS is verified against `ca_bundle` (botocore's `ca_bundle` setting: AWS_CA_BUNDLE or
+        # the config file), else botocore's own bundle, as a botocore client would
+        self._ssl = _tls_context(ca_bundle) if parts.scheme == "https" else None
         self._path = f"{parts.path}/@connections/"
         self.region = region
         self._credentials = credentials
         self._signer: tuple[Any, SigV4Signer] | None = None
         self._now = now
         self._idle: list[_Connection] = []
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = asyncio.Semaphore(max_connections)  # bound to the loop that first waits on it
         self.max_connections = max_connections
         self._loop = event_loop()
 
@@ -440,7 +443,13 @@ class ManagementApi:
         if credentials is None:
             raise RuntimeError("no AWS credentials to sign @connections posts with")
         region = region_of(endpoint_url, session.get_config_variable("region"))
-        return cls(endpoint_url, credentials=credentials, region=region, max_connections=max_connections)
+        return cls(
+            endpoint_url,
+            credentials=credentials,
+            region=region,
+            max_connections=max_connections,
+            ca_bundle=session.get_config_variable("ca_bundle"),
+        )
 
     def url(self, connection_id: str) -> str:
         return f"{self.endpoint_url}/@connections/{_quoted_id(connection_id)}"
@@ -468,16 +477,6 @@ class ManagementApi:
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(data)}\r\n{lines}\r\n"
         ).encode()
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            bundle = os.environ.get("AWS_CA_BUNDLE")
-            if not bundle:
-                from botocore.httpsession import get_cert_path
-
-                bundle = get_cert_path(True)
-            self._ssl = ssl.create_default_context(cafile=bundle)
-        return self._ssl
-
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         failure: BaseException | None = None
@@ -487,8 +486,8 @@ class ManagementApi:
                     loop.create_connection(
                         _Connection,
                         *self._address,
-                        ssl=self._context() if self._tls else None,
-                        server_hostname=self._address[0] if self._tls else None,
+                        ssl=self._ssl,
+                        server_hostname=self._address[0] if self._ssl is not None else None,
                     ),
                     CONNECT_TIMEOUT_S,
                 )
@@ -499,8 +498,6 @@ class ManagementApi:
 
     async def post_async(self, connection_id: str, data: bytes) -> None:
         """One post, on `event_loop()`; at most `max_connections` at once."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
         head = self._request_head(connection_id, data)
         async with self._slots:
             connection = None
@@ -539,6 +536,14 @@ class ManagementApi:
             self._idle.clear()
 
         self._loop.run(close_all())
+
+
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    if not ca_bundle:
+        from botocore.httpsession import get_cert_path
+
+        ca_bundle = get_cert_path(True)
+    return ssl.create_default_context(cafile=ca_bundle)
 
 
 def _quoted_id(connection_id: str) -> str:

@@ -72,28 +72,34 @@ def server(authority: LocalAuthority, tmp_path: Path) -> Iterator[_Server]:
     yield from _serve(authority, ["localhost"], tmp_path)
 
 
-def _api(endpoint: str) -> ManagementApi:
+def _api(endpoint: str, ca_bundle: str | None = None) -> ManagementApi:
     return ManagementApi(
         endpoint,
         credentials=Credentials("AKIDEXAMPLE", "secret", "token"),
         region="eu-west-1",
         max_connections=2,
+        ca_bundle=ca_bundle,
         now=lambda: datetime.datetime.now(datetime.UTC),
     )
 
 
-def _trust(authority: LocalAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _bundle(authority: LocalAuthority, tmp_path: Path) -> str:
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(authority.certificate_pem)
-    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
+    return str(bundle)
 
 
-def test_posts_over_verified_tls_on_kept_alive_connections(
+def test_posts_over_verified_tls_on_kept_alive_connections_trusting_aws_ca_bundle(
     server: _Server, authority: LocalAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _trust(authority, tmp_path, monkeypatch)
+    """As the Lambda runtime builds it: credentials, region and CA bundle from botocore's chain."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", _bundle(authority, tmp_path))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    api = ManagementApi.from_environment(f"https://localhost:{server.port}/prod", max_connections=2)
     ids = [f"c{i}" for i in range(20)] + ["gone-1"]
-    results = Pusher(_api(f"https://localhost:{server.port}/prod"), max_workers=2).post_many(ids, b"m")
+    results = Pusher(api, max_workers=2).post_many(ids, b"m")
     outcomes = {r.connection_id: r.outcome for r in results}
     assert outcomes == {**{f"c{i}": Outcome.DELIVERED for i in range(20)}, "gone-1": Outcome.GONE}
     assert sorted(server.paths) == sorted(f"/prod/@connections/{cid}" for cid in ids)
@@ -101,20 +107,18 @@ def test_posts_over_verified_tls_on_kept_alive_connections(
 
 
 def test_an_untrusted_certificate_fails_every_post_and_reaches_nothing(
-    server: _Server, monkeypatch: pytest.MonkeyPatch
+    server: _Server,
 ) -> None:
-    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)  # public roots only: the local CA is unknown
+    # no bundle given: botocore's public roots only, which do not know the local CA
     results = Pusher(_api(f"https://localhost:{server.port}/prod"), max_workers=2).post_many(["a", "b"], b"m")
     assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED]
     assert all(r.error for r in results)
     assert server.paths == []
 
 
-def test_a_certificate_for_another_name_is_refused(
-    authority: LocalAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _trust(authority, tmp_path, monkeypatch)
+def test_a_certificate_for_another_name_is_refused(authority: LocalAuthority, tmp_path: Path) -> None:
     for server in _serve(authority, ["other.example"], tmp_path):
-        result = Pusher(_api(f"https://localhost:{server.port}/prod"), max_workers=1).post("a", b"m")
+        api = _api(f"https://localhost:{server.port}/prod", _bundle(authority, tmp_path))
+        result = Pusher(api, max_workers=1).post("a", b"m")
         assert result.outcome is Outcome.FAILED
         assert server.paths == []
