@@ -38,7 +38,7 @@ COLD_START_MS = 700.0  # sandbox + import + first call (assumption over the meas
 WARM_START_MS = 1.0
 SCALE_ENVIRONMENTS, SCALE_PERIOD_S = 1000, 10.0  # new environments per function per 10 s
 THROTTLE_BURST = 5000  # API Gateway account burst
-POST_THREADS = push.MAX_WORKERS
+POST_THREADS = push.MAX_WORKERS  # push.Pusher's posters
 API_LATENCIES_MS = (10.0, 20.0, 40.0)  # management API per post: an assumption (AWS publishes none)
 
 
@@ -259,7 +259,8 @@ class ShardRun:
         self._post_page(todo)
 
     def _post_page(self, todo: list[str]) -> None:
-        """push.Pusher on the virtual clock: POST_THREADS threads, at most `window.size` posts in
+        """push.Pusher on the virtual clock: POST_THREADS posters (its `max_workers` coroutines on
+        the posting loop; "threads" below), at most `window.size` posts in
         flight (the real `push.SendWindow`), each needing cpu_post_ms on the one vCPU, then
         api_ms; a 429 shrinks the window and the post is retried after `push.retry_delay`,
         given up after push.MAX_ATTEMPTS."""
