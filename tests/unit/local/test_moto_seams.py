@@ -178,7 +178,7 @@ def test_base_table_query_filters_all_items_by_hash_key_kept_by_hash_key(aws: No
         assert "all_items" not in _source(getattr(Table, helper)), f"Table.{helper} now calls all_items"
     assert "key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key" in _source(
         Table.all_items
-    ), "moto's Table.all_items sorts by another key (aws._all_items_order copies it)"
+    ), "moto's Table.all_items sorts by another key (aws.py sorts one hash key's items by range key)"
 
     client = boto3.client("dynamodb")
     for name, keys in (("ranged", ("pk", "sk")), ("plain", ("pk",))):
