@@ -8,7 +8,9 @@ CloudFormation properties, so what the template says is what the handlers find.
 from __future__ import annotations
 
 import base64
+import contextvars
 import functools
+import inspect
 import io
 import json
 import logging
@@ -150,6 +152,80 @@ def cache_dynamodb_update_expressions() -> Callable[[], None]:
 
     def undo() -> None:
         parser.make = original
+
+    return undo
+
+
+# The table and hash key of the base-table Query under way in this thread (context), whose first
+# `all_items()` call takes only that key's items
+_BASE_TABLE_QUERY: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "tidings_base_table_query", default=None
+)
+
+
+def query_dynamodb_tables_by_hash_key() -> Callable[[], None]:
+    """Let a base-table Query read only its hash key's items; returns what undoes it.
+
+    moto's `Table.query` takes a base-table Query's candidates from `self.all_items()`: every item
+    of the table, sorted by (hash, range), then kept when `item.hash_key == hash_key` (a Query of
+    1,000 subscriptions in a table of many topics pays for the whole table, every page). moto
+    stores a table's items by hash key (`table.items[hash] -> {range: Item}`, or the Item itself
+    without a range key), and a DynamoType's hash and equality are both (type, value), so the
+    items that filter keeps are exactly that key's entry: the first `all_items()` of a base-table
+    Query returns the entry alone, in moto's own order; the rest of moto's Query (range
+    conditions, order, pages, filters, projections) runs unchanged. Index Queries, a Query with no
+    hash key, and a key value that cannot be looked up (a set, an N that is no number) read the
+    whole table as before.
+    test_dynamodb_query_by_hash_key.py compares the answers with moto's on random tables.
+    """
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    original_query = vars(Table)["query"]
+    original_all_items = vars(Table)["all_items"]
+    positions = list(inspect.signature(original_query).parameters)
+    hash_key_at, index_name_at = positions.index("hash_key") - 1, positions.index("index_name") - 1
+
+    def range_key(item: Any) -> Any:
+        return item.range_key
+
+    def argument(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, at: int) -> Any:
+        return kwargs[name] if name in kwargs else (args[at] if len(args) > at else None)
+
+    @functools.wraps(original_query)
+    def query(table: Any, *args: Any, **kwargs: Any) -> Any:
+        hash_key = argument(args, kwargs, "hash_key", hash_key_at)
+        if hash_key is None or argument(args, kwargs, "index_name", index_name_at):
+            return original_query(table, *args, **kwargs)
+        token = _BASE_TABLE_QUERY.set((table, hash_key))
+        try:
+            return original_query(table, *args, **kwargs)
+        finally:
+            _BASE_TABLE_QUERY.reset(token)
+
+    @functools.wraps(original_all_items)
+    def all_items(table: Any) -> Any:
+        under_way = _BASE_TABLE_QUERY.get()
+        if under_way is None or under_way[0] is not table:
+            return original_all_items(table)
+        _BASE_TABLE_QUERY.set(None)  # the Query's candidates only: any later call reads the table
+        try:
+            entry = table.items.get(under_way[1])  # .get: `items` is a defaultdict
+        except (TypeError, ArithmeticError):  # unhashable (a set, a map), or N not a number:
+            # moto's own path decides (its filter compares the type first)
+            return original_all_items(table)
+        if entry is None:
+            return []
+        if not table.range_key_attr:
+            return [entry] if isinstance(entry, Item) else []
+        # all_items's order (hash, then range: test_moto_seams.py pins it) within one hash key
+        return sorted((item for item in entry.values() if isinstance(item, Item)), key=range_key)
+
+    table_class: Any = Table
+    table_class.query, table_class.all_items = query, all_items
+
+    def undo() -> None:
+        table_class.query, table_class.all_items = original_query, original_all_items
 
     return undo
 

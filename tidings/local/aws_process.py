@@ -251,6 +251,7 @@ def serve(
         cache_dynamodb_update_expressions,
         disable_moto_global_cors,
         make_dynamodb_atomic,
+        query_dynamodb_tables_by_hash_key,
         serialize_dynamodb_items_directly,
     )
     from tidings.local.bus import route_rule_deliveries
@@ -260,6 +261,7 @@ def serve(
     make_dynamodb_atomic()
     serialize_dynamodb_items_directly()
     cache_dynamodb_update_expressions()
+    query_dynamodb_tables_by_hash_key()
     disable_moto_global_cors()
     served = _Served(keys)
     stopped = threading.Event()

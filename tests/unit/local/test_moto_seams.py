@@ -6,7 +6,10 @@ moves one of them, these tests fail and name it, instead of the stack misbehavin
 - aws.py wraps `moto.dynamodb.responses.DynamoHandler.call_action` and
   `moto.dynamodb.responses.DynamoResult.execute_result`, and caches the classmethod
   `moto.dynamodb.parsing.expressions.UpdateExpressionParser.make` (safe while moto's validator
-  works on a deep copy of the tree it is given);
+  works on a deep copy of the tree it is given), and wraps `moto.dynamodb.models.table.Table.query`
+  and `Table.all_items` so that a base-table Query's candidates are its hash key's own items
+  (safe while that branch filters `all_items()` by hash key alone and moto keeps a table's
+  items by hash key);
 - bus.py replaces `moto.events.models.Rule.send_to_targets` and reads a rule's attributes;
 - aws_process.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
 
@@ -137,4 +140,68 @@ def test_a_secret_answers_to_the_arn_the_stack_gives_it(aws: None) -> None:
     stored.arn = stack_arn
     assert client.get_secret_value(SecretId=stack_arn)["SecretString"] == "value", (
         "moto no longer finds a secret by the FakeSecret.arn that aws_process.py sets"
+    )
+
+
+def _source(function: Any) -> str:
+    return " ".join(inspect.getsource(inspect.unwrap(function)).split())
+
+
+def test_base_table_query_filters_all_items_by_hash_key_kept_by_hash_key(aws: None) -> None:
+    """aws.query_dynamodb_tables_by_hash_key: the base-table branch of `Table.query` is the only
+    one of its `all_items()` calls it narrows, so that branch must still read `all_items()` once
+    and keep exactly the items whose hash key equals the Query's; the items it stands in for must
+    still be kept by hash key, in `all_items`'s order."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.models.table import Table
+
+    for name in ("query", "all_items"):
+        assert name in vars(Table), f"moto.dynamodb.models.table.Table.{name} moved (aws.py wraps it)"
+    parameters = _parameters(Table.query)
+    assert parameters[:2] == ["self", "hash_key"] and parameters[8] == "index_name", (
+        f"moto's Table.query changed its parameters (aws.py reads hash_key and index_name): {parameters}"
+    )
+    query = _source(Table.query)
+    base_branch = (
+        "else: hash_attrs = [self.hash_key_attr] range_attrs = [self.range_key_attr] "
+        "possible_results = [ item for item in self.all_items() "
+        "if isinstance(item, Item) and item.hash_key == hash_key ]"
+    )
+    assert base_branch in query and query.count("self.all_items()") == 2, (
+        "moto's Table.query no longer takes a base-table Query's candidates from all_items() "
+        "filtered by hash key (aws.query_dynamodb_tables_by_hash_key narrows that call)"
+    )
+    assert query.index("if index_name:") < query.index("self.all_items()") < query.index(base_branch), (
+        "moto's Table.query reorders its branches: the index branch's all_items() must come first"
+    )
+    for helper in ("_item_comes_before_dct", "_get_last_evaluated_key", "get_index", "sorted_items"):
+        assert "all_items" not in _source(getattr(Table, helper)), f"Table.{helper} now calls all_items"
+    assert "key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key" in _source(
+        Table.all_items
+    ), "moto's Table.all_items sorts by another key (aws.py sorts one hash key's items by range key)"
+
+    client = boto3.client("dynamodb")
+    for name, keys in (("ranged", ("pk", "sk")), ("plain", ("pk",))):
+        client.create_table(
+            TableName=name,
+            KeySchema=[
+                {"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"), strict=False)
+            ],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "N"} for k in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName=name, Item={k: {"N": "1.50"} for k in keys})
+    from moto.dynamodb.models import dynamodb_backends
+
+    tables = dynamodb_backends[ACCOUNT][REGION].tables
+    one = DynamoType({"N": "1.5"})
+    assert one == DynamoType({"N": "1.50"}) and hash(one) == hash(DynamoType({"N": "1.50"})), (
+        "moto's DynamoType no longer hashes and compares by (type, value)"
+    )
+    ranged, plain = tables["ranged"].items.get(one), tables["plain"].items.get(one)
+    assert isinstance(ranged, dict) and isinstance(ranged.get(one), Item), (
+        "moto no longer keeps a ranged table's items as items[hash][range]"
+    )
+    assert isinstance(plain, Item) and plain.hash_key == one, (
+        "moto no longer keeps a table's items as items[hash] without a range key"
     )

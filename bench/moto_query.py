@@ -1,0 +1,159 @@
+"""The embedded DynamoDB's base-table Query with and without `aws.query_dynamodb_tables_by_hash_key`,
+side by side: CPU (time.process_time) of one Query of 1,000 subscriptions (Tidings' first page:
+Limit 1,000, connectionId projected; and a BETWEEN range page) in tables of 1,000 items per topic,
+alternating rounds, medians. Also the single-item writes (PutItem, UpdateItem, DeleteItem) at
+each table size, to show they do not grow with the table, and an index Query (moto's own path:
+the whole table, as before). In process (moto's mock, with the AWS
+process's direct JSON answers), so the figures are moto's work plus boto3's, without HTTP.
+
+    .venv/bin/python -m bench.moto_query
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from tidings.local.aws import query_dynamodb_tables_by_hash_key, serialize_dynamodb_items_directly
+
+ROUNDS = 7
+QUERIES = 3  # per round and variant
+WRITES = 50  # per round and kind
+PER_TOPIC = 1000
+TOPIC_COUNTS = (5, 20)
+
+
+def _table(client: Any, name: str, topics: int) -> None:
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "topic", "KeyType": "HASH"},
+            {"AttributeName": "connectionId", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "topic", "AttributeType": "S"},
+            {"AttributeName": "connectionId", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byConnection",
+                "KeySchema": [
+                    {"AttributeName": "connectionId", "KeyType": "HASH"},
+                    {"AttributeName": "topic", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    rows = [(f"job:{t}", f"c{n:06d}") for t in range(topics) for n in range(PER_TOPIC)]
+    for start in range(0, len(rows), 25):
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "topic": {"S": topic},
+                        "connectionId": {"S": connection},
+                        "userId": {"S": "u" + connection},
+                        "createdAt": {"N": "1764680000000"},
+                        "ttl": {"N": "1764766400"},
+                    }
+                }
+            }
+            for topic, connection in rows[start : start + 25]
+        ]
+        client.batch_write_item(RequestItems={name: items})
+
+
+def _cpu_ms(call: Callable[[], Any], times: int) -> float:
+    gc.collect()  # every batch starts from the same collector state (its collections still count)
+    started = time.process_time()
+    for _ in range(times):
+        call()
+    return (time.process_time() - started) / times * 1000
+
+
+def _queries(client: Any, name: str) -> dict[str, Callable[[], Any]]:
+    topic = {":t": {"S": "job:1"}}
+    return {
+        "first page": lambda: client.query(
+            TableName=name,
+            KeyConditionExpression="topic = :t",
+            ExpressionAttributeValues=topic,
+            ProjectionExpression="connectionId",
+            Limit=PER_TOPIC,
+        ),
+        "BETWEEN page": lambda: client.query(
+            TableName=name,
+            KeyConditionExpression="topic = :t AND connectionId BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={**topic, ":lo": {"S": "c000000"}, ":hi": {"S": "c999999"}},
+            ProjectionExpression="connectionId",
+            Limit=PER_TOPIC,
+        ),
+    }
+
+
+def _others(client: Any, name: str) -> dict[str, Callable[[], Any]]:
+    key = {"topic": {"S": "job:1"}, "connectionId": {"S": "bench-row"}}
+    return {
+        "PutItem": lambda: client.put_item(TableName=name, Item={**key, "userId": {"S": "u"}}),
+        "UpdateItem": lambda: client.update_item(
+            TableName=name,
+            Key=key,
+            UpdateExpression="SET seq = if_not_exists(seq, :zero) + :one",
+            ConditionExpression="attribute_exists(topic)",
+            ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+        "DeleteItem": lambda: client.delete_item(TableName=name, Key=key),
+        "GSI Query (a connection's topics, moto's path)": lambda: client.query(
+            TableName=name,
+            IndexName="byConnection",
+            KeyConditionExpression="connectionId = :c",
+            ExpressionAttributeValues={":c": {"S": "c000001"}},
+        ),
+    }
+
+
+def main() -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}.items():
+        os.environ.setdefault(name, value)
+    with mock_aws():
+        serialize_dynamodb_items_directly()
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for topics in TOPIC_COUNTS:
+            name = f"subs{topics}"
+            _table(client, name, topics)
+            queries = _queries(client, name)
+            writes = _others(client, name)
+            assert len(queries["first page"]()["Items"]) == PER_TOPIC
+            measured: dict[str, list[float]] = {}
+            for number in range(ROUNDS):
+                for patched in (False, True) if number % 2 == 0 else (True, False):
+                    undo = query_dynamodb_tables_by_hash_key() if patched else None
+                    try:
+                        for label, query in queries.items():
+                            measured.setdefault(f"{label} {patched}", []).append(_cpu_ms(query, QUERIES))
+                    finally:
+                        if undo:
+                            undo()
+                for label, write in writes.items():  # PutItem first: the row exists for UpdateItem
+                    measured.setdefault(label, []).append(_cpu_ms(write, WRITES))
+            median = {label: statistics.median(values) for label, values in measured.items()}
+            print(f"{topics * PER_TOPIC:,} items in {topics} topics (CPU ms, medians of {ROUNDS} rounds):")
+            for label in queries:
+                before, after = median[f"{label} False"], median[f"{label} True"]
+                ratio = before / after
+                print(f"  Query of 1,000, {label}: moto {before:.1f}, by hash key {after:.1f} ({ratio:.1f}x)")
+            print("  " + ", ".join(f"{label} {median[label]:.2f}" for label in writes))
+
+
+if __name__ == "__main__":
+    main()
