@@ -128,6 +128,11 @@ def _run_on_pty(template: Path, port: int) -> tuple[int, int]:
         import termios
 
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        # as a shell starts a foreground job: Ctrl-C's SIGINT at its default, whatever this test
+        # process inherited (a run in the background, e.g. `cmd &` or nohup, ignores SIGINT, and an
+        # ignored signal stays ignored across exec)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
         env = {**os.environ, "PYTHONIOENCODING": "utf-8", "TERM": "xterm"}
         env.pop("TIDINGS_STATE", None)
         os.execve(  # noqa: S606 (a fixed argv: this interpreter and the test's child script)
