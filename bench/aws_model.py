@@ -197,9 +197,10 @@ class ShardRun:
         env: Environments,
         sender: Sender,  # the environment's (its Pusher's)
         share: int,  # the layout: this shard paces itself to 1/share of the throttle
+        known: bool = False,  # its task carries its ids (fanout.shard_tasks): no Query of its own
     ) -> None:
         self.w, self.key, self.shard, self.ids, self.env = world, key, shard, ids, env
-        self.sender, self.share = sender, share
+        self.sender, self.share, self.known = sender, share, known
         self.owner = f"{key}:{world.rng.random()}"
 
     def offer(self, seq: int) -> None:
@@ -226,8 +227,8 @@ class ShardRun:
         # is read and written (GetItem + UpdateItem)
         at_once = item is None or (item.done and item.seq < seq and item.sweep.seq < seq)
         wait = w.ddb() if at_once else 3 * w.ddb()
-        if self.share > 1:  # a deliver invocation reads its range (notify already holds the ids)
-            wait += w.query(min(len(self.ids), 1000))
+        if self.share > 1 and not self.known:  # a deliver invocation reads its range, unless
+            wait += w.query(min(len(self.ids), 1000))  # its task carries the ids notify read
         w.clock.at(w.clock.now + wait, self.page)
 
     def _store(self, done: bool = False) -> None:
@@ -361,7 +362,7 @@ def publish(w: World, fns: Functions, seq: int, at: float) -> None:
                 shard: shards.KeyRange = shard,
                 ids: list[str] = ids,
             ) -> None:
-                ShardRun(w, key, shard, ids, fns.deliver, sender, layout).offer(seq)
+                ShardRun(w, key, shard, ids, fns.deliver, sender, layout, complete).offer(seq)
 
             w.clock.at(queued, functools.partial(fns.deliver.start, deliver))
 

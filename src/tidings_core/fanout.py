@@ -6,8 +6,10 @@ threads); choose the job's shard layout (`shards.choose_layout`; a job's first e
 the inline layout in the claim itself).
 A small audience (the common case) is delivered right here as a single shard, with the ids
 already read: no extra hop. A large one is handed to one asynchronous invocation of the deliver
-function per shard (`ShardInvoker`), all at once. Before notify's first post to a small
-audience: the claim, the two Queries at once, then one write taking the shard.
+function per shard (`ShardInvoker`), all at once; when the first pages held the whole audience
+(up to a page, `registry.QUERY_PAGE_SIZE`), each task carries its range's ids, so the shards
+post without a Query of their own. Before notify's first post to a small audience: the claim,
+the two Queries at once, then one write taking the shard.
 
 A shard (`deliver_shard`): offer the event to the shard's checkpoint item (take it, resume it,
 hand it over to the live owner, or drop it: `shards.decide_offer`; a shard free to take, the
@@ -21,6 +23,7 @@ Gone connections are deleted on a side thread in batches.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import json
 import logging
@@ -47,6 +50,9 @@ BUSY_WAIT_S = 5.0  # how long a redelivered event waits for a live sweep before 
 BUSY_POLL_S = 0.25
 INVOKE_THREADS = 16
 SHARD_TASK = "tidings.shard"  # the `kind` of a deliver function's payload
+# An asynchronous Invoke's payload limit was 256 KB until Lambda raised it to 1 MB (2025); a task
+# carries its ids only when it stays within the older limit (the message is up to 128 KB)
+MAX_TASK_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -90,6 +96,9 @@ class ShardTask:
     shards: int
     shard: int
     message: str  # the encoded server message
+    # the recipients within this shard's range, read by notify for this seq (its first pages held
+    # the whole audience); None: the shard reads its range itself
+    ids: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -108,7 +117,7 @@ class ShardTask:
             "shards": self.shards,
             "shard": self.shard,
             "message": self.message,
-        }
+        } | ({} if self.ids is None else {"ids": list(self.ids)})
 
     @classmethod
     def from_payload(cls, payload: Any) -> ShardTask:
@@ -122,11 +131,39 @@ class ShardTask:
                 int(payload["shards"]),
                 int(payload["shard"]),
                 str(payload["message"]),
+                _ids(payload.get("ids")),
             )
-            shards.shard_range(task.shards, task.shard)  # raises for a shard outside its layout
+            within = shards.shard_range(task.shards, task.shard)  # raises outside its layout
+            if task.ids is not None and not all(cid in within for cid in task.ids):
+                raise ValueError("ids outside the shard's range")
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidShardTask(f"bad shard task: {exc}") from None
         return task
+
+
+def _ids(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(cid, str) for cid in value):
+        raise TypeError("ids must be a list of connection ids")
+    return tuple(value)
+
+
+def shard_tasks(
+    job_id: str, user_id: str, seq: int, layout: int, message: str, known: Sequence[str] | None
+) -> list[ShardTask]:
+    """One task per shard of `layout`; with `known` (the whole audience, sorted), each task
+    carries its range's ids when its payload stays within MAX_TASK_BYTES."""
+    tasks = []
+    for index in range(layout):
+        task = ShardTask(job_id, user_id, seq, layout, index, message)
+        if known is not None:
+            within = shards.shard_range(layout, index)
+            with_ids = dataclasses.replace(task, ids=tuple(cid for cid in known if cid in within))
+            if len(json.dumps(with_ids.payload(), separators=(",", ":"))) <= MAX_TASK_BYTES:
+                task = with_ids
+        tasks.append(task)
+    return tasks
 
 
 class ShardInvoker(Protocol):
@@ -229,13 +266,13 @@ def deliver_job_event(
         registry.set_layout(job_id, event.seq, layout)
     report.shards = layout
     text = data.decode()
-    tasks = [ShardTask(job_id, event.userId, event.seq, layout, i, text) for i in range(layout)]
+    known = _merged(first) if all(page.complete for page in first) else None
     if layout == 1:
-        known = _merged(first) if all(page.complete for page in first) else None
-        inline = deliver_shard(tasks[0], via=via, known_ids=known)
+        task = ShardTask(job_id, event.userId, event.seq, 1, 0, text)
+        inline = deliver_shard(task, via=via, known_ids=known)
         _add(report, inline)
     else:
-        (invoker or shard_invoker()).invoke(tasks)
+        (invoker or shard_invoker()).invoke(shard_tasks(job_id, event.userId, event.seq, layout, text, known))
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -356,8 +393,14 @@ def deliver_shard(
 ) -> FanOutReport:
     """Deliver `task` to its shard as the shard's owner, or leave it to the owner there is.
 
-    `known_ids`: every recipient of the topics (notify's first pages held them all), so no Query.
+    `known_ids` (or the task's `ids`): every recipient of the topics within reach, as read for
+    the task's seq (notify's first pages held them all), so no Query. They serve that seq's sweep
+    only: a sweep of another seq (taken over, resumed, or handed over mid-sweep) reads its ranges,
+    since a subscriber that arrived after this read may be in that seq's audience and not in this
+    one's (docs/data-model.md, "Subscribe vs. notify").
     """
+    if known_ids is None:
+        known_ids = task.ids
     started = time.perf_counter()
     owner = owner or uuid.uuid4().hex
     report = FanOutReport(task.key, "", job_id=task.job_id, seq=task.seq, shards=task.shards)
@@ -371,8 +414,8 @@ def deliver_shard(
     poster.pace(task.shards)  # this shard's share of the account's throttle
     pruner = _Pruner(task.topics)
 
-    def recipients(within: shards.KeyRange) -> Iterator[str]:
-        if known_ids is not None:
+    def recipients(within: shards.KeyRange, seq: int) -> Iterator[str]:
+        if known_ids is not None and seq == task.seq:
             return (cid for cid in known_ids if cid in within)
         return registry.subscribers_within(task.topics, within)
 
@@ -380,7 +423,7 @@ def deliver_shard(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-query") as fetcher:
             while True:
                 switched = finished = False
-                pages = _Pages(recipients(shards.next_range(sweep, shard)), PAGE_SIZE, fetcher)
+                pages = _Pages(recipients(shards.next_range(sweep, shard), sweep.seq), PAGE_SIZE, fetcher)
                 for page in pages:
                     with _tracer().provider.in_subsegment("## post page") as subsegment:
                         subsegment.put_metadata("recipients", len(page), namespace="tidings")

@@ -407,12 +407,17 @@ def set_layout(job_id: str, seq: int, shard_count: int) -> None:
 
 def first_page(topic: str) -> shards.FirstPage:
     """One Query page of `topic` (QUERY_PAGE_SIZE ids): enough to deliver a small topic, and to
-    estimate a large one's size (`shards.estimate_total`)."""
+    estimate a large one's size (`shards.estimate_total`).
+
+    The Query asks for one item more than a page: DynamoDB returns a LastEvaluatedKey whenever
+    the Limit is reached, even with nothing after it, so a topic of exactly a page would otherwise
+    never be known complete. The extra id, if any, is dropped (the page is then incomplete)."""
     _tables()
-    query = Subscription.query(
-        topic, limit=QUERY_PAGE_SIZE, page_size=QUERY_PAGE_SIZE, attributes_to_get=["connectionId"]
-    )
+    limit = QUERY_PAGE_SIZE + 1
+    query = Subscription.query(topic, limit=limit, page_size=limit, attributes_to_get=["connectionId"])
     ids = [item.connection_id for item in query]
+    if len(ids) > QUERY_PAGE_SIZE:
+        return shards.FirstPage(ids[:QUERY_PAGE_SIZE], complete=False)
     return shards.FirstPage(ids, complete=query.last_evaluated_key is None)
 
 

@@ -208,3 +208,103 @@ def test_gone_connections_are_deleted_in_batches_off_the_delivery_path(
         alive = cid not in dead
         assert (Connection.count(cid) == 1) is alive
         assert (Subscription.count("job:job-1", Subscription.connection_id == cid) == 1) is alive
+
+
+@pytest.fixture
+def whole_audience_in_a_page(audience: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The audience fits notify's first page: exactly one page, the case DynamoDB's Limit makes
+    ambiguous (a LastEvaluatedKey comes back whenever the Limit is reached)."""
+    monkeypatch.setattr(registry, "QUERY_PAGE_SIZE", SUBSCRIBERS)
+    return audience
+
+
+def test_when_notify_read_the_whole_audience_each_shard_posts_its_ids_without_a_query(
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    whole_audience_in_a_page: list[str],
+    invoker: CollectingInvoker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    audience = whole_audience_in_a_page
+    handlers["notify"].handler(bus_event(seq=1), FakeContext())
+    assert len(invoker.tasks) == 4
+    for task in invoker.tasks:
+        within = shards.shard_range(4, task.shard)
+        assert task.ids == tuple(cid for cid in audience if cid in within)
+        assert fanout.ShardTask.from_payload(task.payload()) == task  # what Lambda carries
+    queried: list[str] = []
+    monkeypatch.setattr(registry, "subscribers_within", lambda *args: queried.append("query") or iter(()))
+    for task in invoker.tasks:
+        run_shard(handlers, task)
+    assert queried == []
+    assert seqs_by_connection(management) == {cid: [1] for cid in audience}
+
+
+def test_a_newer_seq_handed_over_to_a_shard_with_ids_reaches_a_subscriber_they_lack(
+    handlers: dict[str, ModuleType],
+    management: FakeManagement,
+    whole_audience_in_a_page: list[str],
+    invoker: CollectingInvoker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ids a task carries were read for its seq; a newcomer that subscribed after that read
+    (and whose snapshot predates seq 2) must get seq 2 from the sweep seq 2 was handed over to."""
+    audience = whole_audience_in_a_page
+    handlers["notify"].handler(bus_event(seq=1), FakeContext())
+    first = list(invoker.tasks)
+    within = shards.shard_range(4, 0)
+    newcomer = next(cid for cid in connection_ids(SUBSCRIBERS + 50) if cid in within and cid not in audience)
+    pusher = push.pusher()
+    real_post_many = pusher.post_many
+    pages = {"n": 0}
+
+    def newcomer_and_event_two_during_page_two(ids: list[str], data: bytes) -> list[push.PostResult]:
+        pages["n"] += 1
+        if pages["n"] == 2:
+            ttl = datetime.fromtimestamp(registry.connection_ttl(CONNECTED_AT), tz=UTC)
+            Connection(newcomer, user_id="alice", connected_at=CONNECTED_AT, ttl=ttl).save()
+            Subscription("job:job-1", newcomer, user_id="alice", created_at=CONNECTED_AT, ttl=ttl).save()
+            # another leaves, so the audience keeps its size and its layout of 4 shards
+            Subscription("job:job-1", audience[-1]).delete()
+            invoker.tasks.clear()
+            handlers["notify"].handler(bus_event("ev-2", seq=2, percent=60.0), FakeContext())
+            assert invoker.tasks[0].ids is not None and newcomer in invoker.tasks[0].ids
+            assert fanout.deliver_shard(invoker.tasks[0]).outcome == "hand_over"
+        return real_post_many(ids, data)
+
+    monkeypatch.setattr(pusher, "post_many", newcomer_and_event_two_during_page_two)
+    shard0 = fanout.deliver_shard(first[0])
+    assert shard0.superseded == 1
+    received = seqs_by_connection(management)
+    assert received[newcomer] == [2]
+    in_shard0 = [cid for cid in audience if cid in within]
+    assert all(received[cid][-1] == 2 and received[cid] == sorted(set(received[cid])) for cid in in_shard0)
+
+
+def test_a_task_too_large_for_an_asynchronous_invoke_carries_no_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = connection_ids(2_000)
+    tasks = fanout.shard_tasks("job-1", "alice", 1, 2, "x" * 1000, ids)
+    assert [len(task.ids or ()) for task in tasks] == [
+        sum(cid in shards.shard_range(2, i) for cid in ids) for i in range(2)
+    ]
+    monkeypatch.setattr(fanout, "MAX_TASK_BYTES", 5_000)  # a shard holds about 1,000 ids of 19 bytes
+    assert [task.ids for task in fanout.shard_tasks("job-1", "alice", 1, 2, "x" * 1000, ids)] == [None, None]
+    assert fanout.shard_tasks("job-1", "alice", 1, 2, "m", None)[0].ids is None
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [["not", 3], "a-string", [None]],
+)
+def test_a_shard_task_with_malformed_ids_is_invalid(ids: Any) -> None:
+    payload = fanout.ShardTask("job-1", "alice", 1, 2, 0, "m").payload() | {"ids": ids}
+    with pytest.raises(fanout.InvalidShardTask):
+        fanout.ShardTask.from_payload(payload)
+
+
+def test_a_shard_task_with_ids_outside_its_range_is_invalid() -> None:
+    ids = connection_ids(50)
+    outside = next(cid for cid in ids if cid not in shards.shard_range(2, 0))
+    payload = fanout.ShardTask("job-1", "alice", 1, 2, 0, "m").payload() | {"ids": [outside]}
+    with pytest.raises(fanout.InvalidShardTask):
+        fanout.ShardTask.from_payload(payload)
