@@ -257,7 +257,6 @@ def serve(
     from tidings.local.bus import route_rule_deliveries
     from tidings.local.moto_server import MotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     make_dynamodb_atomic()
     serialize_dynamodb_items_directly()
     cache_dynamodb_update_expressions()
