@@ -58,8 +58,11 @@ class WerkzeugMotoServer:
 
 def child_main() -> None:
     """The AWS process's entry with werkzeug's front (AwsProcess runs `_MODULE.child_main`)."""
+    import logging
+
     from tidings.local import moto_server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # as before: no line per request
     moto_server.MotoServer = WerkzeugMotoServer  # type: ignore[misc,assignment]
     aws_process.child_main()
 

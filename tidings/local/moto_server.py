@@ -115,13 +115,14 @@ def keep_metadata_names(environ: dict[str, Any], headers: list[tuple[str, str]])
     )
 
     names: dict[str, str] = {}
+    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+    if not any("_" in name for name, _ in headers):  # moto keeps only names with an underscore
+        return
     values: dict[str, list[str]] = {}
-    dashed: set[str] | None = None
+    dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
     for name, value in headers:
         if not should_preserve_original_header_name(name):
             continue
-        if dashed is None:
-            dashed = {environ_key_for_header(other) for other, _ in headers if "_" not in other}
         key = environ_key_for_header(name)
         if key in dashed:
             continue
@@ -129,7 +130,6 @@ def keep_metadata_names(environ: dict[str, Any], headers: list[tuple[str, str]])
         values.setdefault(key, []).append(value)
     for key, key_values in values.items():
         environ[key] = ",".join(key_values)
-    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
 
 
 class MotoServer:

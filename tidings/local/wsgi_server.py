@@ -59,7 +59,7 @@ _DROPPED = (ConnectionError, TimeoutError, BrokenPipeError)
 class _Request:
     """One parsed request (httptools fills it through its callbacks)."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "target", "version")
+    __slots__ = ("body", "expect", "headers", "keep_alive", "method", "target", "version")
 
     def __init__(self) -> None:
         self.target = b""
@@ -68,6 +68,7 @@ class _Request:
         self.method = "GET"
         self.version = "1.1"
         self.keep_alive = True
+        self.expect = ""
 
 
 class _Parsing:
@@ -89,16 +90,15 @@ class _Parsing:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if len(name) == 6 and name.lower() == b"expect":
+            self.current.expect = value.decode("latin-1").strip(" \t").lower()
 
     def on_headers_complete(self) -> None:
         request = self.current
         request.method = self.parser.get_method().decode("latin-1")
         request.version = self.parser.get_http_version()
         request.keep_alive = bool(self.parser.should_keep_alive())
-        if any(
-            name.lower() == "expect" and value.strip(" \t").lower() == "100-continue"
-            for name, value in request.headers
-        ):
+        if request.expect == "100-continue":
             self._on_continue()
 
     def on_body(self, body: bytes) -> None:
@@ -290,7 +290,7 @@ class WsgiServer:
         """Run the application for `request` and send its answer; False: close the connection."""
         environ = self.environ(request, peer)
         keep_alive = request.keep_alive
-        head_only = request.method == "HEAD"
+        bodiless = [request.method == "HEAD"]  # HEAD, 1xx, 204, 304: no body is sent
         started: list[Any] = []  # [status, headers] once start_response is called
         sent: list[bool] = [False]  # the head has been written
         chunked = [False]
@@ -307,8 +307,8 @@ class WsgiServer:
                 lines.append(f"{name}: {value}\r\n")
             if "date" not in names:
                 lines.append(f"Date: {_http_date()}\r\n")
-            bodiless = head_only or 100 <= code < 200 or code in _NO_BODY
-            if "content-length" not in names and not bodiless:
+            bodiless[0] = bodiless[0] or 100 <= code < 200 or code in _NO_BODY
+            if "content-length" not in names and not bodiless[0]:
                 if request.version == "1.1":
                     chunked[0] = True
                     lines.append("Transfer-Encoding: chunked\r\n")
@@ -327,7 +327,7 @@ class WsgiServer:
                 raise AssertionError("write() before start_response")
             if not sent[0]:
                 head()
-            if data and not head_only:
+            if data and not bodiless[0]:
                 if chunked[0]:
                     pending.extend(b"%x\r\n" % len(data))
                 if len(data) >= _SEND_BYTES:  # a large part goes out as it is, not copied

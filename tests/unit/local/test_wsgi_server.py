@@ -128,6 +128,24 @@ def test_an_answer_without_a_length_is_chunked_and_head_gets_no_body() -> None:
         served.stop()
 
 
+def test_a_204_sends_no_body_even_when_the_app_gives_one() -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("204 No Content", [])
+        return [b"stray"]
+
+    served = Served(app)
+    try:
+        with served.raw() as raw:
+            raw.sendall(b"DELETE /b/k HTTP/1.1\r\nHost: h\r\n\r\nDELETE /b/k HTTP/1.1\r\nHost: h\r\n\r\n")
+            time.sleep(0.2)
+            raw.shutdown(socket.SHUT_WR)
+            data = _read_all(raw)
+        assert data.count(b"HTTP/1.1 204 No Content\r\n") == 2 and b"stray" not in data
+        assert b"Transfer-Encoding" not in data
+    finally:
+        served.stop()
+
+
 def test_a_large_body_goes_in_and_out_whole(echo: Served) -> None:
     body = hashlib.sha256(b"seed").digest() * (40 * 1024 * 1024 // 32)  # 40 MiB, a video clip's size
     connection = echo.connect()
