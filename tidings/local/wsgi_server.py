@@ -5,13 +5,15 @@ WSGI application and writes the answer, for as long as the client keeps the conn
 Requests therefore run concurrently and one that blocks (a Lambda Invoke waiting for its
 function, which itself calls the endpoint on another connection) holds up no other.
 
-Why not a library: measured side by side with the real chain (host check, guard, moto) on small
-DynamoDB calls, werkzeug's dev server (a new connection and thread per request: it always
-answers `Connection: close`; email.parser for the headers; two writes per answer), waitress, and
-uvicorn with a2wsgi (asyncio or uvloop) all cost the AWS process about the same CPU per request,
-while this server cost half of it (docs/benchmarks.md, "The AWS endpoint's HTTP server"): the
-libraries hand every request and answer between an I/O thread and a worker thread, and this one
-never does. cheroot answered keep-alive requests after ~45 ms. httptools is already a dependency.
+Why not a library: measured side by side with the real chain (host check, guard, moto), AWS
+process CPU per GetItem / UpdateItem: werkzeug's dev server 1.13 / 1.63 ms (a new connection
+and thread per request, since it always answers `Connection: close`; email.parser for the
+headers; two writes per answer), uvicorn with a2wsgi 1.00-1.10 / 1.57-1.77 (asyncio or uvloop),
+waitress 0.87 / 1.50, this server 0.63 / 1.17 (docs/benchmarks.md, "What limits the fan-out
+here"). The libraries hand every request and answer between an I/O thread and a worker thread;
+this one never does. waitress and cheroot also serve from a fixed pool of threads, where
+requests queue behind blocked ones, and cheroot answered kept-alive requests after ~45 ms.
+httptools is already a dependency (push.py).
 
 What it does, as werkzeug's server did for moto:
 - the environ werkzeug builds (`PATH_INFO` percent-decoded, `RAW_URI`/`REQUEST_URI` as sent, an
