@@ -290,7 +290,6 @@ class WsgiServer:
 
     def _answer(self, connection: socket.socket, peer: Any, request: _Request) -> bool:
         """Run the application for `request` and send its answer; False: close the connection."""
-        environ = self.environ(request, peer)
         keep_alive = request.keep_alive
         bodiless = [request.method == "HEAD"]  # HEAD, 1xx, 204, 304: no body is sent
         started: list[Any] = []  # [status, headers] once start_response is called
@@ -358,7 +357,7 @@ class WsgiServer:
             return write
 
         try:
-            result = self.app(environ, start_response)
+            result = self.app(self.environ(request, peer), start_response)
             try:
                 for data in result:
                     write(data)
@@ -371,7 +370,8 @@ class WsgiServer:
         except _DROPPED:
             raise
         except Exception:
-            log.exception("AWS endpoint: %s %s failed", request.method, environ.get("PATH_INFO"))
+            path = request.target.partition(b"?")[0].decode("latin-1")  # a query may hold a token
+            log.exception("AWS endpoint: %s %s failed", request.method, path)
             if sent[0]:  # the answer has begun: what is written goes out, then closing tells the client
                 if pending:
                     connection.sendall(pending)

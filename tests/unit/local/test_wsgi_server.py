@@ -207,7 +207,7 @@ def test_an_app_error_is_a_500_or_a_closed_connection_once_the_answer_began(
     try:
         connection = served.connect()
         with caplog.at_level(logging.ERROR, logger="tidings.local.wsgi_server"):
-            connection.request("GET", "/before")
+            connection.request("GET", "/before?X-Amz-Security-Token=secret-token")
             answer = connection.getresponse()
             assert answer.status == 500 and answer.read() == b"Internal Server Error"
             connection.request("POST", "/fine", body=b"ok")  # the same connection goes on
@@ -217,6 +217,7 @@ def test_an_app_error_is_a_500_or_a_closed_connection_once_the_answer_began(
                 data = _read_all(raw)  # closed after the part that went out
             assert data.endswith(b"\r\n\r\npart")
         assert "GET /before failed" in caplog.text and "GET /after failed" in caplog.text
+        assert "secret-token" not in caplog.text  # the path is logged, never the query
     finally:
         served.stop()
 
