@@ -318,7 +318,7 @@ def serve(
         link.close()
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(0)  # moto's and werkzeug's threads are daemons: nothing else to wait for
+    os._exit(0)  # moto's and the server's threads are daemons: nothing else to wait for
 
 
 def child_main() -> None:
