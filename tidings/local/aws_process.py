@@ -257,7 +257,6 @@ def serve(
     from tidings.local.bus import route_rule_deliveries
     from tidings.local.moto_server import MotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     make_dynamodb_atomic()
     serialize_dynamodb_items_directly()
     cache_dynamodb_update_expressions()
@@ -319,7 +318,7 @@ def serve(
         link.close()
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(0)  # moto's and werkzeug's threads are daemons: nothing else to wait for
+    os._exit(0)  # moto's and the server's threads are daemons: nothing else to wait for
 
 
 def child_main() -> None:

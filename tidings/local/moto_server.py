@@ -8,6 +8,11 @@ WebSocket and HTTP servers; only `serve_forever` runs in the thread. Requests pa
 `hosts.py`'s policy first (DNS rebinding), then the optional `wrap` (another add-on, e.g. a
 signature check), then moto's dispatcher.
 
+The HTTP server is `wsgi_server.WsgiServer` (keep-alive, httptools), not werkzeug's dev server,
+which answered each request on a new connection and thread and cost the AWS process about twice
+the CPU per small call (see wsgi_server.py). `keep_metadata_names` does what moto's own request
+handler for werkzeug does: S3 metadata names with an underscore reach moto as sent.
+
 moto's dispatcher resolves each request's backend with `get_backend_for_host`, which lists
 and stats moto's ~200 package folders every time, under a lock shared by every request: in a
 local fan-out of 1,000 that was half the samples taken inside moto (bench/sampler.py). The
@@ -15,7 +20,8 @@ answer depends on the host string alone, so `dispatcher()` memoizes it per host.
 
 Pinned moto names (tests/unit/local/test_moto_server.py fails loudly when they move):
 `moto.moto_server.werkzeug_app.DomainDispatcherApplication` (and its `get_backend_for_host`),
-`create_backend_app`, `MotoRequestHandler`.
+`create_backend_app`; `moto.core.request.PRESERVED_HEADER_NAMES_ENVIRON_KEY`,
+`environ_key_for_header`, `should_preserve_original_header_name`.
 """
 
 from __future__ import annotations
@@ -28,9 +34,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
-
 from tidings.local.hosts import HostPolicy, HostRequest
+from tidings.local.wsgi_server import WsgiServer
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -98,6 +103,35 @@ def bind(host: str, port: int) -> socket.socket:
         ) from None
 
 
+def keep_metadata_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
+    """moto's `MotoRequestHandler.make_environ`, for `WsgiServer`: S3 metadata names with an
+    underscore (`x-amz-meta-my_key`), which the server leaves out, go back into the environ, with
+    their names as sent under moto's `PRESERVED_HEADER_NAMES_ENVIRON_KEY` (moto's own helpers
+    decide which); never in place of a dashed header of the same WSGI name."""
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+
+    names: dict[str, str] = {}
+    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+    if not any("_" in name for name, _ in headers):  # moto keeps only names with an underscore
+        return
+    values: dict[str, list[str]] = {}
+    dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
+    for name, value in headers:
+        if not should_preserve_original_header_name(name):
+            continue
+        key = environ_key_for_header(name)
+        if key in dashed:
+            continue
+        names.setdefault(key, name)
+        values.setdefault(key, []).append(value)
+    for key, key_values in values.items():
+        environ[key] = ",".join(key_values)
+
+
 class MotoServer:
     """moto's WSGI dispatcher on `host:port` (0: a free one), bound on construction: a taken port
     raises OSError here; or on `listening`, a socket `bind` gave (the AWS process gets it from the
@@ -112,33 +146,23 @@ class MotoServer:
         wrap: Callable[[WsgiApp], WsgiApp] | None = None,
         listening: socket.socket | None = None,
     ) -> None:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-
         app: WsgiApp = dispatcher()
         if wrap is not None:
             app = wrap(app)
-        bound = {"app": app}
-
-        def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            return bound["app"](environ, start_response)
-
         if listening is None:
             listening = bind(host, port)
-        with listening:  # werkzeug serves a duplicate of this descriptor
-            self._server: BaseWSGIServer = make_server(
-                host, port, dispatch, threaded=True, request_handler=MotoRequestHandler, fd=listening.fileno()
-            )
+        self._server = WsgiServer(listening, app, headers_hook=keep_metadata_names)
         if hosts is not None:  # the policy names the port, known only once bound
-            bound["app"] = host_checked(app, hosts(self.port))
+            self._server.app = host_checked(app, hosts(self.port))
         self._thread = threading.Thread(target=self._server.serve_forever, name="tidings-aws", daemon=True)
         self._stopped = False
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.server_address[1]
 
     def get_host_and_port(self) -> tuple[str, int]:
-        return str(self._server.server_address[0]), self.port
+        return self._server.server_address
 
     def start(self) -> None:
         self._thread.start()
@@ -148,7 +172,7 @@ class MotoServer:
         if self._stopped:
             return
         self._stopped = True
+        self._server.shutdown()
         if self._thread.is_alive():
-            self._server.shutdown()
             self._thread.join(timeout=10)
         self._server.server_close()

@@ -1,0 +1,369 @@
+"""wsgi_server.py: the AWS process's HTTP/1.1 front, over real sockets (keep-alive, bodies, errors,
+concurrency, stop), and the environ werkzeug's dev server gave for the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from tidings.local.wsgi_server import WsgiServer
+
+Environ = dict[str, Any]
+
+
+def _echo(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response(
+        "200 OK",
+        [
+            ("Content-Length", str(len(body))),
+            ("X-Port", str(environ["REMOTE_PORT"])),
+            ("X-Method", environ["REQUEST_METHOD"]),
+        ],
+    )
+    return [body]
+
+
+class Served:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.server = WsgiServer(socket.create_server(("127.0.0.1", 0)), app)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def raw(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+        self.server.server_close()
+
+
+@pytest.fixture
+def echo() -> Iterator[Served]:
+    served = Served(_echo)
+    yield served
+    served.stop()
+
+
+def _read_all(connection: socket.socket) -> bytes:
+    data = b""
+    while chunk := connection.recv(65536):
+        data += chunk
+    return data
+
+
+def test_requests_on_one_connection_are_kept_alive(echo: Served) -> None:
+    connection = echo.connect()
+    ports = set()
+    for n in range(3):
+        connection.request("POST", "/", body=f"call {n}".encode())
+        answer = connection.getresponse()
+        assert answer.read() == f"call {n}".encode()
+        assert answer.getheader("Connection") is None and answer.getheader("Date")
+        ports.add(answer.getheader("X-Port"))
+    assert len(ports) == 1  # one TCP connection for the three
+
+
+def test_a_chunked_body_reaches_the_app_decoded_with_its_length() -> None:
+    seen: list[Environ] = []
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append(dict(environ))
+        return _echo(environ, start_response)
+
+    served = Served(app)
+    try:
+        connection = served.connect()
+        connection.request("PUT", "/up", body=iter([b"first,", b"second"]), encode_chunked=True)
+        assert connection.getresponse().read() == b"first,second"
+        assert seen[0]["CONTENT_LENGTH"] == "12" and "HTTP_TRANSFER_ENCODING" not in seen[0]
+    finally:
+        served.stop()
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(echo: Served) -> None:
+    with echo.raw() as connection:
+        connection.sendall(b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert connection.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        connection.sendall(b"hello")
+        answer = connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nhello")
+
+
+def test_an_answer_without_a_length_is_chunked_and_head_gets_no_body() -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"one ", b"", b"two"]
+
+    served = Served(app)
+    try:
+        connection = served.connect()
+        connection.request("GET", "/")
+        answer = connection.getresponse()
+        assert answer.getheader("Transfer-Encoding") == "chunked"
+        assert answer.read() == b"one two"
+        with served.raw() as raw:
+            raw.sendall(
+                b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+            )
+            head, _, rest = _read_all(raw).partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding" not in head  # HEAD: the head alone, then the next answer
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert rest.endswith(b"\r\n\r\n4\r\none \r\n3\r\ntwo\r\n0\r\n\r\n")
+    finally:
+        served.stop()
+
+
+def test_a_204_sends_no_body_even_when_the_app_gives_one() -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("204 No Content", [])
+        return [b"stray"]
+
+    served = Served(app)
+    try:
+        with served.raw() as raw:
+            raw.sendall(b"DELETE /b/k HTTP/1.1\r\nHost: h\r\n\r\nDELETE /b/k HTTP/1.1\r\nHost: h\r\n\r\n")
+            time.sleep(0.2)
+            raw.shutdown(socket.SHUT_WR)
+            data = _read_all(raw)
+        assert data.count(b"HTTP/1.1 204 No Content\r\n") == 2 and b"stray" not in data
+        assert b"Transfer-Encoding" not in data
+    finally:
+        served.stop()
+
+
+def test_a_large_body_goes_in_and_out_whole(echo: Served) -> None:
+    body = hashlib.sha256(b"seed").digest() * (40 * 1024 * 1024 // 32)  # 40 MiB, a video clip's size
+    connection = echo.connect()
+    connection.request("PUT", "/bucket/clip.mp4", body=body)
+    answer = connection.getresponse()
+    assert answer.status == 200 and answer.read() == body
+
+
+def test_pipelined_requests_are_answered_in_order(echo: Served) -> None:
+    with echo.raw() as connection:
+        connection.sendall(
+            b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nA"
+            b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nConnection: close\r\n\r\nB"
+        )
+        data = _read_all(connection)
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert data.index(b"\r\n\r\nA") < data.index(b"\r\n\r\nB")
+
+
+def test_http_1_0_closes_unless_asked_to_keep_alive(echo: Served) -> None:
+    with echo.raw() as connection:
+        connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = _read_all(connection)  # returns: the server closed it
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close\r\n" in data
+    with echo.raw() as connection:
+        connection.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert b"Connection: keep-alive\r\n" in connection.recv(65536)
+        connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert _read_all(connection).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_a_request_it_cannot_parse_is_a_400_and_the_server_keeps_serving(echo: Served) -> None:
+    with echo.raw() as connection:
+        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        data = _read_all(connection)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in data
+    connection2 = echo.connect()
+    connection2.request("POST", "/", body=b"still here")
+    assert connection2.getresponse().read() == b"still here"
+
+
+def test_an_app_error_is_a_500_or_a_closed_connection_once_the_answer_began(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/before":
+            raise RuntimeError("broken before the answer")
+        if environ["PATH_INFO"] == "/after":
+
+            def body() -> Iterator[bytes]:
+                yield b"part"
+                raise RuntimeError("broken in the middle")
+
+            start_response("200 OK", [("Content-Length", "100")])
+            return body()
+        return _echo(environ, start_response)
+
+    served = Served(app)
+    try:
+        connection = served.connect()
+        with caplog.at_level(logging.ERROR, logger="tidings.local.wsgi_server"):
+            connection.request("GET", "/before?X-Amz-Security-Token=secret-token")
+            answer = connection.getresponse()
+            assert answer.status == 500 and answer.read() == b"Internal Server Error"
+            connection.request("POST", "/fine", body=b"ok")  # the same connection goes on
+            assert connection.getresponse().read() == b"ok"
+            with served.raw() as raw:
+                raw.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+                data = _read_all(raw)  # closed after the part that went out
+            assert data.endswith(b"\r\n\r\npart")
+        assert "GET /before failed" in caplog.text and "GET /after failed" in caplog.text
+        assert "secret-token" not in caplog.text  # the path is logged, never the query
+    finally:
+        served.stop()
+
+
+def test_a_blocked_request_holds_up_no_other() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/wait":
+            entered.set()
+            release.wait(30)  # a Lambda Invoke waiting for its function
+        return _echo(environ, start_response)
+
+    served = Served(app)
+    try:
+        waiting = served.connect()
+        waiting.request("GET", "/wait")
+        assert entered.wait(10)
+        started = time.monotonic()
+        for _ in range(5):  # each on a connection of its own, as the waiting function's calls are
+            other = served.connect()
+            other.request("POST", "/quick", body=b"x")
+            assert other.getresponse().read() == b"x"
+        assert time.monotonic() - started < 5
+        release.set()
+        assert waiting.getresponse().status == 200
+    finally:
+        release.set()
+        served.stop()
+
+
+def test_stop_is_idempotent_ends_idle_connections_and_works_unstarted() -> None:
+    served = Served(_echo)
+    with served.raw() as idle:
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        served.stop()
+        assert not served.thread.is_alive()
+        assert idle.recv(100) == b""  # the kept-alive connection was closed by the stop
+    served.server.shutdown()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", served.port), timeout=5)
+    never = WsgiServer(socket.create_server(("127.0.0.1", 0)), _echo)
+    never.shutdown()
+    never.server_close()
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(
+    echo: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(WsgiServer, "IDLE_TIMEOUT_S", 0.2)
+    with echo.raw() as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        started = time.monotonic()
+        assert connection.recv(100) == b""
+        assert time.monotonic() - started < 5
+
+
+# ------------------------------------------------------------ the environ, as werkzeug gave it
+REQUESTS = [
+    b"GET /bucket/a%2Fb%20c.txt?list-type=2&prefix=a%2F HTTP/1.1\r\nHost: s3.local:9\r\n"
+    b"X-Amz-Meta-My_Key: dropped\r\nX-Amz-Meta-Other: kept\r\nAccept: a\r\nAccept: b\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.0\r\n"
+    b"X-Amz-Target: DynamoDB_20120810.GetItem\r\nContent-Length: 2\r\n\r\n{}",
+    b"GET http://other.host:4566/path?q HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET //double/slash HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /caf%C3%A9 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+]
+# werkzeug's own, the server's, and the peer's
+DIFFERENT = {
+    "wsgi.input", "wsgi.errors", "wsgi.multiprocess", "werkzeug.socket", "SERVER_SOFTWARE",
+    "REMOTE_PORT", "SERVER_PORT",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", REQUESTS, ids=range(len(REQUESTS)))
+def test_the_environ_is_the_one_werkzeug_gave(raw: bytes) -> None:
+    from werkzeug.serving import make_server
+
+    seen: list[Environ] = []
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append({**environ, "body": environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))})
+        start_response("204 No Content", [])
+        return []
+
+    werkzeug = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=werkzeug.serve_forever, daemon=True).start()
+    ours = Served(app)
+    try:
+        for port in (werkzeug.server_address[1], ours.port):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+                connection.sendall(raw)
+                assert connection.recv(65536).startswith(b"HTTP/1.1 204")
+        theirs, mine = ({k: v for k, v in e.items() if k not in DIFFERENT} for e in seen)
+        assert mine == theirs
+    finally:
+        werkzeug.shutdown()
+        werkzeug.server_close()
+        ours.stop()
+
+
+def test_the_headers_hook_sees_the_headers_as_sent() -> None:
+    hooked: list[list[tuple[str, str]]] = []
+
+    def hook(environ: Environ, headers: list[tuple[str, str]]) -> None:
+        hooked.append(headers)
+        environ["hooked"] = True
+
+    seen: list[Environ] = []
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append(environ)
+        return _echo(environ, start_response)
+
+    server = WsgiServer(socket.create_server(("127.0.0.1", 0)), app, headers_hook=hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=30) as connection:
+            connection.sendall(
+                b"GET / HTTP/1.1\r\nHost: h\r\nX-Amz-Meta-My_Key: v\r\nConnection: close\r\n\r\n"
+            )
+            _read_all(connection)
+        assert ("X-Amz-Meta-My_Key", "v") in hooked[0] and seen[0]["hooked"] is True
+        assert "HTTP_X_AMZ_META_MY_KEY" not in seen[0]  # the server itself leaves it out
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+def test_the_environ_input_is_a_file_of_the_body(echo: Served) -> None:
+    seen: list[Any] = []
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append(environ["wsgi.input"])
+        return _echo(environ, start_response)
+
+    served = Served(app)
+    try:
+        connection = served.connect()
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        assert isinstance(seen[0], io.BytesIO) and seen[0].getvalue() == b""
+    finally:
+        served.stop()

@@ -1,0 +1,390 @@
+"""A threaded HTTP/1.1 WSGI server on a listening socket it is given: the AWS process's front.
+
+Each connection has its own thread, which reads requests with httptools (llhttp, in C), runs the
+WSGI application and writes the answer, for as long as the client keeps the connection alive.
+Requests therefore run concurrently and one that blocks (a Lambda Invoke waiting for its
+function, which itself calls the endpoint on another connection) holds up no other.
+
+Why not a library: measured side by side with the real chain (host check, guard, moto), AWS
+process CPU per GetItem / UpdateItem: werkzeug's dev server 1.13 / 1.63 ms (a new connection
+and thread per request, since it always answers `Connection: close`; email.parser for the
+headers; two writes per answer), uvicorn with a2wsgi 1.00-1.10 / 1.57-1.77 (asyncio or uvloop),
+waitress 0.87 / 1.50, this server 0.63 / 1.17 (docs/benchmarks.md, "What limits the fan-out
+here"). The libraries hand every request and answer between an I/O thread and a worker thread;
+this one never does. waitress and cheroot also serve from a fixed pool of threads, where
+requests queue behind blocked ones, and cheroot answered kept-alive requests after ~45 ms.
+httptools is already a dependency (push.py).
+
+What it does, as werkzeug's server did for moto:
+- the environ werkzeug builds (`PATH_INFO` percent-decoded, `RAW_URI`/`REQUEST_URI` as sent, an
+  absolute request target's host as `HTTP_HOST`, header names with an underscore left out, since
+  WSGI cannot tell `X_Foo` from `X-Foo`); `headers_hook` sees the raw header list (moto keeps its
+  S3 metadata names with underscores through it);
+- the body is read whole before the application runs (`Expect: 100-continue` answered first), a
+  chunked one decoded: `wsgi.input` holds it and `CONTENT_LENGTH` its length;
+- the answer goes out in as few writes as possible: the head with the first part of the body,
+  chunked when the application gives no length (HTTP/1.1), nothing after the head for HEAD, 1xx,
+  204 and 304;
+- an application error before the head is sent is a 500 (logged), after it the connection closes;
+  a request llhttp cannot parse is a 400 and the connection closes; nothing is logged per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import io
+import logging
+import selectors
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# (environ, the request's headers as sent): adds to the environ what the server left out
+HeadersHook = Callable[[dict[str, Any], list[tuple[str, str]]], None]
+
+_RECV_BYTES = 256 * 1024
+_SEND_BYTES = 256 * 1024  # body parts are gathered up to this size before a write
+_NO_BODY = frozenset({204, 304})
+_DROPPED = (ConnectionError, TimeoutError, BrokenPipeError)
+
+
+class _Request:
+    """One parsed request (httptools fills it through its callbacks)."""
+
+    __slots__ = ("body", "expect", "headers", "keep_alive", "method", "target", "version")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[str, str]] = []
+        self.body = bytearray()
+        self.method = "GET"
+        self.version = "1.1"
+        self.keep_alive = True
+        self.expect = ""
+
+
+class _Parsing:
+    """httptools' callbacks for one connection: complete requests queue up in `done`."""
+
+    def __init__(self, on_continue: Callable[[], None]) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.current = _Request()
+        self.done: list[_Request] = []
+        self.started = False  # bytes of a request not yet complete have arrived
+        self._on_continue = on_continue
+
+    def on_message_begin(self) -> None:
+        self.current = _Request()
+        self.started = True
+
+    def on_url(self, url: bytes) -> None:
+        self.current.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if len(name) == 6 and name.lower() == b"expect":
+            self.current.expect = value.decode("latin-1").strip(" \t").lower()
+
+    def on_headers_complete(self) -> None:
+        request = self.current
+        request.method = self.parser.get_method().decode("latin-1")
+        request.version = self.parser.get_http_version()
+        request.keep_alive = bool(self.parser.should_keep_alive())
+        if request.expect == "100-continue":
+            self._on_continue()
+
+    def on_body(self, body: bytes) -> None:
+        self.current.body += body
+
+    def on_message_complete(self) -> None:
+        self.done.append(self.current)
+        self.started = False
+
+
+def _wsgi_str(text: str) -> str:
+    """WSGI's "bytes as latin-1" form of a decoded string (werkzeug's `_wsgi_encoding_dance`)."""
+    return text.encode().decode("latin-1")
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class WsgiServer:
+    """Serves `app` on `listening` (already bound and listening) until `shutdown`.
+
+    `serve_forever` accepts connections (run it on a thread of its own); `shutdown` stops it and
+    closes the connections still open; `server_close` closes the listening socket.
+    """
+
+    IDLE_TIMEOUT_S = 120.0  # a kept-alive connection with no request for this long is closed
+
+    def __init__(
+        self, listening: socket.socket, app: WsgiApp, *, headers_hook: HeadersHook | None = None
+    ) -> None:
+        self._listening = listening
+        self.app = app
+        self._headers_hook = headers_hook
+        address = listening.getsockname()
+        self.server_address: tuple[str, int] = (str(address[0]), int(address[1]))
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ accepting
+    def serve_forever(self) -> None:
+        self._listening.setblocking(False)  # a connection reset before accept must not block it
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listening, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._listening:
+                        self._accept()
+
+    def _accept(self) -> None:
+        try:
+            connection, peer = self._listening.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        with self._lock:
+            if self._stopping.is_set():
+                connection.close()
+                return
+            self._connections.add(connection)
+        threading.Thread(
+            target=self._serve_connection, args=(connection, peer), name="tidings-aws-conn", daemon=True
+        ).start()
+
+    def shutdown(self) -> None:
+        """Stop accepting (`serve_forever` returns) and end the connections still open."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"x")
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:  # a thread waiting in recv sees the end and returns
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        self._listening.close()
+        self._wake_read.close()
+        self._wake_write.close()
+
+    # ------------------------------------------------------------ one connection
+    def _serve_connection(self, connection: socket.socket, peer: Any) -> None:
+        try:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._requests(connection, peer)
+        except _DROPPED:
+            pass
+        except OSError as error:  # the connection ended under us (shutdown, reset)
+            log.debug("AWS endpoint: connection from %s ended: %s", peer, error)
+        finally:
+            with self._lock:
+                self._connections.discard(connection)
+            connection.close()
+
+    def _requests(self, connection: socket.socket, peer: Any) -> None:
+        parsing = _Parsing(lambda: connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"))
+        while not self._stopping.is_set():
+            # idle between requests: a timeout; once a request has begun, as long as it takes
+            connection.settimeout(None if parsing.started else self.IDLE_TIMEOUT_S)
+            try:
+                data = connection.recv(_RECV_BYTES)
+            except TimeoutError:
+                return
+            if not data:
+                return
+            upgrade = False
+            try:
+                parsing.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                upgrade = True  # answered as plain HTTP/1.1, then closed
+            except httptools.HttpParserError:
+                self._bad_request(connection)
+                return
+            while parsing.done:
+                request = parsing.done.pop(0)
+                if not self._answer(connection, peer, request) or not request.keep_alive:
+                    return
+            if upgrade:
+                return
+
+    def _bad_request(self, connection: socket.socket) -> None:
+        body = b"Bad Request"
+        connection.sendall(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    def environ(self, request: _Request, peer: Any) -> dict[str, Any]:
+        """The WSGI environ werkzeug's dev server would give for `request`."""
+        target = request.target.decode("latin-1")
+        if target.startswith("//"):  # as http.server (under werkzeug) reads it: one leading slash
+            target = "/" + target.lstrip("/")
+        url = urlsplit(target)
+        # a target starting with two slashes parses as a netloc: it is part of the path
+        path = f"/{url.netloc}{url.path}" if not url.scheme and url.netloc else url.path
+        body = bytes(request.body)
+        environ: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "SERVER_SOFTWARE": "tidings",
+            "REQUEST_METHOD": request.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": _wsgi_str(unquote(path)),
+            "QUERY_STRING": _wsgi_str(url.query),
+            "REQUEST_URI": _wsgi_str(target),
+            "RAW_URI": _wsgi_str(target),
+            "REMOTE_ADDR": str(peer[0]),
+            "REMOTE_PORT": int(peer[1]),
+            "SERVER_NAME": self.server_address[0],
+            "SERVER_PORT": str(self.server_address[1]),
+            "SERVER_PROTOCOL": f"HTTP/{request.version}",
+        }
+        chunked = False
+        for name, value in request.headers:
+            if "_" in name:
+                continue
+            key = name.upper().replace("-", "_")
+            if key == "TRANSFER_ENCODING":  # the body is decoded: its length is CONTENT_LENGTH
+                chunked = chunked or "chunked" in value.lower()
+                continue
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = f"HTTP_{key}"
+                if key in environ:
+                    value = f"{environ[key]},{value}"
+            environ[key] = value
+        if chunked or body:
+            environ["CONTENT_LENGTH"] = str(len(body))
+        if url.scheme and url.netloc:  # an absolute target names the host (RFC 9112)
+            environ["HTTP_HOST"] = url.netloc
+        if self._headers_hook is not None:
+            self._headers_hook(environ, request.headers)
+        return environ
+
+    def _answer(self, connection: socket.socket, peer: Any, request: _Request) -> bool:
+        """Run the application for `request` and send its answer; False: close the connection."""
+        keep_alive = request.keep_alive
+        bodiless = [request.method == "HEAD"]  # HEAD, 1xx, 204, 304: no body is sent
+        started: list[Any] = []  # [status, headers] once start_response is called
+        sent: list[bool] = [False]  # the head has been written
+        chunked = [False]
+        pending = bytearray()
+
+        def head() -> None:
+            nonlocal keep_alive
+            status, headers = started
+            code = int(status.split(None, 1)[0])
+            lines = [f"HTTP/1.1 {status}\r\n"]
+            names = set()
+            for name, value in headers:
+                names.add(name.lower())
+                lines.append(f"{name}: {value}\r\n")
+            if "date" not in names:
+                lines.append(f"Date: {_http_date()}\r\n")
+            bodiless[0] = bodiless[0] or 100 <= code < 200 or code in _NO_BODY
+            if "content-length" not in names and not bodiless[0]:
+                if request.version == "1.1":
+                    chunked[0] = True
+                    lines.append("Transfer-Encoding: chunked\r\n")
+                else:
+                    keep_alive = False  # the end of the body is the end of the connection
+            if not keep_alive:
+                lines.append("Connection: close\r\n")
+            elif request.version == "1.0":
+                lines.append("Connection: keep-alive\r\n")
+            lines.append("\r\n")
+            pending.extend("".join(lines).encode("latin-1"))
+            sent[0] = True
+
+        def write(data: bytes) -> None:
+            if not started:
+                raise AssertionError("write() before start_response")
+            if not sent[0]:
+                head()
+            if data and not bodiless[0]:
+                if chunked[0]:
+                    pending.extend(b"%x\r\n" % len(data))
+                if len(data) >= _SEND_BYTES:  # a large part goes out as it is, not copied
+                    if pending:
+                        connection.sendall(pending)
+                        pending.clear()
+                    connection.sendall(data)
+                else:
+                    pending.extend(data)
+                if chunked[0]:
+                    pending.extend(b"\r\n")
+            if len(pending) >= _SEND_BYTES:
+                connection.sendall(pending)
+                pending.clear()
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if exc_info is not None:
+                try:
+                    if sent[0]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif started:
+                raise AssertionError("start_response called twice without exc_info")
+            started[:] = [status, list(headers)]
+            return write
+
+        try:
+            result = self.app(self.environ(request, peer), start_response)
+            try:
+                for data in result:
+                    write(data)
+                if not sent[0]:
+                    write(b"")
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except _DROPPED:
+            raise
+        except Exception:
+            path = request.target.partition(b"?")[0].decode("latin-1")  # a query may hold a token
+            log.exception("AWS endpoint: %s %s failed", request.method, path)
+            if sent[0]:  # the answer has begun: what is written goes out, then closing tells the client
+                if pending:
+                    connection.sendall(pending)
+                return False
+            message = b"Internal Server Error"
+            connection.sendall(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\n%s\r\n%s"
+                % (len(message), b"" if keep_alive else b"Connection: close\r\n", message)
+            )
+            return keep_alive
+        if chunked[0]:
+            pending.extend(b"0\r\n\r\n")
+        if pending:
+            connection.sendall(pending)
+        return keep_alive
