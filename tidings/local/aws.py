@@ -178,30 +178,39 @@ def _cast_value(value: Any) -> Any:
 
 
 def _item_size(item: Any) -> int:
-    """`Item.size()`: the sum of each attribute's name in UTF-8 and `DynamoType.size()`, with S
-    and B (a str: its length in UTF-8, bytes: its length) and N (a str: its length) inline."""
+    """`Item.size()`: the sum of each attribute's name in UTF-8 and `DynamoType.size()`."""
     total = 0
     for name, value in item.attrs.items():
-        total += len(name.encode("utf-8")) if type(name) is str else _bytesize(name)
-        kind, raw = value.type, value.value
-        if kind == "S" or kind == "B":
-            if type(raw) is str:
-                total += len(raw.encode("utf-8"))
-                continue
-            if type(raw) is bytes:
-                total += len(raw)
-                continue
-        elif kind == "N" and type(raw) is str:
-            total += len(raw)
-            continue
-        total += value.size()
+        total += (len(name.encode("utf-8")) if type(name) is str else _bytesize(name)) + _value_size(value)
     return total
+
+
+def _value_size(value: Any) -> int:
+    """`DynamoType.size()`, with S and B (a str: its length in UTF-8, bytes: its length) and N (a
+    str: its length) inline."""
+    kind, raw = value.type, value.value
+    if kind == "S" or kind == "B":
+        if type(raw) is str:
+            return len(raw.encode("utf-8"))
+        if type(raw) is bytes:
+            return len(raw)
+    elif kind == "N" and type(raw) is str:
+        return len(raw)
+    return int(value.size())
 
 
 def _bytesize(value: Any) -> int:
     from moto.dynamodb.models.utilities import bytesize
 
     return bytesize(value)
+
+
+@functools.lru_cache(maxsize=4096)  # an app's numbers repeat (timestamps, TTLs, counters)
+def _plain_number(text: str) -> bool:
+    """An N text whose Decimal in boto3's DYNAMODB_CONTEXT (38 digits) is exact: at most 38
+    digits, no exponent (so no rounding, overflow, underflow or clamping: the signals it traps)."""
+    plain = _PLAIN_NUMBER.fullmatch(text)
+    return plain is not None and len(plain[1]) + len(plain[2] or "") <= 38
 
 
 def _regular_json_safe(value: Any) -> bool:
@@ -214,10 +223,7 @@ def _regular_json_safe(value: Any) -> bool:
     if kind == "BOOL" or kind == "NULL":
         return type(raw) is bool
     if kind == "N":
-        if type(raw) is not str or len(raw) > 40:
-            return False
-        plain = _PLAIN_NUMBER.fullmatch(raw)
-        return plain is not None and len(plain[1]) + len(plain[2] or "") <= 38
+        return type(raw) is str and len(raw) <= 40 and _plain_number(raw)
     if kind == "B":
         if type(raw) is bytes:
             return True
@@ -231,142 +237,225 @@ def _regular_json_safe(value: Any) -> bool:
     return False
 
 
-def _projector(paths: list[list[str]]) -> Callable[[Any], Any]:
-    """What `copy.deepcopy(item).project(paths)` returns (moto's Query projects copies), made
-    without copying the item when every path is one top-level name and every attribute of the item
-    is `_regular_json_safe`: `project` turns the whole item into plain values (boto3's
-    deserializer), takes each named attribute present, and serializes them back into a new Item
-    with the item's keys; a named S or BOOL comes back as it was, any other through boto3 as there.
-    The new Item shares nothing mutable with the stored one (its keys are new DynamoTypes, whose
-    S, N or B value is immutable)."""
-    from moto.dynamodb.models import dynamo_type
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item
-
-    def project(item: Any) -> Any:
-        return copy.deepcopy(item).project(paths)
-
-    if not all(len(path) == 1 and "[" not in path[0] for path in paths):  # nested, or a list index
-        return project
-    names = [path[0] for path in paths]
-
-    def project_names(item: Any) -> Any:
-        attrs = item.attrs
-        for value in attrs.values():
-            if not _regular_json_safe(value):
-                return project(item)
-        projected: dict[str, Any] = {}
-        for name in names:
-            value = attrs.get(name)
-            if value is None:
-                continue
-            kind = value.type
-            if kind == "S" or kind == "BOOL":
-                projected[name] = {kind: value.value}
-            else:
-                regular = dynamo_type.deserializer.deserialize(value.to_regular_json())
-                projected[name] = dynamo_type.serializer.serialize(regular)
-        range_key = item.range_key
-        return Item(
-            hash_key=DynamoType(item.hash_key),
-            range_key=None if range_key is None else DynamoType(range_key),
-            attrs=projected,
-        )
-
-    return project_names
+# The kinds whose DynamoType.__deepcopy__ copies the value itself
+_DEEP_KINDS = frozenset({"L", "M", "SS", "NS", "BS"})
+# LimitedSizeDict.__setitem__'s limit: adding an attribute past it raises ItemSizeTooLarge
+_ITEM_SIZE_LIMIT = 405000
 
 
-def _base_table_query(table: Any, call: inspect.BoundArguments) -> Any:
+def _attributes_size(attrs: dict[str, Any]) -> int:
+    """What LimitedSizeDict sums: each name in UTF-8 and each value's `DynamoType.size()`."""
+    total = 0
+    for name, value in attrs.items():
+        total += len(name.encode("utf-8")) + _value_size(value)
+    return total
+
+
+class _BaseTableQuery:
     """moto's `Table.query` for a base-table Query (its `else` branch, then its SORT, FILTER and
-    projection, step by step; test_moto_seams.py pins that code), doing the same work less often:
-    only the hash key's items are read (`table.items[hash_key]`); they are sorted by their range
+    projection, step by step; test_moto_seams.py pins that code), doing the same work less often.
+
+    Only the hash key's items are read (`table.items[hash_key]`); they are sorted by their range
     key's `cast_value` (what `DynamoType.__lt__` compares, so the same comparisons give the same
     order); each item's size is computed once, not twice; the range condition's function and
     bounds are looked up once, not per item; and only what is returned is copied: the
     FilterExpression (which only reads) runs on the stored items, then the kept ones are deep
-    copied, or, with a projection, projected without a copy of the whole item (`_projector`).
-    None when this Query is not one it answers (a legacy QueryFilter, several range conditions,
-    an unknown comparison, a key that cannot be looked up): moto's own path answers it."""
-    from moto.dynamodb.comparisons import get_comparison_func
-    from moto.dynamodb.models import table as table_module
-    from moto.dynamodb.models.dynamo_type import Item
+    copied, or, with a projection, projected without a copy of the whole item (`project_names`).
 
-    arguments = call.arguments
-    if arguments.get("filter_kwargs"):
-        return None
-    hash_key = arguments["hash_key"]
-    range_comparison = arguments.get("range_comparison")
-    range_key_conditions = arguments.get("range_key_conditions")
-    if range_key_conditions and len(range_key_conditions) > 1:
-        return None
-    compare: Any = None
-    bounds: list[Any] = []
-    range_name = range_key_conditions[-1][0] if range_key_conditions else None
-    if range_comparison:
-        compare = get_comparison_func(range_comparison)
-        if compare is None:
+    The Items it returns are made without moto's BaseModel.__new__, which appends every instance
+    to `Item.instances_tracked` (for moto's dashboard): there each Item a Query returns stays
+    alive for good (moto's Query of 1,000 subscriptions keeps 2,000 Items, 1.3 MB), and every
+    collection of the oldest generation walks them all.
+    """
+
+    def __init__(self) -> None:
+        from moto.dynamodb.comparisons import get_comparison_func
+        from moto.dynamodb.models import dynamo_type
+        from moto.dynamodb.models import table as table_module
+
+        self.comparison = get_comparison_func
+        self.table_module = table_module
+        self.item_class = dynamo_type.Item
+        self.dynamo_class = dynamo_type.DynamoType
+        self.attributes_class = dynamo_type.LimitedSizeDict
+        self.serializer, self.deserializer = dynamo_type.serializer, dynamo_type.deserializer
+
+    def answer(self, table: Any, call: inspect.BoundArguments) -> Any:
+        """`table.query(...)`'s answer, or None when this Query is not one it answers (a legacy
+        QueryFilter, several range conditions, an unknown comparison, a key that cannot be looked
+        up): moto's own path answers it."""
+        arguments = call.arguments
+        if arguments.get("filter_kwargs"):
             return None
+        range_comparison = arguments.get("range_comparison")
+        range_key_conditions = arguments.get("range_key_conditions")
+        if range_key_conditions and len(range_key_conditions) > 1:
+            return None
+        compare: Any = None
+        bounds: list[Any] = []
+        range_name = range_key_conditions[-1][0] if range_key_conditions else None
+        if range_comparison:
+            compare = self.comparison(range_comparison)
+            if compare is None:
+                return None
+            try:
+                bounds = [bound.cast_value for bound in arguments.get("range_objs") or []]
+            except Exception:  # moto raises it when the first item is compared: let it
+                return None
         try:
-            bounds = [bound.cast_value for bound in arguments.get("range_objs") or []]
-        except Exception:  # moto raises it when the first item is compared: let it
+            entry = table.items.get(arguments["hash_key"])  # .get: `items` is a defaultdict
+        except (TypeError, ArithmeticError):  # unhashable (a set, a map), or N not a number
             return None
-    try:
-        entry = table.items.get(hash_key)  # .get: `items` is a defaultdict
-    except (TypeError, ArithmeticError):  # unhashable (a set, a map), or N not a number
-        return None
-    if entry is None:
-        candidates: list[Any] = []
-    elif not table.range_key_attr:
-        candidates = [entry] if isinstance(entry, Item) else []
-    else:
-        candidates = [item for item in entry.values() if isinstance(item, Item)]
-        candidates.sort(key=lambda item: _cast_value(item.range_key))
-    scan_index_forward = arguments.get("scan_index_forward")
-    if scan_index_forward is False:
-        candidates.reverse()
-
-    limit = arguments.get("limit")
-    exclusive_start_key = arguments.get("exclusive_start_key")
-    size_limit = table_module.RESULT_SIZE_LIMIT
-    hash_attrs, range_attrs = [table.hash_key_attr], [table.range_key_attr]
-    results: list[Any] = []
-    result_size = 0
-    scanned_count = 0
-    last_evaluated_key = None
-    processing_previous_page = exclusive_start_key is not None
-    for result in candidates:
-        if processing_previous_page:
-            if table._item_comes_before_dct(
-                result, exclusive_start_key, hash_attrs, range_attrs, scan_index_forward
-            ):
-                continue
-            processing_previous_page = False
-        size = _item_size(result)
-        if len(results) == limit or result_size + size > size_limit:
-            last_evaluated_key = table._get_last_evaluated_key(results[-1], None)
-            break
-        if compare is None:
-            results.append(result)
-            result_size += size
-            scanned_count += 1
-            continue
-        key = result.attrs.get(range_name) if range_name else None
-        if key is None:  # moto's `elif not index_name:` (never for a stored item: it has its key)
-            matched = result.range_key.compare(range_comparison, arguments.get("range_objs"))
+        item_class = self.item_class
+        if entry is None:
+            candidates: list[Any] = []
+        elif not table.range_key_attr:
+            candidates = [entry] if isinstance(entry, item_class) else []
         else:
-            matched = compare(_cast_value(key), *bounds)
-        if matched:
-            results.append(result)
-            result_size += size
-            scanned_count += 1
+            candidates = [item for item in entry.values() if isinstance(item, item_class)]
+            candidates.sort(key=lambda item: _cast_value(item.range_key))
+        scan_index_forward = arguments.get("scan_index_forward")
+        if scan_index_forward is False:
+            candidates.reverse()
 
-    filter_expression = arguments.get("filter_expression")
-    if filter_expression is not None:
-        results = [item for item in results if filter_expression.expr(item)]
-    projection = arguments.get("projection_expressions")
-    if projection:
-        project = _projector(projection)
-        return [project(item) for item in results], scanned_count, last_evaluated_key
-    return [copy.deepcopy(item) for item in results], scanned_count, last_evaluated_key
+        limit = arguments.get("limit")
+        exclusive_start_key = arguments.get("exclusive_start_key")
+        size_limit = self.table_module.RESULT_SIZE_LIMIT
+        hash_attrs, range_attrs = [table.hash_key_attr], [table.range_key_attr]
+        results: list[Any] = []
+        result_size = 0
+        scanned_count = 0
+        last_evaluated_key = None
+        processing_previous_page = exclusive_start_key is not None
+        for result in candidates:
+            if processing_previous_page:
+                if table._item_comes_before_dct(
+                    result, exclusive_start_key, hash_attrs, range_attrs, scan_index_forward
+                ):
+                    continue
+                processing_previous_page = False
+            size = _item_size(result)
+            if len(results) == limit or result_size + size > size_limit:
+                last_evaluated_key = table._get_last_evaluated_key(results[-1], None)
+                break
+            if compare is None:
+                results.append(result)
+                result_size += size
+                scanned_count += 1
+                continue
+            key = result.attrs.get(range_name) if range_name else None
+            if key is None:  # moto's `elif not index_name:` (never for a stored item: it has its key)
+                matched = result.range_key.compare(range_comparison, arguments.get("range_objs"))
+            else:
+                matched = compare(_cast_value(key), *bounds)
+            if matched:
+                results.append(result)
+                result_size += size
+                scanned_count += 1
+
+        filter_expression = arguments.get("filter_expression")
+        if filter_expression is not None:
+            results = [item for item in results if filter_expression.expr(item)]
+        projection = arguments.get("projection_expressions")
+        if projection:
+            project = self.projector(projection)
+            return [project(item) for item in results], scanned_count, last_evaluated_key
+        return [self.copy_item(item) for item in results], scanned_count, last_evaluated_key
+
+    def new_item(self, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> Any:
+        """`Item(hash_key, range_key, attrs)` (moto's own __init__), not kept by moto."""
+        item = object.__new__(self.item_class)
+        self.item_class.__init__(item, hash_key, range_key, attrs)
+        return item
+
+    def copy_item(self, item: Any) -> Any:
+        """`copy.deepcopy(item)`, not kept by moto: what `Item.__deepcopy__` makes (the keys and
+        each attribute's value deep-copied, the attributes set without LimitedSizeDict's size
+        check, as the stored item passed it). `DynamoType.__deepcopy__` of a value that is no
+        list, map or set is a new DynamoType with the same `type` and `value`: made inline."""
+        copied = self.new_item(self.copy_value(item.hash_key), self.copy_value(item.range_key), {})
+        attrs = copied.attrs
+        for name, value in item.attrs.items():
+            dict.__setitem__(attrs, name, self.copy_value(value))
+        return copied
+
+    def copy_value(self, value: Any) -> Any:
+        """`copy.deepcopy(value)` of a DynamoType (or None)."""
+        if value is None or value.type in _DEEP_KINDS:
+            return copy.deepcopy(value)
+        copied = object.__new__(self.dynamo_class)
+        copied.type, copied.value = value.type, value.value
+        return copied
+
+    def projector(self, paths: list[list[str]]) -> Callable[[Any], Any]:
+        """What `copy.deepcopy(item).project(paths)` returns (moto's Query projects copies), made
+        without copying the item when every path is one top-level name and every attribute of
+        the item is `_regular_json_safe`: `project` turns the whole item into plain values
+        (boto3's deserializer), takes each named attribute present, and serializes them back into
+        a new Item with the item's keys (`Item.__init__`: a DynamoType per attribute, added
+        through LimitedSizeDict, which raises past 405,000 bytes); a named S or BOOL comes back as
+        it was, any other through boto3 as there. The new Item shares nothing mutable with the
+        stored one (its keys are new DynamoTypes, whose S, N or B value is immutable)."""
+
+        def project(item: Any) -> Any:
+            return self.copy_item(item).project(paths)
+
+        if not all(len(path) == 1 and "[" not in path[0] for path in paths):  # nested, a list item
+            return project
+        names = [path[0] for path in paths]
+        item_class, dynamo_class, attributes_class = self.item_class, self.dynamo_class, self.attributes_class
+        new = object.__new__
+
+        def dynamo(kind: str, raw: Any) -> Any:
+            """`DynamoType({kind: raw})` for a kind that is not L or M (its __init__ only sets
+            `type` and `value` then)."""
+            value = new(dynamo_class)
+            value.type, value.value = kind, raw
+            return value
+
+        def copy_key(key: Any) -> Any:
+            """A new DynamoType equal to a stored item's key (S, N or B: its value is immutable)."""
+            if key is None:
+                return None
+            if type(key.value) is str or type(key.value) is bytes:
+                return dynamo(key.type, key.value)
+            return dynamo_class(key)
+
+        def project_names(item: Any) -> Any:
+            attrs = item.attrs
+            for value in attrs.values():
+                if value.type == "S":  # the common case, inline
+                    if type(value.value) is not str:
+                        return project(item)
+                elif not _regular_json_safe(value):
+                    return project(item)
+            serialized: dict[str, Any] = {}  # what `project` gives Item.__init__
+            projected: dict[str, Any] = {}  # the DynamoTypes Item.__init__ makes of them
+            for name in names:
+                value = attrs.get(name)
+                if value is None:
+                    continue
+                kind = value.type
+                if kind == "S" or kind == "BOOL":
+                    serialized[name] = {kind: value.value}
+                    projected[name] = dynamo(kind, value.value)
+                else:
+                    regular = self.deserializer.deserialize(value.to_regular_json())
+                    serialized[name] = dict(self.serializer.serialize(regular))
+                    projected[name] = dynamo_class(serialized[name])
+            hash_key, range_key = copy_key(item.hash_key), copy_key(item.range_key)
+            if _attributes_size(projected) > _ITEM_SIZE_LIMIT:  # Item.__init__ raises: let it
+                return self.new_item(hash_key, range_key, serialized)
+            # what Item.__init__ makes, without LimitedSizeDict's check per attribute (passed
+            # above: it compares the running sum of the same sizes with the same limit)
+            copied = attributes_class()
+            for name, value in projected.items():
+                dict.__setitem__(copied, name, value)
+            made = new(item_class)
+            made.hash_key, made.range_key, made.attrs = hash_key, range_key, copied
+            return made
+
+        return project_names
 
 
 def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[[], None]:
@@ -382,7 +471,7 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     `DynamoType.__lt__`, computes each one's size twice, deep-copies every item it returns and
     projects the copies (for 1,000 subscriptions with connectionId projected, 40 ms of CPU).
 
-    A base-table Query is answered by `_base_table_query`: moto's steps on that key's entry, each
+    A base-table Query is answered by `_BaseTableQuery`: moto's steps on that key's entry, each
     done once and copying only what it returns. Whatever it does not answer (a legacy QueryFilter,
     a key value that cannot be looked up: a set, an N that is no number) goes to moto's
     `Table.query`, whose first `all_items()` then returns that key's entry alone, in moto's own
@@ -398,6 +487,7 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     signature = inspect.signature(original_query)
     positions = list(signature.parameters)
     hash_key_at, index_name_at = positions.index("hash_key") - 1, positions.index("index_name") - 1
+    direct = None if narrow_only else _BaseTableQuery()
 
     def range_key(item: Any) -> Any:
         return item.range_key
@@ -410,8 +500,8 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
         hash_key = argument(args, kwargs, "hash_key", hash_key_at)
         if hash_key is None or argument(args, kwargs, "index_name", index_name_at):
             return original_query(table, *args, **kwargs)
-        if not narrow_only:
-            answer = _base_table_query(table, signature.bind(table, *args, **kwargs))
+        if direct is not None:
+            answer = direct.answer(table, signature.bind(table, *args, **kwargs))
             if answer is not None:
                 return answer
         token = _BASE_TABLE_QUERY.set((table, hash_key))

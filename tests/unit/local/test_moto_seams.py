@@ -208,7 +208,7 @@ def test_base_table_query_filters_all_items_by_hash_key_kept_by_hash_key(aws: No
     )
 
 
-# aws._base_table_query follows these step by step (or relies on what they compute): a change to
+# aws._BaseTableQuery follows these step by step (or relies on what they compute): a change to
 # any of them must be read against it, then the digest updated (whitespace-normalized source)
 BASE_TABLE_QUERY_MIRRORS = {
     "Table.query": "c8f8639ef6cd31da",
@@ -222,11 +222,15 @@ BASE_TABLE_QUERY_MIRRORS = {
     "DynamoType.to_regular_json": "33527f3d9f44f81b",
     "DynamoType.__lt__": "742f98c51b55cb2a",
     "DynamoType.__init__": "421974fc36c52349",
+    "DynamoType.__deepcopy__": "aba97b241192c855",
+    "Item.__deepcopy__": "63e9e635aad36ab2",
+    "LimitedSizeDict.__setitem__": "1fc7fc04dfe4f529",
+    "LimitedSizeDict.__init__": "fa7389b5277c7ff3",
 }
 
 
 def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> None:
-    """aws._base_table_query answers a base-table Query as moto's `Table.query` would, doing each
+    """aws._BaseTableQuery answers a base-table Query as moto's `Table.query` would, doing each
     step once: its equality rests on the code below (moto's Query steps, and what an item's size,
     order, comparison, copy and projection are)."""
     import hashlib
@@ -235,7 +239,7 @@ def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> Non
     from moto.dynamodb import comparisons
     from moto.dynamodb.models import dynamo_type
     from moto.dynamodb.models import table as table_module
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import Table
 
     functions = {
@@ -250,13 +254,17 @@ def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> Non
         "DynamoType.to_regular_json": DynamoType.to_regular_json,
         "DynamoType.__lt__": DynamoType.__lt__,
         "DynamoType.__init__": DynamoType.__init__,
+        "DynamoType.__deepcopy__": DynamoType.__deepcopy__,
+        "Item.__deepcopy__": Item.__deepcopy__,
+        "LimitedSizeDict.__setitem__": LimitedSizeDict.__setitem__,
+        "LimitedSizeDict.__init__": LimitedSizeDict.__init__,
     }
     changed = [
         name
         for name, function in functions.items()
         if hashlib.sha256(_source(function).encode()).hexdigest()[:16] != BASE_TABLE_QUERY_MIRRORS[name]
     ]
-    assert not changed, f"moto changed {changed}: check aws._base_table_query against them"
+    assert not changed, f"moto changed {changed}: check aws._BaseTableQuery against them"
     assert isinstance(table_module.RESULT_SIZE_LIMIT, int), "moto's Query size limit moved"
     assert callable(comparisons.get_comparison_func), "moto.dynamodb.comparisons.get_comparison_func moved"
     assert _parameters(Table._item_comes_before_dct)[1:] == [
@@ -266,11 +274,16 @@ def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> Non
         "range_key_attrs",
         "scan_index_forward",
     ] and _parameters(Table._get_last_evaluated_key)[1:] == ["last_result", "index_name"], (
-        "moto's Table._item_comes_before_dct or _get_last_evaluated_key changed (aws._base_table_query "
+        "moto's Table._item_comes_before_dct or _get_last_evaluated_key changed (aws._BaseTableQuery "
         "calls them)"
     )
     assert isinstance(dynamo_type.serializer, types.TypeSerializer) and isinstance(
         dynamo_type.deserializer, types.TypeDeserializer
     ), "moto's dynamo_type no longer projects through boto3's (de)serializer"
+    from tidings.local import aws
+
+    assert f"> {aws._ITEM_SIZE_LIMIT}" in _source(LimitedSizeDict.__setitem__), (
+        "moto's item size limit changed"
+    )
     context = types.DYNAMODB_CONTEXT  # aws._regular_json_safe: a plain N of 38 digits is exact
     assert (context.prec, context.Emin, context.Emax) == (38, -128, 126), "boto3's DYNAMODB_CONTEXT changed"
