@@ -366,20 +366,24 @@ def spy_all_items(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.parametrize("narrow_only", [True, False])
 @pytest.mark.parametrize("range_type", ["S", None])
-def test_a_base_table_query_reads_its_hash_keys_items_and_an_index_query_the_table(
+def test_a_base_table_query_reads_its_hash_keys_items_and_an_index_query_its_matches(
     client: Any, monkeypatch: pytest.MonkeyPatch, range_type: str | None, narrow_only: bool
 ) -> None:
     """moto's path (narrow_only, and a legacy QueryFilter) reads the key's items through
-    `all_items()`; the direct path reads them from `table.items` without calling it."""
+    `all_items()`; the direct path reads them from `table.items` without calling it; an index
+    Query's `all_items()` is the whole table with narrow_only, its matches otherwise."""
     name = create_table(client, "S", range_type)
-    rows = (
-        [(h, r) for h in ("a", "b", "c") for r in ("1", "2", "3")] if range_type else [("a", ""), ("b", "")]
-    )
+    rows = [(h, r) for h in ("a", "b", "c") for r in (("1", "2", "3") if range_type else ("",))]
     put_items(
         client,
         name,
         [
-            {"h": {"S": h}, **({"r": {"S": r}} if r else {}), "g": {"S": "x"}, "l": {"N": "1"}}
+            {
+                "h": {"S": h},
+                **({"r": {"S": r}} if r else {}),
+                "g": {"S": "y" if h == "c" else "x"},
+                "l": {"N": "1"},
+            }
             for h, r in rows
         ],
     )
@@ -399,19 +403,19 @@ def test_a_base_table_query_reads_its_hash_keys_items_and_an_index_query_the_tab
             KeyConditions={"h": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "b"}]}},
             QueryFilter={"l": {"ComparisonOperator": "EQ", "AttributeValueList": [{"N": "1"}]}},
         )["Items"]
-        client.query(
+        by_index = client.query(
             TableName=name,
             IndexName="gsi",
             KeyConditionExpression="g = :v",
             ExpressionAttributeValues={":v": {"S": "x"}},
-        )
+        )["Items"]
         client.scan(TableName=name)
     finally:
         undo()
     one_key = 3 if range_type else 1
-    assert found == [one_key, 0] and len(filtered) == one_key
+    assert found == [one_key, 0] and len(filtered) == one_key and len(by_index) == 2 * one_key
     by_hash_key = [one_key, 0] if narrow_only else []
-    assert lengths == [*by_hash_key, one_key, len(rows), len(rows)]
+    assert lengths == [*by_hash_key, one_key, len(rows) if narrow_only else 2 * one_key, len(rows)]
 
 
 def test_the_size_limit_with_items_of_300_kb(client: Any) -> None:

@@ -208,7 +208,8 @@ def test_base_table_query_filters_all_items_by_hash_key_kept_by_hash_key(aws: No
     )
 
 
-# aws._BaseTableQuery follows these step by step (or relies on what they compute): a change to
+# aws._BaseTableQuery follows these step by step (or relies on what they compute), and an index
+# Query's all_items() / sorted_items in aws.query_dynamodb_tables_by_hash_key: a change to
 # any of them must be read against it, then the digest updated (whitespace-normalized source)
 BASE_TABLE_QUERY_MIRRORS = {
     "Table.query": "c8f8639ef6cd31da",
@@ -226,6 +227,7 @@ BASE_TABLE_QUERY_MIRRORS = {
     "Item.__deepcopy__": "63e9e635aad36ab2",
     "LimitedSizeDict.__setitem__": "1fc7fc04dfe4f529",
     "LimitedSizeDict.__init__": "fa7389b5277c7ff3",
+    "Table.sorted_items": "22984d79d78859c8",
 }
 
 
@@ -258,6 +260,7 @@ def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> Non
         "Item.__deepcopy__": Item.__deepcopy__,
         "LimitedSizeDict.__setitem__": LimitedSizeDict.__setitem__,
         "LimitedSizeDict.__init__": LimitedSizeDict.__init__,
+        "Table.sorted_items": Table.sorted_items,
     }
     changed = [
         name
