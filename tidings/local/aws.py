@@ -111,7 +111,10 @@ def serialize_dynamodb_items_directly() -> Callable[[], None]:
     """Answer Query, Scan, GetItem, BatchGetItem and the single-item writes (UpdateItem, PutItem,
     DeleteItem) with `json.dumps` of moto's result (the same JSON its serializer writes,
     test_dynamodb_direct_json.py); returns what undoes it. Anything else, an error (a failed
-    condition among them), or a result JSON cannot hold goes to moto's serializer as before."""
+    condition among them), or a result JSON cannot hold goes to moto's serializer as before.
+    moto's `dynamo_to_dict`, which first turns every call's result into plain values, is replaced
+    by a faster equal one (`_dynamo_to_dict`)."""
+    from moto.dynamodb import responses
     from moto.dynamodb.responses import DynamoResult
 
     original = DynamoResult.execute_result
@@ -127,11 +130,50 @@ def serialize_dynamodb_items_directly() -> Callable[[], None]:
         return original(result, context)
 
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
+    module: Any = responses  # its `dynamo_to_dict`, imported there, is what DynamoResult calls
+    original_to_dict = module.dynamo_to_dict
+    module.dynamo_to_dict = _dynamo_to_dict(original_to_dict)
 
     def undo() -> None:
         DynamoResult.execute_result = original  # type: ignore[method-assign]
+        module.dynamo_to_dict = original_to_dict
 
     return undo
+
+
+# The scalar types moto's dynamo_to_dict returns as they are (no datetime, no `to_json`)
+_PLAIN_SCALARS = (str, int, bool, float, type(None))
+# DynamoType kinds whose dynamo_to_dict is `{type: dynamo_to_dict(value)}`, a scalar value
+_SCALAR_KINDS = frozenset({"S", "N", "BOOL", "NULL"})
+
+
+def _dynamo_to_dict(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """moto's `dynamo_to_dict` (what `DynamoResult` makes of a call's result: plain dicts of each
+    item's attributes), with the common shapes inline: a dict or list (exact types, or an Item's
+    LimitedSizeDict: none has `to_json`) converted member by member, an S, N, BOOL or NULL whose
+    value is a str or bool as `{type: value}`, a str, int, bool, float or None as it is; anything
+    else (B, sets, L, M, datetimes, objects with `to_json`) through moto's own (1,000 items of one
+    attribute: 2.6 ms there)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+
+    mappings = (dict, LimitedSizeDict)
+
+    def convert(value: Any) -> Any:
+        kind = type(value)
+        if kind is DynamoType:
+            raw = value.value
+            if value.type in _SCALAR_KINDS and (type(raw) is str or type(raw) is bool):
+                return {value.type: raw}
+            return original(value)
+        if kind in mappings:
+            return {key: convert(member) for key, member in value.items()}
+        if kind is list:
+            return [convert(member) for member in value]
+        if kind in _PLAIN_SCALARS:
+            return value
+        return original(value)
+
+    return convert
 
 
 UPDATE_EXPRESSIONS_CACHED = 512

@@ -10,7 +10,8 @@ moves one of them, these tests fail and name it, instead of the stack misbehavin
   and `Table.all_items` so that a base-table Query's candidates are its hash key's own items
   (safe while that branch filters `all_items()` by hash key alone and moto keeps a table's
   items by hash key), and answers a base-table Query itself following `Table.query`'s steps
-  (pinned by a digest of the moto code it follows);
+  (pinned by a digest of the moto code it follows), and replaces
+  `moto.dynamodb.responses.dynamo_to_dict` by an equal, faster converter;
 - bus.py replaces `moto.events.models.Rule.send_to_targets` and reads a rule's attributes;
 - aws_process.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
 
@@ -290,3 +291,23 @@ def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> Non
     )
     context = types.DYNAMODB_CONTEXT  # aws._regular_json_safe: a plain N of 38 digits is exact
     assert (context.prec, context.Emin, context.Emax) == (38, -128, 126), "boto3's DYNAMODB_CONTEXT changed"
+
+
+def test_dynamo_result_converts_through_the_module_dynamo_to_dict_aws_py_replaces() -> None:
+    """aws.serialize_dynamodb_items_directly replaces `moto.dynamodb.responses.dynamo_to_dict`
+    (the name DynamoResult calls) by `aws._dynamo_to_dict`, which does moto's conversion inline
+    for the common shapes: the replaced function must be the one pinned here."""
+    import hashlib
+
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    assert "transformed_result = dynamo_to_dict(result)" in _source(responses.DynamoResult.__init__), (
+        "moto's DynamoResult no longer converts its result through responses.dynamo_to_dict"
+    )
+    module: Any = responses
+    assert module.dynamo_to_dict is dynamo_to_dict, "moto.dynamodb.responses.dynamo_to_dict moved"
+    digest = hashlib.sha256(_source(dynamo_to_dict).encode()).hexdigest()[:16]
+    assert digest == "4fcaefec29802c21", (
+        f"moto's dynamo_to_dict changed ({digest}): check aws._dynamo_to_dict against it"
+    )
