@@ -1,10 +1,15 @@
-"""The embedded DynamoDB's base-table Query with and without `aws.query_dynamodb_tables_by_hash_key`,
-side by side: CPU (time.process_time) of one Query of 1,000 subscriptions (Tidings' first page:
-Limit 1,000, connectionId projected; and a BETWEEN range page) in tables of 1,000 items per topic,
-alternating rounds, medians. Also the single-item writes (PutItem, UpdateItem, DeleteItem) at
-each table size, to show they do not grow with the table, and an index Query (moto's own path:
-the whole table, as before). In process (moto's mock, with the AWS
-process's direct JSON answers), so the figures are moto's work plus boto3's, without HTTP.
+"""The embedded DynamoDB's Query, three ways side by side: moto's own; with
+`aws.query_dynamodb_tables_by_hash_key(narrow_only=True)` narrowing moto's path to the hash key's
+items (the previous step), both with moto's own `dynamo_to_dict`; and "direct", the AWS
+process's: the Query answered by `query_dynamodb_tables_by_hash_key()` and the result converted
+by `serialize_dynamodb_items_directly`'s faster `dynamo_to_dict`. CPU (time.process_time) of one
+Query of 1,000 subscriptions (Tidings' first page: Limit 1,000, connectionId projected; a BETWEEN
+page of all 1,000 and one of 500, as a deliver shard reads its range) in tables of 1,000 items per
+topic, rounds alternating the order of the variants, medians. Each Query's CPU is given whole
+(boto3's client and moto, in process) and moto's part alone (inside DynamoHandler.call_action:
+the AWS process's work but for HTTP). Also an index Query by its hash key (a connection's topics),
+and the single-item writes (PutItem, UpdateItem, DeleteItem) at each table size, to show they do
+not grow with the table. In process (moto's mock, with the AWS process's direct JSON answers).
 
     .venv/bin/python -m bench.moto_query
 """
@@ -22,6 +27,12 @@ import boto3
 from moto import mock_aws
 
 from tidings.local.aws import query_dynamodb_tables_by_hash_key, serialize_dynamodb_items_directly
+
+VARIANTS: dict[str, dict[str, bool] | None] = {
+    "moto": None,
+    "by hash key": {"narrow_only": True},
+    "direct": {},
+}
 
 ROUNDS = 7
 QUERIES = 3  # per round and variant
@@ -72,30 +83,67 @@ def _table(client: Any, name: str, topics: int) -> None:
         client.batch_write_item(RequestItems={name: items})
 
 
-def _cpu_ms(call: Callable[[], Any], times: int) -> float:
+class _HandlerCpu:
+    """CPU spent inside moto's DynamoHandler.call_action (the AWS process's part of a call)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def install(self) -> None:
+        from moto.dynamodb.responses import DynamoHandler
+
+        original = DynamoHandler.call_action
+
+        def call_action(handler: Any) -> Any:
+            started = time.process_time()
+            try:
+                return original(handler)
+            finally:
+                self.seconds += time.process_time() - started
+
+        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def _cpu_ms(call: Callable[[], Any], times: int, handler: _HandlerCpu | None = None) -> tuple[float, float]:
+    """CPU ms per call: whole, and inside moto's handler."""
     gc.collect()  # every batch starts from the same collector state (its collections still count)
+    inside = handler.seconds if handler else 0.0
     started = time.process_time()
     for _ in range(times):
         call()
-    return (time.process_time() - started) / times * 1000
+    whole = (time.process_time() - started) / times * 1000
+    return whole, ((handler.seconds - inside) / times * 1000 if handler else 0.0)
 
 
 def _queries(client: Any, name: str) -> dict[str, Callable[[], Any]]:
     topic = {":t": {"S": "job:1"}}
     return {
-        "first page": lambda: client.query(
+        "first page of 1,000": lambda: client.query(
             TableName=name,
             KeyConditionExpression="topic = :t",
             ExpressionAttributeValues=topic,
             ProjectionExpression="connectionId",
             Limit=PER_TOPIC,
         ),
-        "BETWEEN page": lambda: client.query(
+        "BETWEEN page of 1,000": lambda: client.query(
             TableName=name,
             KeyConditionExpression="topic = :t AND connectionId BETWEEN :lo AND :hi",
             ExpressionAttributeValues={**topic, ":lo": {"S": "c000000"}, ":hi": {"S": "c999999"}},
             ProjectionExpression="connectionId",
             Limit=PER_TOPIC,
+        ),
+        "BETWEEN page of 500": lambda: client.query(
+            TableName=name,
+            KeyConditionExpression="topic = :t AND connectionId BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={**topic, ":lo": {"S": "c000500"}, ":hi": {"S": "c999999"}},
+            ProjectionExpression="connectionId",
+            Limit=PER_TOPIC,
+        ),
+        "GSI Query (a connection's topics)": lambda: client.query(
+            TableName=name,
+            IndexName="byConnection",
+            KeyConditionExpression="connectionId = :c",
+            ExpressionAttributeValues={":c": {"S": "c000001"}},
         ),
     }
 
@@ -113,12 +161,6 @@ def _others(client: Any, name: str) -> dict[str, Callable[[], Any]]:
             ReturnValues="ALL_NEW",
         ),
         "DeleteItem": lambda: client.delete_item(TableName=name, Key=key),
-        "GSI Query (a connection's topics, moto's path)": lambda: client.query(
-            TableName=name,
-            IndexName="byConnection",
-            KeyConditionExpression="connectionId = :c",
-            ExpressionAttributeValues={":c": {"S": "c000001"}},
-        ),
     }
 
 
@@ -127,31 +169,50 @@ def main() -> None:
         os.environ.setdefault(name, value)
     with mock_aws():
         serialize_dynamodb_items_directly()
+        from moto.dynamodb import responses
+        from moto.dynamodb.models.utilities import dynamo_to_dict as moto_to_dict
+
+        converter: Any = responses
+        fast_to_dict = converter.dynamo_to_dict
+        handler = _HandlerCpu()
+        handler.install()
         client = boto3.client("dynamodb", region_name="us-east-1")
         for topics in TOPIC_COUNTS:
             name = f"subs{topics}"
             _table(client, name, topics)
             queries = _queries(client, name)
             writes = _others(client, name)
-            assert len(queries["first page"]()["Items"]) == PER_TOPIC
+            assert len(queries["first page of 1,000"]()["Items"]) == PER_TOPIC
+            assert len(queries["BETWEEN page of 500"]()["Items"]) == PER_TOPIC // 2
             measured: dict[str, list[float]] = {}
+            order = list(VARIANTS)
             for number in range(ROUNDS):
-                for patched in (False, True) if number % 2 == 0 else (True, False):
-                    undo = query_dynamodb_tables_by_hash_key() if patched else None
+                for variant in order[number % len(order) :] + order[: number % len(order)]:
+                    options = VARIANTS[variant]
+                    undo = query_dynamodb_tables_by_hash_key(**options) if options is not None else None
+                    # moto's own dynamo_to_dict but in the direct variant (the previous step had it)
+                    converter.dynamo_to_dict = fast_to_dict if variant == "direct" else moto_to_dict
                     try:
                         for label, query in queries.items():
-                            measured.setdefault(f"{label} {patched}", []).append(_cpu_ms(query, QUERIES))
+                            whole, inside = _cpu_ms(query, QUERIES, handler)
+                            measured.setdefault(f"{label} {variant}", []).append(whole)
+                            measured.setdefault(f"{label} {variant} moto", []).append(inside)
                     finally:
                         if undo:
                             undo()
+                converter.dynamo_to_dict = fast_to_dict
                 for label, write in writes.items():  # PutItem first: the row exists for UpdateItem
-                    measured.setdefault(label, []).append(_cpu_ms(write, WRITES))
+                    measured.setdefault(label, []).append(_cpu_ms(write, WRITES)[0])
             median = {label: statistics.median(values) for label, values in measured.items()}
             print(f"{topics * PER_TOPIC:,} items in {topics} topics (CPU ms, medians of {ROUNDS} rounds):")
             for label in queries:
-                before, after = median[f"{label} False"], median[f"{label} True"]
-                ratio = before / after
-                print(f"  Query of 1,000, {label}: moto {before:.1f}, by hash key {after:.1f} ({ratio:.1f}x)")
+                wholes = ", ".join(f"{variant} {median[f'{label} {variant}']:.1f}" for variant in VARIANTS)
+                insides = ", ".join(
+                    f"{variant} {median[f'{label} {variant} moto']:.1f}" for variant in VARIANTS
+                )
+                ratio = median[f"{label} by hash key moto"] / median[f"{label} direct moto"]
+                print(f"  Query, {label}: whole call {wholes}; in moto's handler {insides}")
+                print(f"    in moto's handler, by hash key / direct: {ratio:.1f}x")
             print("  " + ", ".join(f"{label} {median[label]:.2f}" for label in writes))
 
 

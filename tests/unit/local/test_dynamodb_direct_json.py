@@ -208,3 +208,48 @@ def test_update_expressions_parsed_once_say_what_moto_says(dynamodb: Any) -> Non
         assert writes(dynamodb, "w2") == expected
     finally:
         undo()
+
+
+def test_dynamo_to_dict_inline_says_what_moto_says() -> None:
+    """The faster `dynamo_to_dict` it installs gives what moto's gives, for every attribute type
+    (B as bytes or base64 text), items, keys, pages, nested lists and maps, datetimes, scalars."""
+    import datetime
+
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    from tidings.local.aws import _dynamo_to_dict
+
+    convert = _dynamo_to_dict(dynamo_to_dict)
+    values = [DynamoType(value) for value in ITEM.values()] + [
+        DynamoType({"B": "AAE="}),
+        DynamoType({"BS": ["AAE=", b"\x02"]}),
+        DynamoType({"NULL": True}),
+        DynamoType({"S": ""}),
+        DynamoType({"L": []}),
+        DynamoType({"M": {}}),
+    ]
+    item = Item(DynamoType({"S": "p"}), DynamoType({"S": "a"}), ITEM)
+    result = {
+        "Count": 2,
+        "ScannedCount": 3,
+        "Items": [item.attrs, dict(item.attrs), {}],
+        "LastEvaluatedKey": {"pk": item.hash_key, "sk": item.range_key},
+        "Attributes": item,  # an object with to_json
+        "When": datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC),
+        "Nested": [[values], {"x": values}, None, 1.5, True, "text"],
+    }
+    assert convert(result) == dynamo_to_dict(result)
+    for value in values:
+        assert convert(value) == dynamo_to_dict(value) and type(convert(value)) is dict
+    from tidings.local.aws import serialize_dynamodb_items_directly
+
+    undo = serialize_dynamodb_items_directly()
+    try:
+        from moto.dynamodb import responses
+
+        installed: Any = responses
+        assert installed.dynamo_to_dict is not dynamo_to_dict  # what DynamoResult calls
+    finally:
+        undo()
+    assert installed.dynamo_to_dict is dynamo_to_dict

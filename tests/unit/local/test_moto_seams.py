@@ -9,7 +9,9 @@ moves one of them, these tests fail and name it, instead of the stack misbehavin
   works on a deep copy of the tree it is given), and wraps `moto.dynamodb.models.table.Table.query`
   and `Table.all_items` so that a base-table Query's candidates are its hash key's own items
   (safe while that branch filters `all_items()` by hash key alone and moto keeps a table's
-  items by hash key);
+  items by hash key), and answers a base-table Query itself following `Table.query`'s steps
+  (pinned by a digest of the moto code it follows), and replaces
+  `moto.dynamodb.responses.dynamo_to_dict` by an equal, faster converter;
 - bus.py replaces `moto.events.models.Rule.send_to_targets` and reads a rule's attributes;
 - aws_process.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
 
@@ -204,4 +206,108 @@ def test_base_table_query_filters_all_items_by_hash_key_kept_by_hash_key(aws: No
     )
     assert isinstance(plain, Item) and plain.hash_key == one, (
         "moto no longer keeps a table's items as items[hash] without a range key"
+    )
+
+
+# aws._BaseTableQuery follows these step by step (or relies on what they compute), and an index
+# Query's all_items() / sorted_items in aws.query_dynamodb_tables_by_hash_key: a change to
+# any of them must be read against it, then the digest updated (whitespace-normalized source)
+BASE_TABLE_QUERY_MIRRORS = {
+    "Table.query": "c8f8639ef6cd31da",
+    "Item.project": "12a07f552e66c29b",
+    "Item.size": "bc25b7109397670b",
+    "Item.__init__": "918db834dd8d3a09",
+    "Item.to_regular_json": "04143f52bd272c5b",
+    "DynamoType.size": "404cb49e61583fb1",
+    "DynamoType.cast_value": "cdafc9ad6368ae15",
+    "DynamoType.compare": "cf1eaf3efc4badde",
+    "DynamoType.to_regular_json": "33527f3d9f44f81b",
+    "DynamoType.__lt__": "742f98c51b55cb2a",
+    "DynamoType.__init__": "421974fc36c52349",
+    "DynamoType.__deepcopy__": "aba97b241192c855",
+    "Item.__deepcopy__": "63e9e635aad36ab2",
+    "LimitedSizeDict.__setitem__": "1fc7fc04dfe4f529",
+    "LimitedSizeDict.__init__": "fa7389b5277c7ff3",
+    "Table.sorted_items": "22984d79d78859c8",
+}
+
+
+def test_the_moto_code_the_direct_base_table_query_follows_is_unchanged() -> None:
+    """aws._BaseTableQuery answers a base-table Query as moto's `Table.query` would, doing each
+    step once: its equality rests on the code below (moto's Query steps, and what an item's size,
+    order, comparison, copy and projection are)."""
+    import hashlib
+
+    from boto3.dynamodb import types
+    from moto.dynamodb import comparisons
+    from moto.dynamodb.models import dynamo_type
+    from moto.dynamodb.models import table as table_module
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.table import Table
+
+    functions = {
+        "Table.query": Table.query,
+        "Item.project": Item.project,
+        "Item.size": Item.size,
+        "Item.__init__": Item.__init__,
+        "Item.to_regular_json": Item.to_regular_json,
+        "DynamoType.size": DynamoType.size,
+        "DynamoType.cast_value": vars(DynamoType)["cast_value"].fget,
+        "DynamoType.compare": DynamoType.compare,
+        "DynamoType.to_regular_json": DynamoType.to_regular_json,
+        "DynamoType.__lt__": DynamoType.__lt__,
+        "DynamoType.__init__": DynamoType.__init__,
+        "DynamoType.__deepcopy__": DynamoType.__deepcopy__,
+        "Item.__deepcopy__": Item.__deepcopy__,
+        "LimitedSizeDict.__setitem__": LimitedSizeDict.__setitem__,
+        "LimitedSizeDict.__init__": LimitedSizeDict.__init__,
+        "Table.sorted_items": Table.sorted_items,
+    }
+    changed = [
+        name
+        for name, function in functions.items()
+        if hashlib.sha256(_source(function).encode()).hexdigest()[:16] != BASE_TABLE_QUERY_MIRRORS[name]
+    ]
+    assert not changed, f"moto changed {changed}: check aws._BaseTableQuery against them"
+    assert isinstance(table_module.RESULT_SIZE_LIMIT, int), "moto's Query size limit moved"
+    assert callable(comparisons.get_comparison_func), "moto.dynamodb.comparisons.get_comparison_func moved"
+    assert _parameters(Table._item_comes_before_dct)[1:] == [
+        "item",
+        "dct",
+        "hash_key_attrs",
+        "range_key_attrs",
+        "scan_index_forward",
+    ] and _parameters(Table._get_last_evaluated_key)[1:] == ["last_result", "index_name"], (
+        "moto's Table._item_comes_before_dct or _get_last_evaluated_key changed (aws._BaseTableQuery "
+        "calls them)"
+    )
+    assert isinstance(dynamo_type.serializer, types.TypeSerializer) and isinstance(
+        dynamo_type.deserializer, types.TypeDeserializer
+    ), "moto's dynamo_type no longer projects through boto3's (de)serializer"
+    from tidings.local import aws
+
+    assert f"> {aws._ITEM_SIZE_LIMIT}" in _source(LimitedSizeDict.__setitem__), (
+        "moto's item size limit changed"
+    )
+    context = types.DYNAMODB_CONTEXT  # aws._regular_json_safe: a plain N of 38 digits is exact
+    assert (context.prec, context.Emin, context.Emax) == (38, -128, 126), "boto3's DYNAMODB_CONTEXT changed"
+
+
+def test_dynamo_result_converts_through_the_module_dynamo_to_dict_aws_py_replaces() -> None:
+    """aws.serialize_dynamodb_items_directly replaces `moto.dynamodb.responses.dynamo_to_dict`
+    (the name DynamoResult calls) by `aws._dynamo_to_dict`, which does moto's conversion inline
+    for the common shapes: the replaced function must be the one pinned here."""
+    import hashlib
+
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    assert "transformed_result = dynamo_to_dict(result)" in _source(responses.DynamoResult.__init__), (
+        "moto's DynamoResult no longer converts its result through responses.dynamo_to_dict"
+    )
+    module: Any = responses
+    assert module.dynamo_to_dict is dynamo_to_dict, "moto.dynamodb.responses.dynamo_to_dict moved"
+    digest = hashlib.sha256(_source(dynamo_to_dict).encode()).hexdigest()[:16]
+    assert digest == "4fcaefec29802c21", (
+        f"moto's dynamo_to_dict changed ({digest}): check aws._dynamo_to_dict against it"
     )
