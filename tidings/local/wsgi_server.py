@@ -146,14 +146,25 @@ class _Parsing:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields += 1
-        self._count(len(name) + len(value) + 4)
-        if self._fields > self._max_headers:  # http.server's (so werkzeug's) limit, trailers too
-            raise _Refused(431)
+        self._head_bytes += len(name) + len(value) + 4
+        if self._fields > self._max_headers or self._head_bytes > self._max_head:
+            raise _Refused(431)  # 100 fields: http.server's (so werkzeug's) limit; trailers too
         if self.head_done:  # a trailer: not a header (werkzeug drops them too)
             return
-        self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        if len(name) == 6 and name.lower() == b"expect":
-            self.current.expect = value.decode("latin-1").strip(" \t").lower()
+        text = value.decode("latin-1")
+        self.current.headers.append((name.decode("latin-1"), text))
+        size = len(name)
+        if size == 6 and name.lower() == b"expect":
+            self.current.expect = text.strip(" \t").lower()
+        elif size == 14 and name.lower() == b"content-length":  # llhttp let one valid one through
+            if int(text) > self._max_body:
+                raise _Refused(413)  # on the head, before `100 Continue`: it need not be sent
+        elif (
+            size == 17
+            and name.lower() == b"transfer-encoding"
+            and text.strip(" \t").lower() != "chunked"  # gzip etc.: not decoded here
+        ):
+            raise _Refused(501)
 
     def on_headers_complete(self) -> None:
         request = self.current
@@ -161,12 +172,6 @@ class _Parsing:
         request.method = self.parser.get_method().decode("latin-1")
         request.version = self.parser.get_http_version()
         request.keep_alive = bool(self.parser.should_keep_alive())
-        codings = ",".join(v for n, v in request.headers if n.lower() == "transfer-encoding")
-        if codings and codings.strip(" \t").lower() != "chunked":  # gzip etc.: not decoded here
-            raise _Refused(501)
-        for name, value in request.headers:  # llhttp let through one valid Content-Length only
-            if len(name) == 14 and name.lower() == "content-length" and int(value) > self._max_body:
-                raise _Refused(413)  # before `100 Continue`: the client need not send it
         if request.expect == "100-continue" and request.version == "1.1":
             self._on_continue()
 
