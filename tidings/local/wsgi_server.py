@@ -21,7 +21,9 @@ What it does, as werkzeug's server did for moto:
   WSGI cannot tell `X_Foo` from `X-Foo`); `headers_hook` sees the raw header list (moto keeps its
   S3 metadata names with underscores through it);
 - the body is read whole before the application runs (`Expect: 100-continue` answered first), a
-  chunked one decoded: `wsgi.input` holds it and `CONTENT_LENGTH` its length;
+  chunked one decoded: `wsgi.input` holds it and `CONTENT_LENGTH` its length; a `gate` (the host
+  policy) sees the environ of the head first, so that a request it refuses is answered without
+  its body being read or held (werkzeug's server streamed the body: its host check read none);
 - the answer goes out in as few writes as possible: the head with the first part of the body,
   chunked when the application gives no length (HTTP/1.1), nothing after the head for HEAD, 1xx,
   204 and 304;
@@ -64,6 +66,8 @@ log = logging.getLogger(__name__)
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # (environ, the request's headers as sent): adds to the environ what the server left out
 HeadersHook = Callable[[dict[str, Any], list[tuple[str, str]]], None]
+# (environ of the head, no body yet) -> None to go on, or the application answering a refusal
+Gate = Callable[[dict[str, Any]], WsgiApp | None]
 
 _RECV_BYTES = 256 * 1024
 _SEND_BYTES = 256 * 1024  # body parts are gathered up to this size before a write
@@ -82,17 +86,24 @@ _REASONS = {
 
 
 class _Refused(Exception):
-    """Raised in a parser callback: the request is answered with `status` and the connection closes."""
+    """Raised in a parser callback: the request is answered with `status` (or by `answer`, the
+    gate's application, on `environ`) and the connection closes."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(
+        self, status: int, answer: WsgiApp | None = None, environ: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(status)
         self.status = status
+        self.answer = answer
+        self.environ = environ
 
 
 class _Request:
     """One parsed request (httptools fills it through its callbacks)."""
 
-    __slots__ = ("body", "expect", "headers", "keep_alive", "method", "target", "version")
+    __slots__ = (
+        "body", "chunked", "environ", "expect", "headers", "keep_alive", "method", "target", "version"
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.target = b""
@@ -102,13 +113,20 @@ class _Request:
         self.version = "1.1"
         self.keep_alive = True
         self.expect = ""
+        self.chunked = False  # the body came chunked (decoded: its length is CONTENT_LENGTH)
+        self.environ: dict[str, Any] | None = None  # built on the head when a gate saw it
 
 
 class _Parsing:
     """httptools' callbacks for one connection: complete requests queue up in `done`."""
 
     def __init__(
-        self, on_continue: Callable[[], None], max_head: int, max_headers: int, max_body: int
+        self,
+        on_continue: Callable[[], None],
+        max_head: int,
+        max_headers: int,
+        max_body: int,
+        on_head: Callable[[_Request], None] | None = None,
     ) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.current = _Request()
@@ -117,6 +135,7 @@ class _Parsing:
         self.head_done = False  # the current request's head is complete
         self.in_chunk_head = False  # a chunk's size line parsed, none of its data yet: trailers?
         self._on_continue = on_continue
+        self._on_head = on_head
         self._max_head = max_head
         self._max_headers = max_headers
         self._head_bytes = 0
@@ -159,12 +178,10 @@ class _Parsing:
         elif size == 14 and name.lower() == b"content-length":  # llhttp let one valid one through
             if int(text) > self._max_body:
                 raise _Refused(413)  # on the head, before `100 Continue`: it need not be sent
-        elif (
-            size == 17
-            and name.lower() == b"transfer-encoding"
-            and text.strip(" \t").lower() != "chunked"  # gzip etc.: not decoded here
-        ):
-            raise _Refused(501)
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            if text.strip(" \t").lower() != "chunked":  # gzip etc.: not decoded here
+                raise _Refused(501)
+            self.current.chunked = True
 
     def on_headers_complete(self) -> None:
         request = self.current
@@ -172,6 +189,8 @@ class _Parsing:
         request.method = self.parser.get_method().decode("latin-1")
         request.version = self.parser.get_http_version()
         request.keep_alive = bool(self.parser.should_keep_alive())
+        if self._on_head is not None:  # may refuse the request before its body is read
+            self._on_head(request)
         if request.expect == "100-continue" and request.version == "1.1":
             self._on_continue()
 
@@ -232,10 +251,18 @@ class WsgiServer:
     MAX_CONNECTIONS = 256  # a thread each; more: 503 with Retry-After, the connection closed
 
     def __init__(
-        self, listening: socket.socket, app: WsgiApp, *, headers_hook: HeadersHook | None = None
+        self,
+        listening: socket.socket,
+        app: WsgiApp,
+        *,
+        headers_hook: HeadersHook | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._listening = listening
         self.app = app
+        # sees each request's environ once its head is read, before the body is: a refusal is
+        # answered without reading (and holding) the body, and the connection closes
+        self.gate = gate
         self._headers_hook = headers_hook
         address = listening.getsockname()
         self.server_address: tuple[str, int] = (str(address[0]), int(address[1]))
@@ -332,6 +359,7 @@ class WsgiServer:
             self.MAX_HEAD_BYTES,
             self.MAX_HEADERS,
             self.MAX_BODY_BYTES,
+            None if self.gate is None else lambda request: self._check_head(request, peer),
         )
         buffered = 0  # bytes received while httptools holds a head (or trailers) in progress
         head_deadline = 0.0  # when the head begun must be complete (0: none begun)
@@ -356,6 +384,7 @@ class WsgiServer:
                 return
             upgrade = False
             refused = 0
+            gated: _Refused | None = None
             try:
                 parsing.parser.feed_data(data)
             except httptools.HttpParserUpgrade:
@@ -363,6 +392,8 @@ class WsgiServer:
             except httptools.HttpParserCallbackError as error:
                 cause = error.__context__
                 refused = cause.status if isinstance(cause, _Refused) else 400
+                if isinstance(cause, _Refused) and cause.answer is not None:
+                    gated = cause
             except httptools.HttpParserError:
                 refused = 400
             if parsing.buffering():
@@ -379,16 +410,39 @@ class WsgiServer:
                 request = parsing.done.pop(0)
                 if not self._answer(connection, peer, request) or not request.keep_alive:
                     return
+            if gated is not None:  # the gate's own answer, the body left unread
+                parsing.current.keep_alive = False
+                self._answer(connection, peer, parsing.current, gated.answer, gated.environ)
+                self._linger(connection)
+                return
             if refused:
                 self._refuse(connection, refused)
                 return
             if upgrade:
                 return
 
+    def _check_head(self, request: _Request, peer: Any) -> None:
+        """The gate's verdict on `request`'s head (raises `_Refused` to refuse it)."""
+        assert self.gate is not None
+        try:
+            environ = self._head_environ(request, peer)
+            answer = self.gate(environ)
+        except Exception:
+            path = request.target.partition(b"?")[0].decode("latin-1")  # a query may hold a token
+            log.exception("AWS endpoint: %s %s failed", request.method, path)
+            raise _Refused(500) from None
+        if answer is not None:
+            raise _Refused(403, answer, environ)
+        request.environ = environ  # the application gets it, with the body, once it is read
+
     def _refuse(self, connection: socket.socket, status: int) -> None:
-        """Answer `status` and close, reading for a moment what the client still sends (so that
-        closing with unread bytes does not reset the connection before the answer is read)."""
+        """Answer `status` and close."""
         connection.sendall(_refusal(status))
+        self._linger(connection)
+
+    def _linger(self, connection: socket.socket) -> None:
+        """Read for a moment what the client still sends before closing (so that closing with
+        unread bytes does not reset the connection before the answer is read)."""
         with contextlib.suppress(OSError):
             connection.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + 2.0
@@ -402,18 +456,30 @@ class WsgiServer:
 
     def environ(self, request: _Request, peer: Any) -> dict[str, Any]:
         """The WSGI environ werkzeug's dev server would give for `request`."""
+        environ = self._head_environ(request, peer)
+        self._add_body(environ, request)
+        return environ
+
+    @staticmethod
+    def _add_body(environ: dict[str, Any], request: _Request) -> None:
+        body = bytes(request.body)
+        request.body = bytearray()  # the one copy the application reads stays in memory
+        environ["wsgi.input"] = io.BytesIO(body)
+        if request.chunked or body:
+            environ["CONTENT_LENGTH"] = str(len(body))
+
+    def _head_environ(self, request: _Request, peer: Any) -> dict[str, Any]:
+        """`environ` but for the body (an empty `wsgi.input`)."""
         target = request.target.decode("latin-1")
         if target.startswith("//"):  # as http.server (under werkzeug) reads it: one leading slash
             target = "/" + target.lstrip("/")
         url = urlsplit(target)
         # a target starting with two slashes parses as a netloc: it is part of the path
         path = f"/{url.netloc}{url.path}" if not url.scheme and url.netloc else url.path
-        body = bytes(request.body)
-        request.body = bytearray()  # the one copy the application reads stays in memory
         environ: dict[str, Any] = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": io.BytesIO(),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
@@ -431,29 +497,33 @@ class WsgiServer:
             "SERVER_PORT": str(self.server_address[1]),
             "SERVER_PROTOCOL": f"HTTP/{request.version}",
         }
-        chunked = False
         for name, value in request.headers:
             if "_" in name:
                 continue
             key = name.upper().replace("-", "_")
             if key == "TRANSFER_ENCODING":  # the body is decoded: its length is CONTENT_LENGTH
-                chunked = chunked or "chunked" in value.lower()
                 continue
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = f"HTTP_{key}"
                 if key in environ:
                     value = f"{environ[key]},{value}"
             environ[key] = value
-        if chunked or body:
-            environ["CONTENT_LENGTH"] = str(len(body))
         if url.scheme and url.netloc:  # an absolute target names the host (RFC 9112)
             environ["HTTP_HOST"] = url.netloc
         if self._headers_hook is not None:
             self._headers_hook(environ, request.headers)
         return environ
 
-    def _answer(self, connection: socket.socket, peer: Any, request: _Request) -> bool:
-        """Run the application for `request` and send its answer; False: close the connection."""
+    def _answer(
+        self,
+        connection: socket.socket,
+        peer: Any,
+        request: _Request,
+        app: WsgiApp | None = None,
+        environ: dict[str, Any] | None = None,
+    ) -> bool:
+        """Run the application (or `app` on `environ`) for `request` and send its answer; False:
+        close the connection."""
         keep_alive = request.keep_alive
         bodiless = [request.method == "HEAD"]  # HEAD, 1xx, 204, 304: no body is sent
         started: list[Any] = []  # [status, headers] once start_response is called
@@ -534,7 +604,13 @@ class WsgiServer:
             return write
 
         try:
-            result = self.app(self.environ(request, peer), start_response)
+            if app is not None and environ is not None:  # the gate's answer: no body read
+                result = app(environ, start_response)
+            elif request.environ is not None:  # built on the head for the gate
+                self._add_body(request.environ, request)
+                result = self.app(request.environ, start_response)
+            else:
+                result = self.app(self.environ(request, peer), start_response)
             try:
                 for data in result:
                     write(data)

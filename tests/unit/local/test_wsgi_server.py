@@ -609,3 +609,38 @@ def test_an_answer_longer_or_shorter_than_its_content_length_ends_the_connection
             assert data.endswith(b"\r\n\r\n12345" if path == "/long" else b"\r\n\r\n123")
     finally:
         served.stop()
+
+
+def test_the_gate_sees_the_head_and_refuses_before_the_body(caplog: pytest.LogCaptureFixture) -> None:
+    gated: list[Environ] = []
+
+    def refuse(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("403 Forbidden", [("Content-Length", "2")])
+        return [b"no"]
+
+    def gate(environ: Environ) -> Callable[..., Iterable[bytes]] | None:
+        gated.append(environ)
+        if environ["PATH_INFO"] == "/broken":
+            raise RuntimeError("gate broken")
+        return refuse if environ["PATH_INFO"] == "/refused" else None
+
+    served = Served(_echo)
+    served.server.gate = gate
+    try:
+        connection = served.connect()
+        for _ in range(2):  # the environ built on the head is the application's, with the body
+            connection.request("POST", "/fine", body=iter([b"bo", b"dy"]), encode_chunked=True)
+            assert connection.getresponse().read() == b"body"
+        assert [environ["CONTENT_LENGTH"] for environ in gated] == ["4", "4"]
+        assert gated[0]["wsgi.input"].getvalue() == b"body"
+        with served.raw() as raw:  # a head only: the 403 comes without the body being sent
+            raw.sendall(b"PUT /refused HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n")
+            data = _read_all(raw)
+        assert _statuses(data) == [403] and data.endswith(b"no") and b"Connection: close" in data
+        with caplog.at_level(logging.ERROR, logger="tidings.local.wsgi_server"):
+            data = _exchange(served, b"GET /broken?X-Amz-Signature=secret HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert _statuses(data) == [500] and "GET /broken failed" in caplog.text
+        assert "secret" not in caplog.text
+        _still_serves(served)
+    finally:
+        served.stop()
