@@ -406,6 +406,8 @@ class WsgiServer:
                 buffered = 0
             if parsing.head_done or not parsing.started:
                 head_deadline = 0.0
+            if parsing.done or refused or gated:  # each send may wait this long for the client
+                connection.settimeout(self.REQUEST_TIMEOUT_S)  # (not what the head had left)
             while parsing.done:  # those complete before any error are answered first
                 request = parsing.done.pop(0)
                 if not self._answer(connection, peer, request) or not request.keep_alive:
@@ -582,7 +584,9 @@ class WsgiServer:
                     if pending:
                         connection.sendall(pending)
                         pending.clear()
-                    connection.sendall(data)
+                    view = memoryview(data)  # in parts: the timeout bounds each, not the whole
+                    for start in range(0, len(view), _SEND_BYTES * 4):
+                        connection.sendall(view[start : start + _SEND_BYTES * 4])
                 else:
                     pending.extend(data)
                 if chunked[0]:

@@ -62,10 +62,10 @@ def echo() -> Iterator[Served]:
 
 
 def _read_all(connection: socket.socket) -> bytes:
-    data = b""
-    while chunk := connection.recv(65536):
+    data = bytearray()
+    while chunk := connection.recv(1024 * 1024):
         data += chunk
-    return data
+    return bytes(data)
 
 
 def test_requests_on_one_connection_are_kept_alive(echo: Served) -> None:
@@ -642,5 +642,28 @@ def test_the_gate_sees_the_head_and_refuses_before_the_body(caplog: pytest.LogCa
         assert _statuses(data) == [500] and "GET /broken failed" in caplog.text
         assert "secret" not in caplog.text
         _still_serves(served)
+    finally:
+        served.stop()
+
+
+def test_an_answer_is_not_cut_short_by_what_was_left_of_the_head_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(WsgiServer, "HEAD_TIMEOUT_S", 0.5)
+    big = b"x" * (32 * 1024 * 1024)
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(big)))])
+        return [big]
+
+    served = Served(app)
+    try:
+        with served.raw() as connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")
+            time.sleep(0.45)  # the head completes just inside its timeout
+            connection.sendall(b"Connection: close\r\n\r\n")
+            time.sleep(0.5)  # a reader a little slow to start: the answer waits for it
+            data = _read_all(connection)
+        assert data.endswith(b"\r\n\r\n" + big)
     finally:
         served.stop()
