@@ -667,3 +667,95 @@ def test_an_answer_is_not_cut_short_by_what_was_left_of_the_head_timeout(
         assert data.endswith(b"\r\n\r\n" + big)
     finally:
         served.stop()
+
+
+class _Closing:
+    """An answer iterable with close(), which the server must call however the answer ends."""
+
+    closed = 0
+
+    def __init__(self, parts: list[bytes], fail: bool = False) -> None:
+        self.parts, self.fail = parts, fail
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.parts
+        if self.fail:
+            raise RuntimeError("broken in the middle")
+
+    def close(self) -> None:
+        _Closing.closed += 1
+
+
+def test_wsgi_write_exc_info_and_close_as_pep_3333_says(caplog: pytest.LogCaptureFixture) -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        if path == "/write":  # the legacy write() callable, then the iterable
+            write = start_response("200 OK", [("Content-Length", "6")])
+            write(b"abc")
+            return _Closing([b"def"])
+        if path == "/replaced":  # an error before the head: exc_info replaces the status
+            start_response("200 OK", [("Content-Length", "2")])
+            try:
+                raise ValueError("late")
+            except ValueError:
+                import sys
+
+                start_response("502 Bad Gateway", [("Content-Length", "3")], sys.exc_info())
+            return _Closing([b"bad"])
+        if path == "/twice":
+            start_response("200 OK", [])
+            start_response("200 OK", [])
+        if path == "/after":  # exc_info once the head is out: re-raised, the connection closes
+            write = start_response("200 OK", [("Content-Length", "10")])
+            write(b"12345")
+            try:
+                raise ValueError("after the head")
+            except ValueError:
+                import sys
+
+                start_response("500 Error", [], sys.exc_info())
+        if path == "/fails":
+            start_response("200 OK", [("Content-Length", "10")])
+            return _Closing([b"12345"], fail=True)
+        return _echo(environ, start_response)
+
+    served = Served(app)
+    _Closing.closed = 0
+    try:
+        connection = served.connect()
+        connection.request("GET", "/write")
+        assert connection.getresponse().read() == b"abcdef"
+        connection.request("GET", "/replaced")
+        answer = connection.getresponse()
+        assert (answer.status, answer.read()) == (502, b"bad")
+        with caplog.at_level(logging.ERROR, logger="tidings.local.wsgi_server"):
+            connection.request("GET", "/twice")
+            answer = connection.getresponse()
+            assert (answer.status, answer.read()) == (500, b"Internal Server Error")
+            for path in ("/after", "/fails"):
+                data = _exchange(served, f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+                assert _statuses(data) == [200] and data.endswith(b"\r\n\r\n12345")  # then closed
+        assert _Closing.closed == 3  # /write, /replaced and /fails: close() each time
+        _still_serves(served)
+    finally:
+        served.stop()
+
+
+def test_head_and_304_keep_the_apps_content_length_send_no_body_and_stay_open() -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        status = "304 Not Modified" if environ["PATH_INFO"] == "/304" else "200 OK"
+        start_response(status, [("Content-Length", "5")])
+        return [b"" if status.startswith("304") else b"12345"]
+
+    served = Served(app)
+    try:
+        with served.raw() as connection:
+            connection.sendall(
+                b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET /304 HTTP/1.1\r\nHost: h\r\n\r\n"
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+            )
+            data = _read_all(connection)
+        assert _statuses(data) == [200, 304, 200] and data.count(b"Content-Length: 5\r\n") == 3
+        assert data.count(b"12345") == 1 and data.endswith(b"\r\n\r\n12345")
+    finally:
+        served.stop()
