@@ -363,6 +363,7 @@ class WsgiServer:
         )
         buffered = 0  # bytes received while httptools holds a head (or trailers) in progress
         head_deadline = 0.0  # when the head begun must be complete (0: none begun)
+        current = -1.0  # the socket's timeout (set only when it changes: two syscalls each)
         while not self._stopping.is_set():
             # idle between requests: the idle timeout; once a request has begun, bounded waits
             if not parsing.started:
@@ -374,7 +375,9 @@ class WsgiServer:
             try:
                 if timeout <= 0:
                     raise TimeoutError
-                connection.settimeout(timeout)
+                if timeout != current:
+                    connection.settimeout(timeout)
+                    current = timeout
                 data = connection.recv(_RECV_BYTES)
             except TimeoutError:
                 if parsing.started:  # a client too slow to finish its request holds nothing
@@ -406,8 +409,9 @@ class WsgiServer:
                 buffered = 0
             if parsing.head_done or not parsing.started:
                 head_deadline = 0.0
-            if parsing.done or refused or gated:  # each send may wait this long for the client
-                connection.settimeout(self.REQUEST_TIMEOUT_S)  # (not what the head had left)
+            if (parsing.done or refused or gated) and current != self.IDLE_TIMEOUT_S:
+                current = self.IDLE_TIMEOUT_S  # each send may wait this long for the client
+                connection.settimeout(current)  # (not what was left of the head's timeout)
             while parsing.done:  # those complete before any error are answered first
                 request = parsing.done.pop(0)
                 if not self._answer(connection, peer, request) or not request.keep_alive:
