@@ -759,3 +759,29 @@ def test_head_and_304_keep_the_apps_content_length_send_no_body_and_stay_open() 
         assert data.count(b"12345") == 1 and data.endswith(b"\r\n\r\n12345")
     finally:
         served.stop()
+
+
+def test_stop_with_a_request_in_flight_returns_at_once_and_leaves_no_thread_behind() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        entered.set()
+        release.wait(30)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    served = Served(app)
+    before = set(threading.enumerate())
+    with served.raw() as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert entered.wait(10)
+        serving = [thread for thread in threading.enumerate() if thread not in before]
+        assert [thread.name for thread in serving] == ["tidings-aws-conn"]
+        started = time.monotonic()
+        served.stop()  # the stack stopping: it does not wait for the application
+        assert time.monotonic() - started < 2 and not served.thread.is_alive()
+        assert connection.recv(100) == b""  # the client learns at once
+        release.set()  # the application returns: its answer fails quietly, its thread ends
+        serving[0].join(5)
+        assert not serving[0].is_alive(), "a connection thread was left behind"
