@@ -5,8 +5,9 @@ never sets (after werkzeug printed the error and called `sys.exit` in that threa
 port hung `tidings dev` and its signal handlers never ran. Here the socket is bound in the
 caller's thread, so a taken port raises `OSError` at once, like the
 WebSocket and HTTP servers; only `serve_forever` runs in the thread. Requests pass through
-`hosts.py`'s policy first (DNS rebinding), then the optional `wrap` (another add-on, e.g. a
-signature check), then moto's dispatcher.
+`hosts.py`'s policy first (DNS rebinding; the server's gate, on the head: a refused request's
+body is never read), then the optional `wrap` (another add-on, e.g. a signature check), then
+moto's dispatcher.
 
 The HTTP server is `wsgi_server.WsgiServer` (keep-alive, httptools), not werkzeug's dev server,
 which answered each request on a new connection and thread and cost the AWS process about twice
@@ -57,19 +58,36 @@ def wsgi_host_request(environ: dict[str, Any]) -> HostRequest:
     )
 
 
-def host_checked(app: WsgiApp, policy: HostPolicy) -> WsgiApp:
-    """WSGI middleware: 403 for a Host (or change's Origin) the policy refuses, else `app`."""
+def host_gate(policy: HostPolicy) -> Callable[[dict[str, Any]], WsgiApp | None]:
+    """`WsgiServer`'s gate: None for a request the policy allows, else the application answering
+    403 for its Host (or change's Origin). It runs on the head, before the body is read."""
 
-    def checked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def gate(environ: dict[str, Any]) -> WsgiApp | None:
         verdict = policy.check(wsgi_host_request(environ))
         if verdict.allowed:
-            return app(environ, start_response)
+            return None
         body = json.dumps({"__type": "AccessDeniedException", "message": verdict.reason}).encode()
-        start_response(
-            f"{verdict.status} Forbidden",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+
+        def refused(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            start_response(
+                f"{verdict.status} Forbidden",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+
+        return refused
+
+    return gate
+
+
+def host_checked(app: WsgiApp, policy: HostPolicy) -> WsgiApp:
+    """WSGI middleware: 403 for a Host (or change's Origin) the policy refuses, else `app` (for a
+    server without a gate; `WsgiServer` takes `host_gate`, which refuses before the body)."""
+    gate = host_gate(policy)
+
+    def checked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        refused = gate(environ)
+        return (app if refused is None else refused)(environ, start_response)
 
     return checked
 
@@ -153,7 +171,7 @@ class MotoServer:
             listening = bind(host, port)
         self._server = WsgiServer(listening, app, headers_hook=keep_metadata_names)
         if hosts is not None:  # the policy names the port, known only once bound
-            self._server.app = host_checked(app, hosts(self.port))
+            self._server.gate = host_gate(hosts(self.port))
         self._thread = threading.Thread(target=self._server.serve_forever, name="tidings-aws", daemon=True)
         self._stopped = False
 

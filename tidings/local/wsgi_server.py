@@ -21,12 +21,27 @@ What it does, as werkzeug's server did for moto:
   WSGI cannot tell `X_Foo` from `X-Foo`); `headers_hook` sees the raw header list (moto keeps its
   S3 metadata names with underscores through it);
 - the body is read whole before the application runs (`Expect: 100-continue` answered first), a
-  chunked one decoded: `wsgi.input` holds it and `CONTENT_LENGTH` its length;
+  chunked one decoded: `wsgi.input` holds it and `CONTENT_LENGTH` its length; a `gate` (the host
+  policy) sees the environ of the head first, so that a request it refuses is answered without
+  its body being read or held (werkzeug's server streamed the body: its host check read none);
 - the answer goes out in as few writes as possible: the head with the first part of the body,
   chunked when the application gives no length (HTTP/1.1), nothing after the head for HEAD, 1xx,
   204 and 304;
 - an application error before the head is sent is a 500 (logged), after it the connection closes;
-  a request llhttp cannot parse is a 400 and the connection closes; nothing is logged per request.
+  so does an answer with a line break in a header (a 500) or more or fewer bytes than its
+  Content-Length (never more than announced: the rest would read as the next answer);
+  nothing is logged per request.
+
+What it refuses, answering once and closing the connection (requests complete before it on the
+connection are answered first): a request llhttp cannot parse or frame (both Content-Length and
+Transfer-Encoding, a repeated or malformed Content-Length, chunked not last) is a 400; a
+transfer coding other than chunked a 501; a head (or trailers) over `MAX_HEAD_BYTES` or
+`MAX_HEADERS` fields a 431; a body over `MAX_BODY_BYTES` (held whole in memory) a 413, on the
+Content-Length before any `100 Continue`; a head not complete `HEAD_TIMEOUT_S` after its first
+byte, or a request whose next bytes take over `REQUEST_TIMEOUT_S`, a 408 (slow clients hold
+nothing for ever). Past `MAX_CONNECTIONS` a new connection gets a 503 with Retry-After; an accept
+that fails (out of descriptors) is logged and retried. Trailers are read and dropped, as werkzeug
+did.
 """
 
 from __future__ import annotations
@@ -51,17 +66,44 @@ log = logging.getLogger(__name__)
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # (environ, the request's headers as sent): adds to the environ what the server left out
 HeadersHook = Callable[[dict[str, Any], list[tuple[str, str]]], None]
+# (environ of the head, no body yet) -> None to go on, or the application answering a refusal
+Gate = Callable[[dict[str, Any]], WsgiApp | None]
 
 _RECV_BYTES = 256 * 1024
 _SEND_BYTES = 256 * 1024  # body parts are gathered up to this size before a write
 _NO_BODY = frozenset({204, 304})
 _DROPPED = (ConnectionError, TimeoutError, BrokenPipeError)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class _Refused(Exception):
+    """Raised in a parser callback: the request is answered with `status` (or by `answer`, the
+    gate's application, on `environ`) and the connection closes."""
+
+    def __init__(
+        self, status: int, answer: WsgiApp | None = None, environ: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(status)
+        self.status = status
+        self.answer = answer
+        self.environ = environ
 
 
 class _Request:
     """One parsed request (httptools fills it through its callbacks)."""
 
-    __slots__ = ("body", "expect", "headers", "keep_alive", "method", "target", "version")
+    __slots__ = (
+        "body", "chunked", "environ", "expect", "headers", "keep_alive", "method", "target", "version"
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.target = b""
@@ -71,44 +113,110 @@ class _Request:
         self.version = "1.1"
         self.keep_alive = True
         self.expect = ""
+        self.chunked = False  # the body came chunked (decoded: its length is CONTENT_LENGTH)
+        self.environ: dict[str, Any] | None = None  # built on the head when a gate saw it
 
 
 class _Parsing:
     """httptools' callbacks for one connection: complete requests queue up in `done`."""
 
-    def __init__(self, on_continue: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_continue: Callable[[], None],
+        max_head: int,
+        max_headers: int,
+        max_body: int,
+        on_head: Callable[[_Request], None] | None = None,
+    ) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.current = _Request()
         self.done: list[_Request] = []
         self.started = False  # bytes of a request not yet complete have arrived
+        self.head_done = False  # the current request's head is complete
+        self.in_chunk_head = False  # a chunk's size line parsed, none of its data yet: trailers?
         self._on_continue = on_continue
+        self._on_head = on_head
+        self._max_head = max_head
+        self._max_headers = max_headers
+        self._head_bytes = 0
+        self._max_body = max_body
+        self._fields = 0
+
+    def buffering(self) -> bool:
+        """httptools is holding a head or trailers in progress (held whole until complete)."""
+        return self.started and (not self.head_done or self.in_chunk_head)
 
     def on_message_begin(self) -> None:
         self.current = _Request()
         self.started = True
+        self.head_done = False
+        self.in_chunk_head = False
+        self._fields = 0
+        self._head_bytes = 0
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self._max_head:
+            raise _Refused(431)
 
     def on_url(self, url: bytes) -> None:
+        self._count(len(url))
         self.current.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        if len(name) == 6 and name.lower() == b"expect":
-            self.current.expect = value.decode("latin-1").strip(" \t").lower()
+        self._fields += 1
+        self._head_bytes += len(name) + len(value) + 4
+        if self._fields > self._max_headers or self._head_bytes > self._max_head:
+            raise _Refused(431)  # 100 fields: http.server's (so werkzeug's) limit; trailers too
+        if self.head_done:  # a trailer: not a header (werkzeug drops them too)
+            return
+        text = value.decode("latin-1")
+        self.current.headers.append((name.decode("latin-1"), text))
+        size = len(name)
+        if size == 6 and name.lower() == b"expect":
+            self.current.expect = text.strip(" \t").lower()
+        elif size == 14 and name.lower() == b"content-length":  # llhttp let one valid one through
+            if int(text) > self._max_body:
+                raise _Refused(413)  # on the head, before `100 Continue`: it need not be sent
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            if text.strip(" \t").lower() != "chunked":  # gzip etc.: not decoded here
+                raise _Refused(501)
+            self.current.chunked = True
 
     def on_headers_complete(self) -> None:
         request = self.current
+        self.head_done = True
         request.method = self.parser.get_method().decode("latin-1")
         request.version = self.parser.get_http_version()
         request.keep_alive = bool(self.parser.should_keep_alive())
-        if request.expect == "100-continue":
+        if self._on_head is not None:  # may refuse the request before its body is read
+            self._on_head(request)
+        if request.expect == "100-continue" and request.version == "1.1":
             self._on_continue()
 
+    def on_chunk_header(self) -> None:
+        self.in_chunk_head = True
+
     def on_body(self, body: bytes) -> None:
+        self.in_chunk_head = False
+        if len(self.current.body) + len(body) > self._max_body:
+            raise _Refused(413)
         self.current.body += body
 
     def on_message_complete(self) -> None:
         self.done.append(self.current)
         self.started = False
+        self.head_done = False
+        self.in_chunk_head = False
+
+
+def _refusal(status: int, extra: bytes = b"") -> bytes:
+    """The whole answer to a request refused with `status`; the connection closes after it."""
+    reason = _REASONS[status].encode()
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\n%sContent-Length: %d\r\n\r\n%s"
+        % (status, reason, extra, len(reason), reason)
+    )
 
 
 def _wsgi_str(text: str) -> str:
@@ -135,12 +243,26 @@ class WsgiServer:
     """
 
     IDLE_TIMEOUT_S = 120.0  # a kept-alive connection with no request for this long is closed
+    HEAD_TIMEOUT_S = 30.0  # a request's head must be complete this long after its first byte
+    REQUEST_TIMEOUT_S = 60.0  # once a request has begun, the longest wait for its next bytes
+    MAX_HEAD_BYTES = 64 * 1024  # request line and headers (trailers alike); more: 431
+    MAX_HEADERS = 100  # as http.server (under werkzeug); more: 431
+    MAX_BODY_BYTES = 512 * 1024 * 1024  # held whole in memory; more: 413 (S3 uploads stay far under)
+    MAX_CONNECTIONS = 256  # a thread each; more: 503 with Retry-After, the connection closed
 
     def __init__(
-        self, listening: socket.socket, app: WsgiApp, *, headers_hook: HeadersHook | None = None
+        self,
+        listening: socket.socket,
+        app: WsgiApp,
+        *,
+        headers_hook: HeadersHook | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._listening = listening
         self.app = app
+        # sees each request's environ once its head is read, before the body is: a refusal is
+        # answered without reading (and holding) the body, and the connection closes
+        self.gate = gate
         self._headers_hook = headers_hook
         address = listening.getsockname()
         self.server_address: tuple[str, int] = (str(address[0]), int(address[1]))
@@ -165,14 +287,41 @@ class WsgiServer:
             connection, peer = self._listening.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
+        except OSError as error:  # out of descriptors or memory: the others go on, retried shortly
+            log.warning("AWS endpoint: cannot accept a connection: %s", error)
+            self._stopping.wait(0.1)  # the listening socket stays readable: no busy loop
+            return
         with self._lock:
             if self._stopping.is_set():
                 connection.close()
                 return
-            self._connections.add(connection)
-        threading.Thread(
-            target=self._serve_connection, args=(connection, peer), name="tidings-aws-conn", daemon=True
-        ).start()
+            if len(self._connections) >= self.MAX_CONNECTIONS:
+                full = True
+            else:
+                full = False
+                self._connections.add(connection)
+        if full:
+            self._turn_away(connection)
+            return
+        try:
+            threading.Thread(
+                target=self._serve_connection, args=(connection, peer), name="tidings-aws-conn", daemon=True
+            ).start()
+        except RuntimeError as error:  # can't start new thread
+            log.warning("AWS endpoint: cannot serve a connection: %s", error)
+            with self._lock:
+                self._connections.discard(connection)
+            self._turn_away(connection)
+
+    def _turn_away(self, connection: socket.socket) -> None:
+        """503 on a connection the server has no room for, without blocking the accepting loop."""
+        with contextlib.suppress(OSError):
+            connection.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                connection.recv(_RECV_BYTES)  # what arrived is read: closing then sends no reset
+            connection.send(_refusal(503, b"Retry-After: 1\r\n"))
+            connection.shutdown(socket.SHUT_WR)
+        connection.close()
 
     def shutdown(self) -> None:
         """Stop accepting (`serve_forever` returns) and end the connections still open."""
@@ -205,51 +354,138 @@ class WsgiServer:
             connection.close()
 
     def _requests(self, connection: socket.socket, peer: Any) -> None:
-        parsing = _Parsing(lambda: connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"))
+        parsing = _Parsing(
+            lambda: connection.sendall(_CONTINUE),
+            self.MAX_HEAD_BYTES,
+            self.MAX_HEADERS,
+            self.MAX_BODY_BYTES,
+            None if self.gate is None else lambda request: self._check_head(request, peer),
+        )
+        buffered = 0  # bytes received while httptools holds a head (or trailers) in progress
+        head_deadline = 0.0  # when the head begun must be complete (0: none begun)
+        current = -1.0  # the socket's timeout (set only when it changes: two syscalls each)
         while not self._stopping.is_set():
-            # idle between requests: a timeout; once a request has begun, as long as it takes
-            connection.settimeout(None if parsing.started else self.IDLE_TIMEOUT_S)
+            # idle between requests: the idle timeout; once a request has begun, bounded waits
+            if not parsing.started:
+                timeout = self.IDLE_TIMEOUT_S
+            elif head_deadline:
+                timeout = min(self.REQUEST_TIMEOUT_S, head_deadline - time.monotonic())
+            else:
+                timeout = self.REQUEST_TIMEOUT_S
             try:
+                if timeout <= 0:
+                    raise TimeoutError
+                if timeout != current:
+                    connection.settimeout(timeout)
+                    current = timeout
                 data = connection.recv(_RECV_BYTES)
             except TimeoutError:
+                if parsing.started:  # a client too slow to finish its request holds nothing
+                    self._refuse(connection, 408)
                 return
             if not data:
                 return
             upgrade = False
+            refused = 0
+            gated: _Refused | None = None
             try:
                 parsing.parser.feed_data(data)
             except httptools.HttpParserUpgrade:
                 upgrade = True  # answered as plain HTTP/1.1, then closed
+            except httptools.HttpParserCallbackError as error:
+                cause = error.__context__
+                refused = cause.status if isinstance(cause, _Refused) else 400
+                if isinstance(cause, _Refused) and cause.answer is not None:
+                    gated = cause
             except httptools.HttpParserError:
-                self._bad_request(connection)
-                return
-            while parsing.done:
+                refused = 400
+            if parsing.buffering():
+                buffered += len(data)
+                if buffered > self.MAX_HEAD_BYTES:
+                    refused = refused or 431
+                if not head_deadline and not parsing.head_done:
+                    head_deadline = time.monotonic() + self.HEAD_TIMEOUT_S
+            else:
+                buffered = 0
+            if parsing.head_done or not parsing.started:
+                head_deadline = 0.0
+            if (parsing.done or refused or gated) and current != self.IDLE_TIMEOUT_S:
+                current = self.IDLE_TIMEOUT_S  # each send may wait this long for the client
+                connection.settimeout(current)  # (not what was left of the head's timeout)
+            while parsing.done:  # those complete before any error are answered first
                 request = parsing.done.pop(0)
                 if not self._answer(connection, peer, request) or not request.keep_alive:
                     return
+            if gated is not None:  # the gate's own answer, the body left unread
+                parsing.current.keep_alive = False
+                self._answer(connection, peer, parsing.current, gated.answer, gated.environ)
+                self._linger(connection)
+                return
+            if refused:
+                self._refuse(connection, refused)
+                return
             if upgrade:
                 return
 
-    def _bad_request(self, connection: socket.socket) -> None:
-        body = b"Bad Request"
-        connection.sendall(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+    def _check_head(self, request: _Request, peer: Any) -> None:
+        """The gate's verdict on `request`'s head (raises `_Refused` to refuse it)."""
+        assert self.gate is not None
+        try:
+            environ = self._head_environ(request, peer)
+            answer = self.gate(environ)
+        except Exception:
+            path = request.target.partition(b"?")[0].decode("latin-1")  # a query may hold a token
+            log.exception("AWS endpoint: %s %s failed", request.method, path)
+            raise _Refused(500) from None
+        if answer is not None:
+            raise _Refused(403, answer, environ)
+        request.environ = environ  # the application gets it, with the body, once it is read
+
+    def _refuse(self, connection: socket.socket, status: int) -> None:
+        """Answer `status` and close."""
+        connection.sendall(_refusal(status))
+        self._linger(connection)
+
+    def _linger(self, connection: socket.socket) -> None:
+        """Read for a moment what the client still sends before closing (so that closing with
+        unread bytes does not reset the connection before the answer is read)."""
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 2.0
+            connection.settimeout(0.5)
+            drained = 0
+            while time.monotonic() < deadline and drained < 4 * self.MAX_HEAD_BYTES:
+                data = connection.recv(_RECV_BYTES)
+                if not data:
+                    break
+                drained += len(data)
 
     def environ(self, request: _Request, peer: Any) -> dict[str, Any]:
         """The WSGI environ werkzeug's dev server would give for `request`."""
+        environ = self._head_environ(request, peer)
+        self._add_body(environ, request)
+        return environ
+
+    @staticmethod
+    def _add_body(environ: dict[str, Any], request: _Request) -> None:
+        body = bytes(request.body)
+        request.body = bytearray()  # the one copy the application reads stays in memory
+        environ["wsgi.input"] = io.BytesIO(body)
+        if request.chunked or body:
+            environ["CONTENT_LENGTH"] = str(len(body))
+
+    def _head_environ(self, request: _Request, peer: Any) -> dict[str, Any]:
+        """`environ` but for the body (an empty `wsgi.input`)."""
         target = request.target.decode("latin-1")
         if target.startswith("//"):  # as http.server (under werkzeug) reads it: one leading slash
             target = "/" + target.lstrip("/")
         url = urlsplit(target)
         # a target starting with two slashes parses as a netloc: it is part of the path
         path = f"/{url.netloc}{url.path}" if not url.scheme and url.netloc else url.path
-        body = bytes(request.body)
         environ: dict[str, Any] = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": io.BytesIO(),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
@@ -267,34 +503,39 @@ class WsgiServer:
             "SERVER_PORT": str(self.server_address[1]),
             "SERVER_PROTOCOL": f"HTTP/{request.version}",
         }
-        chunked = False
         for name, value in request.headers:
             if "_" in name:
                 continue
             key = name.upper().replace("-", "_")
             if key == "TRANSFER_ENCODING":  # the body is decoded: its length is CONTENT_LENGTH
-                chunked = chunked or "chunked" in value.lower()
                 continue
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = f"HTTP_{key}"
                 if key in environ:
                     value = f"{environ[key]},{value}"
             environ[key] = value
-        if chunked or body:
-            environ["CONTENT_LENGTH"] = str(len(body))
         if url.scheme and url.netloc:  # an absolute target names the host (RFC 9112)
             environ["HTTP_HOST"] = url.netloc
         if self._headers_hook is not None:
             self._headers_hook(environ, request.headers)
         return environ
 
-    def _answer(self, connection: socket.socket, peer: Any, request: _Request) -> bool:
-        """Run the application for `request` and send its answer; False: close the connection."""
+    def _answer(
+        self,
+        connection: socket.socket,
+        peer: Any,
+        request: _Request,
+        app: WsgiApp | None = None,
+        environ: dict[str, Any] | None = None,
+    ) -> bool:
+        """Run the application (or `app` on `environ`) for `request` and send its answer; False:
+        close the connection."""
         keep_alive = request.keep_alive
         bodiless = [request.method == "HEAD"]  # HEAD, 1xx, 204, 304: no body is sent
         started: list[Any] = []  # [status, headers] once start_response is called
         sent: list[bool] = [False]  # the head has been written
         chunked = [False]
+        remaining = [-1]  # bytes of the body still due after the app's Content-Length (-1: none given)
         pending = bytearray()
 
         def head() -> None:
@@ -304,8 +545,11 @@ class WsgiServer:
             lines = [f"HTTP/1.1 {status}\r\n"]
             names = set()
             for name, value in headers:
-                names.add(name.lower())
+                lowered = name.lower()
+                names.add(lowered)
                 lines.append(f"{name}: {value}\r\n")
+                if lowered == "content-length":
+                    remaining[0] = int(value)
             if "date" not in names:
                 lines.append(f"Date: {_http_date()}\r\n")
             bodiless[0] = bodiless[0] or 100 <= code < 200 or code in _NO_BODY
@@ -320,22 +564,33 @@ class WsgiServer:
             elif request.version == "1.0":
                 lines.append("Connection: keep-alive\r\n")
             lines.append("\r\n")
-            pending.extend("".join(lines).encode("latin-1"))
+            text = "".join(lines)
+            if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+                raise ValueError("a line break in the status or a header of the answer")
+            pending.extend(text.encode("latin-1"))
             sent[0] = True
 
         def write(data: bytes) -> None:
+            nonlocal keep_alive
             if not started:
                 raise AssertionError("write() before start_response")
             if not sent[0]:
                 head()
             if data and not bodiless[0]:
+                if remaining[0] >= 0:  # never more than announced: the rest would read as an answer
+                    if len(data) > remaining[0]:
+                        keep_alive = False
+                        data = data[: remaining[0]]
+                    remaining[0] -= len(data)
                 if chunked[0]:
                     pending.extend(b"%x\r\n" % len(data))
                 if len(data) >= _SEND_BYTES:  # a large part goes out as it is, not copied
                     if pending:
                         connection.sendall(pending)
                         pending.clear()
-                    connection.sendall(data)
+                    view = memoryview(data)  # in parts: the timeout bounds each, not the whole
+                    for start in range(0, len(view), _SEND_BYTES * 4):
+                        connection.sendall(view[start : start + _SEND_BYTES * 4])
                 else:
                     pending.extend(data)
                 if chunked[0]:
@@ -357,7 +612,13 @@ class WsgiServer:
             return write
 
         try:
-            result = self.app(self.environ(request, peer), start_response)
+            if app is not None and environ is not None:  # the gate's answer: no body read
+                result = app(environ, start_response)
+            elif request.environ is not None:  # built on the head for the gate
+                self._add_body(request.environ, request)
+                result = self.app(request.environ, start_response)
+            else:
+                result = self.app(self.environ(request, peer), start_response)
             try:
                 for data in result:
                     write(data)
@@ -387,4 +648,6 @@ class WsgiServer:
             pending.extend(b"0\r\n\r\n")
         if pending:
             connection.sendall(pending)
+        if remaining[0] > 0 and not bodiless[0]:  # shorter than announced: closing tells the client
+            return False
         return keep_alive

@@ -171,3 +171,27 @@ def test_a_foreign_host_gets_403_and_the_served_host_gets_moto() -> None:
         assert b"does not answer to Host evil.test" in refused.value.read()
     finally:
         server.stop()
+
+
+def test_a_foreign_host_is_refused_on_its_head_before_any_body_is_read() -> None:
+    """A page (DNS rebinding, or a plain cross-site POST) must not make the process hold a body:
+    the host policy answers on the head, no `100 Continue`, and the connection closes."""
+    server = MotoServer("127.0.0.1", 0, hosts=lambda port: HostPolicy(port=port))
+    server.start()
+    try:
+        for expect in (b"", b"Expect: 100-continue\r\n"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+                connection.sendall(
+                    b"PUT /bucket/key HTTP/1.1\r\nHost: evil.test:%d\r\n%s"
+                    b"Content-Length: 400000000\r\n\r\n" % (server.port, expect)
+                )
+                data = b""
+                while chunk := connection.recv(65536):  # answered and closed, the body never sent
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 403 ") and b"does not answer to Host evil.test" in data
+            assert b"100 Continue" not in data and b"Connection: close" in data
+        served = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        served.request("PUT", "/bucket", body=b"", headers={"Host": f"127.0.0.1:{server.port}"})
+        assert served.getresponse().status == 200  # the served host still gets moto
+    finally:
+        server.stop()
