@@ -13,11 +13,14 @@ import copy
 import functools
 import inspect
 import io
+import itertools
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -667,6 +670,80 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     def undo() -> None:
         for name, function in originals.items():
             setattr(table_class, name, function)
+
+    return undo
+
+
+
+class LiveInstances:
+    """A moto model class's `instances_tracked` in the AWS process: its instances still alive,
+    held by weak reference. moto appends every instance it makes (`BaseModel.__new__`) and
+    iterates the list in two places only: S3's `reset` disposes each FakeKey and FakeMultipart
+    it yields, the dashboard's `/moto-api/data.json` lists them. Both get the live instances;
+    what nothing else holds any more (an Item a call copied, an overwritten S3 object, a deleted
+    message) is freed."""
+
+    def __init__(self) -> None:
+        self._instances: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        self._ids = itertools.count()
+
+    def append(self, instance: Any) -> None:
+        self._instances[next(self._ids)] = instance
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._instances.values()))
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+
+def track_moto_instances_weakly() -> Callable[[], None]:
+    """Let moto's models be freed when its backends drop them (idempotent); returns what undoes it.
+
+    moto's `BaseModel.__new__` appends every instance it ever makes to its class's
+    `instances_tracked` list, for good: in a long `tidings dev` every Item an UpdateItem or
+    GetItem copied, every version of an S3 object (its bytes in memory up to 5 MiB), every SQS
+    message stayed referenced (20,000 UpdateItems: +46 MiB; 200 PutObjects of 1 MiB on one key:
+    +47 MiB; docs/benchmarks.md). Here each class's list becomes a `LiveInstances` (at its first
+    instance, and again after moto's `reset_model_data` puts back a list), which moto's readers
+    iterate as before.
+
+    An overwritten or deleted S3 object is disposed by moto when it leaves its bucket
+    (`_VersionedKeyStore.setlist` and `pop` close its buffer); a copy moto made and dropped (each
+    ListObjectVersions deep-copies every version) is closed by `FakeKey.__del__` when it is
+    freed, which warns that it was "not disposed of in time": in this process that is the way
+    such a copy is released, so that ResourceWarning is not shown. test_moto_seams.py pins all of it.
+    """
+    from moto.core.common_models import BaseModel
+
+    original = vars(BaseModel)["__new__"]
+    if getattr(original, "__func__", original).__name__ == "_new_tracked_weakly":
+        return lambda: None
+    converting = threading.Lock()
+    base_model: Any = BaseModel
+
+    def _new_tracked_weakly(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        instance = super(base_model, cls).__new__(cls)
+        tracked = cls.instances_tracked
+        if type(tracked) is not LiveInstances:
+            with converting:  # two threads' first instances of a class: one list, both kept
+                tracked = cls.instances_tracked
+                if type(tracked) is not LiveInstances:
+                    live = LiveInstances()
+                    for earlier in tracked:
+                        live.append(earlier)
+                    cls.instances_tracked = tracked = live
+        try:
+            tracked.append(instance)
+        except TypeError:  # no weak reference to it (slots without __weakref__): not tracked
+            pass
+        return instance
+
+    base_model.__new__ = staticmethod(_new_tracked_weakly)
+    warnings.filterwarnings("ignore", message="S3 key was not disposed of in time", category=ResourceWarning)
+
+    def undo() -> None:
+        base_model.__new__ = original
 
     return undo
 
