@@ -674,14 +674,12 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     return undo
 
 
-
 class LiveInstances:
     """A moto model class's `instances_tracked` in the AWS process: its instances still alive,
     held by weak reference. moto appends every instance it makes (`BaseModel.__new__`) and
     iterates the list in two places only: S3's `reset` disposes each FakeKey and FakeMultipart
     it yields, the dashboard's `/moto-api/data.json` lists them. Both get the live instances;
-    what nothing else holds any more (an Item a call copied, an overwritten S3 object, a deleted
-    message) is freed."""
+    what nothing else holds any more (an Item a call copied, a deleted message) is freed."""
 
     def __init__(self) -> None:
         self._instances: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
@@ -701,18 +699,19 @@ def track_moto_instances_weakly() -> Callable[[], None]:
     """Let moto's models be freed when its backends drop them (idempotent); returns what undoes it.
 
     moto's `BaseModel.__new__` appends every instance it ever makes to its class's
-    `instances_tracked` list, for good: in a long `tidings dev` every Item an UpdateItem or
-    GetItem copied, every version of an S3 object (its bytes in memory up to 5 MiB), every SQS
-    message stayed referenced (20,000 UpdateItems: +46 MiB; 200 PutObjects of 1 MiB on one key:
-    +47 MiB; docs/benchmarks.md). Here each class's list becomes a `LiveInstances` (at its first
-    instance, and again after moto's `reset_model_data` puts back a list), which moto's readers
-    iterate as before.
+    `instances_tracked` list, for good: in a long `tidings dev` every Item an UpdateItem, GetItem
+    or Scan copied, every SQS message, every S3 object version stayed referenced, and so did the
+    copy ListObjectVersions makes of every version, with its bytes (in memory up to 5 MiB an
+    object). In the AWS process, 20,000 UpdateItems kept 44 MiB and 60 ListObjectVersions of three
+    256 KiB versions 46 MiB; now 1.5 and 0.3 (docs/benchmarks.md). Here each class's list becomes
+    a `LiveInstances` (at its first instance, and again after moto's `reset_model_data` puts back
+    a list), which moto's readers iterate as before.
 
     An overwritten or deleted S3 object is disposed by moto when it leaves its bucket
-    (`_VersionedKeyStore.setlist` and `pop` close its buffer); a copy moto made and dropped (each
-    ListObjectVersions deep-copies every version) is closed by `FakeKey.__del__` when it is
-    freed, which warns that it was "not disposed of in time": in this process that is the way
-    such a copy is released, so that ResourceWarning is not shown. test_moto_seams.py pins all of it.
+    (`_VersionedKeyStore.setlist` and `pop` close its buffer); a copy moto made and dropped is
+    closed by `FakeKey.__del__` when it is freed, which warns that it was "not disposed of in
+    time": in this process that is how such a copy is released, so that ResourceWarning is not
+    shown. test_moto_seams.py pins all of it.
     """
     from moto.core.common_models import BaseModel
 
@@ -733,7 +732,7 @@ def track_moto_instances_weakly() -> Callable[[], None]:
                     for earlier in tracked:
                         live.append(earlier)
                     cls.instances_tracked = tracked = live
-        try:
+        try:  # noqa: SIM105 - per model instance: no context manager
             tracked.append(instance)
         except TypeError:  # no weak reference to it (slots without __weakref__): not tracked
             pass

@@ -31,10 +31,11 @@ def aws() -> Iterator[AwsServices]:
 
 def moto_api(aws: AwsServices, path: str, method: str = "GET") -> bytes:
     keys = aws.credentials.admin.boto()
-    request = AWSRequest(method, aws.endpoint + path)
+    url = aws.endpoint + path
+    request = AWSRequest(method, url)
     credentials = Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"])
     SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
-    prepared = urllib.request.Request(request.url, method=method, headers=dict(request.headers))  # noqa: S310
+    prepared = urllib.request.Request(url, method=method, headers=dict(request.headers))  # noqa: S310
     with urllib.request.urlopen(prepared) as reply:  # noqa: S310 - the endpoint on 127.0.0.1
         body: bytes = reply.read()
         return body
