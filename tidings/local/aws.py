@@ -321,9 +321,10 @@ class _BaseTableQuery:
     copied, or, with a projection, projected without a copy of the whole item (`project_names`).
 
     The Items it returns are made without moto's BaseModel.__new__, which appends every instance
-    to `Item.instances_tracked` (for moto's dashboard): there each Item a Query returns stays
-    alive for good (moto's Query of 1,000 subscriptions keeps 2,000 Items, 1.3 MB), and every
-    collection of the oldest generation walks them all.
+    to `Item.instances_tracked` (for moto's dashboard): as moto ships it each Item a Query returns
+    stays alive for good (moto's Query of 1,000 subscriptions keeps 2,000 Items, 1.3 MB); in the
+    AWS process, where that list holds them weakly (`track_moto_instances_weakly`), each would
+    still cost a weak reference.
     """
 
     def __init__(self) -> None:
@@ -527,7 +528,7 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     without a range key), and a DynamoType's hash and equality are both (type, value), so the
     items that filter keeps are exactly that key's entry. Then moto sorts them again through
     `DynamoType.__lt__`, computes each one's size twice, deep-copies every item it returns, then
-    projects the copies, and keeps every Item it made for good (moto's instance tracking): for
+    projects the copies, and tracks every Item it made (moto's instance tracking): for
     1,000 subscriptions with connectionId projected, ~40 ms of CPU even when it reads only that
     key's items.
 
