@@ -683,17 +683,28 @@ class LiveInstances:
     what nothing else holds any more (an Item a call copied, a deleted message) is freed."""
 
     def __init__(self) -> None:
-        self._instances: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        refs: dict[int, weakref.KeyedRef[int, Any]] = {}
+        self._refs = refs
         self._ids = itertools.count()
 
+        def forget(ref: weakref.KeyedRef[int, Any]) -> None:  # the instance was freed
+            refs.pop(ref.key, None)
+
+        self._forget = forget
+
     def append(self, instance: Any) -> None:
-        self._instances[next(self._ids)] = instance
+        key = next(self._ids)
+        self._refs[key] = weakref.KeyedRef(instance, self._forget, key)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._instances.values()))
+        # the references copied at once (`list` of a dict's values runs no Python code, so no
+        # other thread adds or forgets one meanwhile; WeakValueDictionary's iteration would fail
+        # with "dictionary changed size")
+        refs = list(self._refs.values())
+        return iter([instance for ref in refs if (instance := ref()) is not None])
 
     def __len__(self) -> int:
-        return len(self._instances)
+        return len(self._refs)
 
 
 def track_moto_instances_weakly() -> Callable[[], None]:

@@ -109,3 +109,36 @@ def test_s3_reset_disposes_live_keys_and_freed_copies_close_without_a_warning(
     backend.reset()  # disposes the buckets' keys, then every key the weak list yields
     assert held.disposed and alive() is held
     assert all(key.disposed for key in stored)
+
+
+def test_live_instances_iterate_while_other_threads_add_and_free() -> None:
+    """moto's dashboard or S3 reset may iterate a list while requests add instances and free
+    others: iterating yields live instances and never fails."""
+    import threading
+
+    class Model:
+        pass
+
+    live = LiveInstances()
+    kept = [Model() for _ in range(100)]
+    for model in kept:
+        live.append(model)
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for _ in range(200):
+                live.append(Model())  # freed at once: appended, then forgotten
+
+    workers = [threading.Thread(target=churn) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(2000):
+            seen = list(live)
+            assert all(isinstance(model, Model) for model in seen) and len(seen) >= 100
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert sorted(map(id, live)) == sorted(map(id, kept))
