@@ -77,7 +77,7 @@ def test_dynamodb_items_a_call_copied_are_not_kept(aws: AwsServices) -> None:
         assert answer["Attributes"]["seq"] == {"N": str(seq)}
         assert dynamodb.get_item(TableName="jobs", Key=key)["Item"]["seq"] == {"N": str(seq)}
         assert dynamodb.scan(TableName="jobs")["Count"] == 4
-    # the 4 stored items, not the ~800 copies the calls made (moto kept them all)
+    # the 4 stored items, not the 1,200 copies the calls made (moto kept them all)
     assert tracked(aws, "dynamodb", "Item") <= 8
 
 
