@@ -13,11 +13,14 @@ import copy
 import functools
 import inspect
 import io
+import itertools
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -318,9 +321,10 @@ class _BaseTableQuery:
     copied, or, with a projection, projected without a copy of the whole item (`project_names`).
 
     The Items it returns are made without moto's BaseModel.__new__, which appends every instance
-    to `Item.instances_tracked` (for moto's dashboard): there each Item a Query returns stays
-    alive for good (moto's Query of 1,000 subscriptions keeps 2,000 Items, 1.3 MB), and every
-    collection of the oldest generation walks them all.
+    to `Item.instances_tracked` (for moto's dashboard): as moto ships it each Item a Query returns
+    stays alive for good (moto's Query of 1,000 subscriptions keeps 2,000 Items, 1.3 MB); in the
+    AWS process, where that list holds them weakly (`track_moto_instances_weakly`), each would
+    still cost a weak reference.
     """
 
     def __init__(self) -> None:
@@ -524,7 +528,7 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     without a range key), and a DynamoType's hash and equality are both (type, value), so the
     items that filter keeps are exactly that key's entry. Then moto sorts them again through
     `DynamoType.__lt__`, computes each one's size twice, deep-copies every item it returns, then
-    projects the copies, and keeps every Item it made for good (moto's instance tracking): for
+    projects the copies, and tracks every Item it made (moto's instance tracking): for
     1,000 subscriptions with connectionId projected, ~40 ms of CPU even when it reads only that
     key's items.
 
@@ -667,6 +671,90 @@ def query_dynamodb_tables_by_hash_key(*, narrow_only: bool = False) -> Callable[
     def undo() -> None:
         for name, function in originals.items():
             setattr(table_class, name, function)
+
+    return undo
+
+
+class LiveInstances:
+    """A moto model class's `instances_tracked` in the AWS process: its instances still alive,
+    held by weak reference. moto appends every instance it makes (`BaseModel.__new__`) and
+    iterates the list in two places only: S3's `reset` disposes each FakeKey and FakeMultipart
+    it yields, the dashboard's `/moto-api/data.json` lists them. Both get the live instances;
+    what nothing else holds any more (an Item a call copied, a deleted message) is freed."""
+
+    def __init__(self) -> None:
+        refs: dict[int, weakref.KeyedRef[int, Any]] = {}
+        self._refs = refs
+        self._ids = itertools.count()
+
+        def forget(ref: weakref.KeyedRef[int, Any]) -> None:  # the instance was freed
+            refs.pop(ref.key, None)
+
+        self._forget = forget
+
+    def append(self, instance: Any) -> None:
+        key = next(self._ids)
+        self._refs[key] = weakref.KeyedRef(instance, self._forget, key)
+
+    def __iter__(self) -> Iterator[Any]:
+        # the references copied at once (`list` of a dict's values runs no Python code, so no
+        # other thread adds or forgets one meanwhile; WeakValueDictionary's iteration would fail
+        # with "dictionary changed size")
+        refs = list(self._refs.values())
+        return iter([instance for ref in refs if (instance := ref()) is not None])
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+def track_moto_instances_weakly() -> Callable[[], None]:
+    """Let moto's models be freed when its backends drop them (idempotent); returns what undoes it.
+
+    moto's `BaseModel.__new__` appends every instance it ever makes to its class's
+    `instances_tracked` list, for good: in a long `tidings dev` every Item an UpdateItem, GetItem
+    or Scan copied, every SQS message, every S3 object version stayed referenced, and so did the
+    copy ListObjectVersions makes of every version, with its bytes (in memory up to 5 MiB an
+    object). In the AWS process, 20,000 UpdateItems kept 44 MiB and 60 ListObjectVersions of three
+    256 KiB versions 46 MiB; now 1.5 and 0.3 (docs/benchmarks.md). Here each class's list becomes
+    a `LiveInstances` (at its first instance, and again after moto's `reset_model_data` puts back
+    a list), which moto's readers iterate as before.
+
+    An overwritten or deleted S3 object is disposed by moto when it leaves its bucket
+    (`_VersionedKeyStore.setlist` and `pop` close its buffer); a copy moto made and dropped is
+    closed by `FakeKey.__del__` when it is freed, which warns that it was "not disposed of in
+    time": in this process that is how such a copy is released, so that ResourceWarning is not
+    shown. test_moto_seams.py pins all of it.
+    """
+    from moto.core.common_models import BaseModel
+
+    original = vars(BaseModel)["__new__"]
+    if getattr(original, "__func__", original).__name__ == "_new_tracked_weakly":
+        return lambda: None
+    converting = threading.Lock()
+    base_model: Any = BaseModel
+
+    def _new_tracked_weakly(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        instance = super(base_model, cls).__new__(cls)
+        tracked = cls.instances_tracked
+        if type(tracked) is not LiveInstances:
+            with converting:  # two threads' first instances of a class: one list, both kept
+                tracked = cls.instances_tracked
+                if type(tracked) is not LiveInstances:
+                    live = LiveInstances()
+                    for earlier in tracked:
+                        live.append(earlier)
+                    cls.instances_tracked = tracked = live
+        try:  # noqa: SIM105 - per model instance: no context manager
+            tracked.append(instance)
+        except TypeError:  # no weak reference to it (slots without __weakref__): not tracked
+            pass
+        return instance
+
+    base_model.__new__ = staticmethod(_new_tracked_weakly)
+    warnings.filterwarnings("ignore", message="S3 key was not disposed of in time", category=ResourceWarning)
+
+    def undo() -> None:
+        base_model.__new__ = original
 
     return undo
 

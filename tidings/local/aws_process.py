@@ -253,6 +253,7 @@ def serve(
         make_dynamodb_atomic,
         query_dynamodb_tables_by_hash_key,
         serialize_dynamodb_items_directly,
+        track_moto_instances_weakly,
     )
     from tidings.local.bus import route_rule_deliveries
     from tidings.local.moto_server import MotoServer
@@ -262,6 +263,7 @@ def serve(
     cache_dynamodb_update_expressions()
     query_dynamodb_tables_by_hash_key()
     disable_moto_global_cors()
+    track_moto_instances_weakly()
     served = _Served(keys)
     stopped = threading.Event()
 

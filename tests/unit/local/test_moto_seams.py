@@ -14,6 +14,9 @@ moves one of them, these tests fail and name it, instead of the stack misbehavin
   `moto.dynamodb.responses.dynamo_to_dict` by an equal, faster converter;
 - bus.py replaces `moto.events.models.Rule.send_to_targets` and reads a rule's attributes;
 - aws_process.py sets `FakeSecret.arn` in `moto.secretsmanager.models.secretsmanager_backends`.
+- aws.py replaces `moto.core.common_models.BaseModel.__new__` so that each class's
+  `instances_tracked` holds its live instances weakly (safe while moto only appends to and
+  iterates those lists, and S3 closes the buffer of a key that leaves its bucket or is freed).
 
 All of them in the AWS process (aws_process.py), which starts with moto's backends empty.
 """
@@ -311,3 +314,87 @@ def test_dynamo_result_converts_through_the_module_dynamo_to_dict_aws_py_replace
     assert digest == "4fcaefec29802c21", (
         f"moto's dynamo_to_dict changed ({digest}): check aws._dynamo_to_dict against it"
     )
+
+
+def test_every_model_instance_is_appended_to_its_own_classes_list() -> None:
+    """aws.track_moto_instances_weakly replaces `BaseModel.__new__` (moto's one place that adds
+    to `instances_tracked`) and swaps each class's list for a weak one at its first instance."""
+    from moto.core import model_instances
+    from moto.core.base_backend import InstanceTrackerMeta
+    from moto.core.common_models import BaseModel
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.s3.models import FakeKey, FakeMultipart
+    from moto.sqs.models import Message
+
+    new = vars(BaseModel).get("__new__")
+    assert isinstance(new, staticmethod), "moto's BaseModel.__new__ moved (aws.py replaces it)"
+    assert _source(new.__func__).endswith(
+        "instance = super().__new__(cls) cls.instances_tracked.append(instance) # type: ignore[attr-defined] "
+        "return instance"
+    ), "moto's BaseModel.__new__ changed: check aws.track_moto_instances_weakly against it"
+    assert "cls.instances_tracked: ClassVar[list[BaseModel]] = []" in _source(InstanceTrackerMeta.__new__), (
+        "moto's InstanceTrackerMeta no longer gives each model class its own instances_tracked list"
+    )
+    assert "model.instances_tracked = []" in _source(model_instances.reset_model_data), (
+        "moto's reset_model_data no longer puts back a list in each class (aws.py swaps it again)"
+    )
+    for model in (Item, FakeKey, FakeMultipart, Message):
+        assert isinstance(vars(model).get("instances_tracked"), list), f"{model.__name__}: no list of its own"
+        assert "__slots__" not in vars(model), f"{model.__name__} has slots: can it be weakly referenced?"
+
+
+def test_moto_reads_instances_tracked_only_by_iterating_it() -> None:
+    """aws.LiveInstances stands in for moto's lists: it can be appended to and iterated, nothing
+    else. Every use of `instances_tracked` in moto must be one of these (a new one: check it)."""
+    import re
+
+    import moto
+
+    uses = {
+        r"cls\.instances_tracked\.append\(instance\)",  # BaseModel.__new__
+        r"cls\.instances_tracked: ClassVar\[list\[BaseModel\]\] = \[\]",  # InstanceTrackerMeta
+        r"model\.instances_tracked = \[\]",  # reset_model_data
+        r"for \w+ in (FakeMultipart|FakeKey|model)\.instances_tracked:",  # S3 reset, data.json
+    }
+    found: list[str] = []
+    unknown: list[str] = []
+    root = Path(moto.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "instances_tracked" not in line:
+                continue
+            code = line.split("#")[0].strip()
+            where = f"{path.relative_to(root)}:{number}: {code}"
+            (found if any(re.fullmatch(use, code) for use in uses) else unknown).append(where)
+    assert not unknown, f"moto uses instances_tracked in a new way (aws.LiveInstances): {unknown}"
+    readers = {where.split(":")[0] for where in found if where.split(": ", 1)[1].startswith("for ")}
+    assert readers == {"s3/models.py", "moto_api/_internal/responses.py"}, readers
+
+
+def test_s3_disposes_the_keys_that_leave_a_bucket_and_a_freed_key_closes_its_buffer(aws: None) -> None:
+    """Untracked, an S3 object's buffer is closed by moto when it leaves its bucket (overwritten or
+    deleted), or by `FakeKey.__del__` when a copy moto made is freed; aws.py hides the
+    ResourceWarning the latter gives by its message."""
+    import weakref
+
+    from moto.s3.models import FakeKey, s3_backends
+
+    assert _source(FakeKey.__del__).endswith("self.dispose(garbage=True)"), (
+        "moto's FakeKey.__del__ no longer disposes of the key: a freed key's buffer may stay open"
+    )
+    dispose = _source(FakeKey.dispose)
+    assert '"S3 key was not disposed of in time", ResourceWarning' in dispose, (
+        "moto's FakeKey.dispose warns otherwise (aws.track_moto_instances_weakly filters its message)"
+    )
+    assert dispose.index("warnings.warn(") < dispose.index("self._value_buffer.close()"), dispose
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="seam-bucket")
+    bucket = s3_backends[ACCOUNT]["aws"].buckets["seam-bucket"]
+    client.put_object(Bucket="seam-bucket", Key="k", Body=b"first")
+    first = bucket.keys["k"]
+    assert isinstance(first, FakeKey) and weakref.ref(first)() is first
+    client.put_object(Bucket="seam-bucket", Key="k", Body=b"second")
+    assert first.disposed and first._value_buffer.closed, "moto no longer disposes an overwritten key"
+    second = bucket.keys["k"]
+    client.delete_object(Bucket="seam-bucket", Key="k")
+    assert second.disposed and second._value_buffer.closed, "moto no longer disposes a deleted key"
